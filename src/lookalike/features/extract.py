@@ -1,0 +1,75 @@
+"""Feature extraction: one image in, local features and a global descriptor out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lookalike.features.global_ import multiscale_gem
+from lookalike.features.local import LocalFeatures, select_strongest
+from lookalike.settings import FeatureSettings
+
+logger = logging.getLogger("lookalike")
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """What is read off one image: `local` features and `global_: (G,) float32` (unit norm)."""
+
+    local: LocalFeatures
+    global_: np.ndarray
+
+
+class Extractor:
+    """Holds the backbone (built on first use) and turns RGB arrays into `ImageFeatures`."""
+
+    def __init__(
+        self, settings: FeatureSettings, *, weights: str | Path | None = None, threads: int = 0
+    ) -> None:
+        self.settings = settings
+        self.weights = weights
+        self.threads = threads
+        self._model: torch.nn.Module | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            from lookalike.backbones import build_backbone
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            layers = sorted({self.settings.local_layer, self.settings.global_layer})
+            self._model = build_backbone(self.settings.backbone, layers, weights=self.weights)
+        return self._model
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of the image at scale 1: longer side = `image_size`."""
+        factor = self.settings.image_size / max(height, width)
+        return max(1, round(height * factor)), max(1, round(width * factor))
+
+    @torch.inference_mode()
+    def extract(self, image: np.ndarray) -> ImageFeatures:
+        """`image: (H, W, 3) uint8` RGB -> features; positions are in pixels of `image`."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        s = self.settings
+        height, width = image.shape[:2]
+        base_h, base_w = self.working_size(height, width)
+        x0 = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+        local_maps: list[torch.Tensor] = []
+        global_maps: list[torch.Tensor] = []
+        for scale in s.scales:
+            size = (max(16, round(base_h * scale)), max(16, round(base_w * scale)))
+            shrink = size[0] < height
+            x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+            maps = self.model(x)
+            local_maps.append(maps[s.local_layer])
+            global_maps.append(maps[s.global_layer])
+        local = select_strongest(local_maps, list(s.scales), (height, width), s.max_features)
+        global_ = multiscale_gem(global_maps, s.gem_p).numpy().astype(np.float32)
+        return ImageFeatures(local=local, global_=global_)

@@ -1,0 +1,1 @@
+"""Unsupervised learning on the collection: PCA-whitening, k-means vocabulary, model bundles."""

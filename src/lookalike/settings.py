@@ -1,0 +1,117 @@
+"""Settings as frozen dataclasses with presets; unknown keys are errors that name the allowed ones."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+    """Build settings class `cls` from a mapping; unknown keys raise ValueError naming the allowed."""
+    allowed = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} setting(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """How local and global descriptors are read off the backbone's feature maps.
+
+    The image is resized so that its longer side is `image_size * scale` for each scale; local
+    features are the `max_features` strongest locations (activation norm) of `local_layer` over
+    all scales; the global descriptor is GeM (`gem_p`) over `global_layer`, summed over scales.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    local_layer: str = "s16"
+    global_layer: str = "head"
+    image_size: int = 566
+    scales: tuple[float, ...] = (1.0, 0.7071, 0.5)
+    max_features: int = 1000
+    gem_p: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(s <= 0 or s > 4 for s in self.scales):
+            raise ValueError(f"scales must be in (0, 4], got {self.scales}")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be at least 32, got {self.image_size}")
+        if self.max_features < 1:
+            raise ValueError(f"max_features must be positive, got {self.max_features}")
+
+    @property
+    def decode_size(self) -> int:
+        """Longest side needed from the decoder: the largest scale."""
+        return round(self.image_size * max(self.scales))
+
+    @property
+    def key(self) -> str:
+        """Short name carrying the key parameters, e.g. `lite0-s16-head-r566-n1000`."""
+        short = self.backbone.replace("efficientnet_", "")
+        return f"{short}-{self.local_layer}-{self.global_layer}-r{self.image_size}-n{self.max_features}"
+
+
+@dataclass(frozen=True)
+class LearnSettings:
+    """What is fitted on the collection without labels: whitening and the visual vocabulary."""
+
+    local_dim: int = 128
+    global_dim: int = 512
+    codebook_size: int = 8192
+    min_images: int = 300
+    sample_features: int = 250_000
+    kmeans_iterations: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a query is scored: ASMK over local features, global kNN, or both fused."""
+
+    mode: str = "fused"
+    alpha: float = 3.0
+    similarity_threshold: float = 0.0
+    query_assignments: int = 5
+    global_weight: float = 0.5
+    shortlist: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.mode not in SEARCH_MODES:
+            raise ValueError(f"unknown search mode {self.mode!r}; allowed: {sorted(SEARCH_MODES)}")
+
+
+SEARCH_MODES = ("fused", "asmk", "global")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an index was built with; stored in the index folder."""
+
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    learn: LearnSettings = field(default_factory=LearnSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Settings:
+        parts = {"features": FeatureSettings, "learn": LearnSettings, "search": SearchSettings}
+        unknown = sorted(set(values) - set(parts))
+        if unknown:
+            raise ValueError(f"unknown settings section(s) {unknown}; allowed: {sorted(parts)}")
+        return cls(**{k: from_dict(parts[k], values[k]) for k in values})  # type: ignore[arg-type]
+
+
+PRESETS: dict[str, Settings] = {
+    "default": Settings(),
+    "fast": Settings(features=FeatureSettings(image_size=448, scales=(1.0, 0.7071))),
+}
