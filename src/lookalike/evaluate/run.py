@@ -1,0 +1,173 @@
+"""Run a benchmark set through lookalike: index it (into a cache folder), query, score.
+
+The data folder is only read: indexes, and the upright or merged views of a set, are written
+under the cache folder (`$LOOKALIKE_CACHE`, default `~/.cache/lookalike`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.evaluate.datasets import RetrievalSet
+from lookalike.evaluate.metrics import RetrievalReport, summarize
+
+logger = logging.getLogger("lookalike")
+
+
+def cache_root() -> Path:
+    """Where evaluation indexes and views go: `$LOOKALIKE_CACHE` or `~/.cache/lookalike`."""
+    return Path(os.environ.get("LOOKALIKE_CACHE") or Path.home() / ".cache" / "lookalike")
+
+
+def upright_view(rset: RetrievalSet, folder: Path) -> RetrievalSet:
+    """The set with every image turned upright: rotated images are written (PNG, lossless)
+    into `folder`, the others are linked. Returns the set rooted at `folder`."""
+    from PIL import Image
+
+    renamed: dict[str, str] = {}
+    for rel in rset.images:
+        degrees = rset.rotations.get(rel, 0)
+        target = folder / (rel if not degrees else f"{rel}.upright.png")
+        renamed[rel] = target.relative_to(folder).as_posix()
+        if target.exists() or target.is_symlink():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if degrees:
+            with Image.open(rset.path(rel)) as im:
+                im.rotate(-degrees, expand=True).save(target)
+        else:
+            target.symlink_to(rset.path(rel).resolve())
+    return _renamed(rset, folder, renamed, rotations={})
+
+
+def merged_view(rset: RetrievalSet, distractors: Sequence[Path], folder: Path) -> RetrievalSet:
+    """The set plus distractor images, as one folder of links: `set/...` and `distractors-i/...`."""
+    from lookalike.images import find_images
+
+    renamed = {rel: f"set/{rel}" for rel in rset.images}
+    for rel, new in renamed.items():
+        _link(rset.path(rel), folder / new)
+    extra: list[str] = []
+    for i, dist in enumerate(distractors):
+        for path in find_images(dist):
+            new = f"distractors-{i}/{path.relative_to(dist).as_posix()}"
+            _link(path, folder / new)
+            extra.append(new)
+    view = _renamed(rset, folder, renamed, rotations={})
+    return replace(view, images=tuple(sorted([*view.images, *extra])))
+
+
+def _link(source: Path, target: Path) -> None:
+    if target.exists() or target.is_symlink():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve())
+
+
+def _renamed(
+    rset: RetrievalSet, root: Path, renamed: dict[str, str], rotations: dict[str, int]
+) -> RetrievalSet:
+    def r(paths: frozenset[str]) -> frozenset[str]:
+        return frozenset(renamed[p] for p in paths)
+
+    return RetrievalSet(
+        name=rset.name,
+        root=root,
+        images=tuple(sorted(renamed[p] for p in rset.images)),
+        queries={renamed[q]: r(rel) for q, rel in rset.queries.items()},
+        junk={renamed[q]: r(j) for q, j in rset.junk.items()},
+        rotations=rotations,
+        groups={renamed[p]: g for p, g in rset.groups.items()},
+    )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one evaluation, per search mode, with timing."""
+
+    dataset: str
+    images: int
+    reports: dict[str, RetrievalReport]
+    index_seconds: float
+    query_seconds: dict[str, float]  # median per query
+    index_dir: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "images": self.images,
+            "index_seconds": round(self.index_seconds, 2),
+            "index": str(self.index_dir),
+            "modes": {
+                mode: {
+                    **{k: v for k, v in rep.as_dict().items() if k != "per_query_ap"},
+                    "median_query_seconds": round(self.query_seconds[mode], 4),
+                }
+                for mode, rep in self.reports.items()
+            },
+        }
+
+
+def evaluate(
+    rset: RetrievalSet,
+    *,
+    modes: Sequence[str] = ("fused", "asmk", "global"),
+    index_dir: Path | None = None,
+    settings: Any = None,
+    model: Path | None = None,
+    workers: int = 0,
+    max_queries: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> EvalResult:
+    """Index `rset.root` into `index_dir` (a cache folder by default) and score every query.
+
+    Queries use their stored features (as re-extracting the same file would give); the query
+    itself is removed from its ranking by the set's junk lists. `max_queries` draws a seeded
+    sample of the queries for large sets.
+    """
+    from lookalike.collection import Collection
+
+    if index_dir is None:
+        digest = hashlib.blake2b(str(rset.root.resolve()).encode(), digest_size=6).hexdigest()
+        index_dir = cache_root() / "indexes" / f"{rset.name}-{digest}"
+    collection = Collection.create(rset.root, index=index_dir, settings=settings, model=model)
+    t0 = time.perf_counter()
+    collection.index(workers=workers, progress=progress)
+    index_seconds = time.perf_counter() - t0
+    queries = sorted(rset.queries)
+    if max_queries is not None and max_queries < len(queries):
+        rng = np.random.default_rng(seed)
+        queries = sorted(rng.choice(queries, size=max_queries, replace=False).tolist())
+    ids = {q: collection.id_of(q) for q in queries}
+    n = len(rset.images)
+    reports: dict[str, RetrievalReport] = {}
+    query_seconds: dict[str, float] = {}
+    for mode in modes:
+        rankings: dict[str, list[str]] = {}
+        times = []
+        for i, q in enumerate(queries):
+            image_id = ids[q]
+            if image_id is None:
+                rankings[q] = []  # the query failed to index: it scores 0
+                continue
+            t = time.perf_counter()
+            hits = collection.search(image_id, k=n, mode=mode)
+            times.append(time.perf_counter() - t)
+            rankings[q] = [h.path for h in hits]
+            if progress is not None:
+                progress(f"query ({mode})", i + 1, len(queries))
+        reports[mode] = summarize(
+            rankings, {q: rset.queries[q] for q in queries}, {q: rset.junk.get(q, frozenset()) for q in queries}
+        )
+        query_seconds[mode] = float(np.median(times)) if times else 0.0
+    return EvalResult(rset.name, n, reports, index_seconds, query_seconds, index_dir)

@@ -1,0 +1,370 @@
+"""Index-building stages: extract features into shards, fit the model, encode, build indexes.
+
+Each stage is a function that skips what is already stored. `Collection.index` runs them in
+order; each can be called alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.catalog import Catalog, ImageRecord
+from lookalike.features import Extractor, ImageFeatures
+from lookalike.images import ImageError, content_hash, image_size, load_image
+from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
+from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
+from lookalike.index.global_index import GlobalIndex
+from lookalike.index.store import existing_shards, open_shard, write_shard
+from lookalike.learn.codebook import fit_codebook
+from lookalike.learn.model import Model
+from lookalike.learn.whitening import fit_whitening
+from lookalike.settings import FeatureSettings, LearnSettings
+
+logger = logging.getLogger("lookalike")
+
+FEATURES_DIR = "features"
+CODES_DIR = "codes"
+MODEL_DIR = "model"
+GENERATION_PREFIX = "gen-"
+
+
+# --- extraction ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """The outcome for one file: features, or the reason it failed."""
+
+    path: str
+    features: ImageFeatures | None
+    width: int
+    height: int
+    hash: str | None
+    error: str | None
+
+
+_worker_extractor: Extractor | None = None
+
+
+def _init_worker(settings: FeatureSettings, weights: str | None) -> None:
+    global _worker_extractor
+    _worker_extractor = Extractor(settings, weights=weights, threads=1)
+
+
+def extract_file(extractor: Extractor, root: Path, rel: str) -> Extracted:
+    """Decode and describe `root / rel`; a bad file gives an `Extracted` with its error."""
+    path = root / rel
+    try:
+        width, height = image_size(path)
+        image = load_image(path, max_side=extractor.settings.decode_size)
+        features = extractor.extract(image)
+        factor = max(width, height) / max(image.shape[:2])
+        local = features.local
+        if factor != 1.0:
+            local = type(local)(
+                xy=local.xy * np.float32(factor),
+                scale=local.scale,
+                strength=local.strength,
+                desc=local.desc,
+            )
+        return Extracted(
+            rel, ImageFeatures(local, features.global_), width, height, content_hash(path), None
+        )
+    except ImageError as exc:
+        return Extracted(rel, None, 0, 0, None, exc.reason)
+    except OSError as exc:
+        return Extracted(rel, None, 0, 0, None, exc.strerror or str(exc))
+    except Exception as exc:  # a bug must not stop a run over thousands of files
+        logger.exception("unexpected failure on %s", path)
+        return Extracted(rel, None, 0, 0, None, f"unexpected error: {exc!r}")
+
+
+def _worker_extract(root: Path, rel: str) -> Extracted:
+    assert _worker_extractor is not None
+    return extract_file(_worker_extractor, root, rel)
+
+
+def iter_extract(
+    root: Path,
+    paths: Sequence[str],
+    settings: FeatureSettings,
+    *,
+    weights: Path | None = None,
+    workers: int = 0,
+) -> Iterator[Extracted]:
+    """Extract `paths` (relative to `root`) in order, in `workers` processes (0: automatic)."""
+    if workers <= 0:
+        workers = min(os.cpu_count() or 1, 4)
+    workers = min(workers, max(1, len(paths) // 4))
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.isfile(main_file):
+        workers = 1  # e.g. a script read from stdin: spawned workers could not re-import it
+    if workers == 1:
+        extractor = Extractor(settings, weights=weights)
+        for rel in paths:
+            yield extract_file(extractor, root, rel)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(settings, str(weights) if weights else None),
+    ) as pool:
+        # A bounded window keeps memory flat on huge collections.
+        window = workers * 4
+        pending = [pool.submit(_worker_extract, root, rel) for rel in paths[:window]]
+        next_index = len(pending)
+        while pending:
+            result = pending.pop(0).result()
+            if next_index < len(paths):
+                pending.append(pool.submit(_worker_extract, root, paths[next_index]))
+                next_index += 1
+            yield result
+
+
+def extract_into_shards(
+    catalog: Catalog,
+    root: Path,
+    index_dir: Path,
+    paths: Sequence[str],
+    files: dict[str, tuple[int, int]],
+    settings: FeatureSettings,
+    *,
+    weights: Path | None = None,
+    workers: int = 0,
+    shard_size: int = 64,
+    on_result: Callable[[Extracted], None] | None = None,
+) -> list[Extracted]:
+    """Extract `paths` and record them: features go to new shards, failures to the catalog.
+
+    The catalog points at a shard only after the shard is durable. Returns the failures.
+    """
+    features_dir = index_dir / FEATURES_DIR
+    next_shard = max(existing_shards(features_dir), default=0) + 1
+    failures: list[Extracted] = []
+    buffer: list[Extracted] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal next_shard, last_flush
+        if not buffer:
+            return
+        write_shard(
+            features_dir,
+            next_shard,
+            [b.features for b in buffer if b.features is not None],
+            {"features": settings.key},
+        )
+        with catalog.transaction(durable=True):
+            for row, item in enumerate(buffer):
+                size, mtime_ns = files[item.path]
+                catalog.put_ok(
+                    item.path,
+                    size=size,
+                    mtime_ns=mtime_ns,
+                    hash=item.hash,
+                    shard=next_shard,
+                    row=row,
+                    width=item.width,
+                    height=item.height,
+                )
+        next_shard += 1
+        buffer.clear()
+        last_flush = time.monotonic()
+
+    for item in iter_extract(root, paths, settings, weights=weights, workers=workers):
+        if item.features is None:
+            size, mtime_ns = files[item.path]
+            catalog.put_failed(
+                item.path, size=size, mtime_ns=mtime_ns, error=item.error or "unknown error"
+            )
+            failures.append(item)
+        else:
+            buffer.append(item)
+        if len(buffer) >= shard_size or (buffer and time.monotonic() - last_flush > 30):
+            flush()
+        if on_result is not None:
+            on_result(item)
+    flush()
+    return failures
+
+
+# --- learning ----------------------------------------------------------------------------
+
+
+def sample_descriptors(
+    features_dir: Path, records: Sequence[ImageRecord], n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `n` local descriptors `(n', C)` spread over the images, and all globals `(M, G)`."""
+    rng = np.random.default_rng(seed)
+    total = 0
+    per_image: list[tuple[ImageRecord, int]] = []
+    for rec in records:
+        shard = open_shard(features_dir, rec.shard or 0)
+        count = int(shard.offsets[rec.row + 1] - shard.offsets[rec.row])  # type: ignore[operator]
+        per_image.append((rec, count))
+        total += count
+    keep = min(1.0, n / max(total, 1))
+    local, global_ = [], []
+    for rec, count in per_image:
+        shard = open_shard(features_dir, rec.shard or 0)
+        desc = shard.local(rec.row or 0).desc
+        take = rng.random(count) < keep
+        local.append(np.asarray(desc[take], dtype=np.float32))
+        global_.append(np.asarray(shard.global_[rec.row], dtype=np.float32))
+    return np.concatenate(local), np.stack(global_)
+
+
+def fit_model(
+    features_dir: Path,
+    records: Sequence[ImageRecord],
+    features: FeatureSettings,
+    learn: LearnSettings,
+) -> Model:
+    """Fit whitening (local and global) and the codebook on the collection, without labels."""
+    t0 = time.perf_counter()
+    local, global_ = sample_descriptors(features_dir, records, learn.sample_features, learn.seed)
+    local_w = fit_whitening(local, learn.local_dim)
+    # Global whitening needs several images per dimension to be stable.
+    global_dim = min(learn.global_dim, max(16, len(global_) // 3))
+    global_w = fit_whitening(global_, global_dim)
+    codebook = fit_codebook(
+        local_w.apply(local),
+        learn.codebook_size,
+        iterations=learn.kmeans_iterations,
+        seed=learn.seed,
+    )
+    meta = {
+        "origin": "collection",
+        "fitted_on_images": len(records),
+        "fitted_on_descriptors": len(local),
+        "learn": learn.__dict__,
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return Model(features, local_w, global_w, codebook, meta)
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def encode_shard(model: Model, vocabulary: Vocabulary, features_dir: Path, shard: int) -> Path:
+    """ASMK codes and whitened global descriptors of every row of a shard, for this model.
+
+    Stored in `codes/<model id>/shard-NNNNNN/`; skipped when present.
+    """
+    codes_dir = features_dir.parent / CODES_DIR / model.id
+    final = codes_dir / f"shard-{shard:06d}"
+    if final.is_dir():
+        return final
+    codes_dir.mkdir(parents=True, exist_ok=True)
+    data = open_shard(features_dir, shard)
+    codes = []
+    for row in range(len(data)):
+        desc = model.local_whitening.apply(np.asarray(data.local(row).desc, dtype=np.float32))
+        codes.append(vocabulary.encode(desc))
+    global_ = model.global_whitening.apply(np.asarray(data.global_, dtype=np.float32))
+    with atomic_dir(final) as tmp:
+        save_npy(tmp, "word_offsets", np.cumsum([0] + [len(c.words) for c in codes]))
+        save_npy(tmp, "words", np.concatenate([c.words for c in codes]))
+        save_npy(tmp, "residuals", np.concatenate([c.residuals for c in codes]))
+        save_npy(tmp, "global", global_.astype(np.float32))
+    return final
+
+
+def load_codes(codes_dir: Path, rows: Sequence[int]) -> tuple[list[ImageCode], np.ndarray]:
+    """The ASMK codes and whitened globals `(len(rows), d)` of `rows` of one encoded shard."""
+    offsets = np.load(codes_dir / "word_offsets.npy")
+    words = np.load(codes_dir / "words.npy")
+    residuals = np.load(codes_dir / "residuals.npy")
+    global_ = np.load(codes_dir / "global.npy")
+    codes = [
+        ImageCode(words[offsets[r] : offsets[r + 1]], residuals[offsets[r] : offsets[r + 1]])
+        for r in rows
+    ]
+    return codes, global_[list(rows)]
+
+
+# --- generations -------------------------------------------------------------------------
+
+
+def generation_dir(index_dir: Path, generation: int) -> Path:
+    return index_dir / f"{GENERATION_PREFIX}{generation:06d}"
+
+
+def build_generation(
+    index_dir: Path, model: Model, records: Sequence[ImageRecord], generation: int
+) -> Path:
+    """Write the global index and ASMK inverted file over `records` (row i = records[i])."""
+    features_dir = index_dir / FEATURES_DIR
+    vocabulary = Vocabulary(model.codebook)
+    by_shard: dict[int, list[tuple[int, int]]] = {}
+    for i, rec in enumerate(records):
+        by_shard.setdefault(rec.shard or 0, []).append((i, rec.row or 0))
+    codes: list[ImageCode | None] = [None] * len(records)
+    globals_ = np.zeros((len(records), model.global_whitening.output_dim), np.float32)
+    for shard, items in sorted(by_shard.items()):
+        folder = encode_shard(model, vocabulary, features_dir, shard)
+        shard_codes, shard_global = load_codes(folder, [row for _, row in items])
+        for (i, _), code, g in zip(items, shard_codes, shard_global, strict=True):
+            codes[i] = code
+            globals_[i] = g
+    asmk = AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
+    final = generation_dir(index_dir, generation)
+    if final.exists():
+        shutil.rmtree(final)
+    with atomic_dir(final) as tmp:
+        GlobalIndex.build(globals_).save(tmp / "global.faiss")
+        asmk.save(tmp / "asmk")
+        save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
+        write_json_atomic(
+            tmp / "global.json",
+            {
+                "index": "IndexFlatIP",
+                "dim": int(globals_.shape[1]),
+                "images": len(records),
+                "model_id": model.id,
+                "generation": generation,
+                "codebook_size": vocabulary.size,
+            },
+        )
+    return final
+
+
+def remove_stale(index_dir: Path, catalog: Catalog, model: Model, keep_generation: int) -> None:
+    """Delete shards no image points at, codes of other models and old generations."""
+    in_use = catalog.shards_in_use()
+    features_dir = index_dir / FEATURES_DIR
+    for shard in existing_shards(features_dir):
+        if shard not in in_use:
+            shutil.rmtree(features_dir / f"shard-{shard:06d}", ignore_errors=True)
+            shutil.rmtree(
+                index_dir / CODES_DIR / model.id / f"shard-{shard:06d}", ignore_errors=True
+            )
+    codes_root = index_dir / CODES_DIR
+    if codes_root.is_dir():
+        for folder in codes_root.iterdir():
+            if folder.name != model.id:
+                shutil.rmtree(folder, ignore_errors=True)
+    for folder in index_dir.glob(f"{GENERATION_PREFIX}*"):
+        number = folder.name[len(GENERATION_PREFIX) :]
+        # Keep the previous generation for readers that opened it a moment ago.
+        if number.isdigit() and int(number) < keep_generation - 1:
+            shutil.rmtree(folder, ignore_errors=True)
+    for leftover in index_dir.rglob(".*.tmp-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
