@@ -1,7 +1,7 @@
 """lookalike: find the images in a collection that show the same thing as a query image.
 
-    from lookalike import Collection
-    hits = Collection.open("photos").search("query.jpg", k=10)
+from lookalike import Collection
+hits = Collection.open("photos").search("query.jpg", k=10)
 """
 
 from __future__ import annotations

@@ -81,13 +81,11 @@ class _Bar:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=max(total, 1))
+            self.tasks[stage] = self.progress.add_task(stage, total=max(total, 1), rate="")
             self.started[stage] = time.perf_counter()
         elapsed = time.perf_counter() - self.started[stage]
         rate = f"{done / elapsed:.1f}/s" if elapsed > 0 and done else ""
-        self.progress.update(
-            self.tasks[stage], completed=done, total=max(total, 1), rate=rate
-        )
+        self.progress.update(self.tasks[stage], completed=done, total=max(total, 1), rate=rate)
 
 
 @contextmanager
@@ -106,16 +104,8 @@ def _progress(enabled: bool) -> Iterator[_Bar | None]:
         console=err,
         transient=False,
     )
-    progress.columns[3].text_format = "{task.fields[rate]}"  # type: ignore[attr-defined]
     with progress:
-        bar = _Bar(progress)
-        original = progress.add_task
-
-        def add_task(description: str, **kwargs: Any) -> TaskID:
-            return original(description, rate="", **kwargs)
-
-        progress.add_task = add_task  # type: ignore[method-assign]
-        yield bar
+        yield _Bar(progress)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -288,8 +278,9 @@ def _print_eval(result: Any, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(result.as_dict()))
         return
-    table = Table(title=f"{result.dataset}: {result.images} images, indexed in "
-                  f"{result.index_seconds:.0f} s")
+    table = Table(
+        title=f"{result.dataset}: {result.images} images, indexed in {result.index_seconds:.0f} s"
+    )
     for col in ("mode", "mAP", "P@1", "P@5", "P@10", "N-S (top 4)", "median query"):
         table.add_column(col, justify="right")
     for mode, rep in result.reports.items():
@@ -305,9 +296,7 @@ def _print_eval(result: Any, as_json: bool) -> None:
     out.print(table)
 
 
-ModesOpt = Annotated[
-    str, typer.Option("--modes", help="Comma-separated search modes to score.")
-]
+ModesOpt = Annotated[str, typer.Option("--modes", help="Comma-separated search modes to score.")]
 
 
 def _modes(modes: str) -> list[str]:
@@ -423,9 +412,7 @@ def demo(
     for copy, original in sorted(built.originals.items()):
         top = next(h.path for h in collection.search(built.root / copy, k=2) if h.path != copy)
         found += top == original
-    out.print(
-        f"{found} of {len(built.originals)} transformed copies find their original first"
-    )
+    out.print(f"{found} of {len(built.originals)} transformed copies find their original first")
     out.print(f"try: lookalike search {query} --index {built.root}")
     if found < len(built.originals):
         sys.exit(1)

@@ -1,8 +1,8 @@
 """`Collection`: one object through which the CLI, the Python API and the server run every stage.
 
-    collection = Collection.create("photos")          # or Collection.open("photos")
-    report = collection.index()                       # incremental
-    hits = collection.search("query.jpg", k=10)
+collection = Collection.create("photos")          # or Collection.open("photos")
+report = collection.index()                       # incremental
+hits = collection.search("query.jpg", k=10)
 """
 
 from __future__ import annotations
@@ -462,7 +462,7 @@ class Collection:
                 "origin": model.origin,
                 "backbone": model.features.backbone,
                 "features": model.features.key,
-                "codebook_size": int(len(model.codebook)),
+                "codebook_size": len(model.codebook),
                 "local_dim": model.local_whitening.output_dim,
                 "global_dim": model.global_whitening.output_dim,
             },

@@ -1,4 +1,4 @@
-"""Settings as frozen dataclasses with presets; unknown keys are errors that name the allowed ones."""
+"""Settings: frozen dataclasses with presets; an unknown key is an error naming the allowed."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ T = TypeVar("T")
 
 
 def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
-    """Build settings class `cls` from a mapping; unknown keys raise ValueError naming the allowed."""
+    """Settings class `cls` from a mapping; an unknown key raises ValueError naming the allowed."""
     allowed = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - allowed)
     if unknown:
-        raise ValueError(
-            f"unknown {cls.__name__} setting(s) {unknown}; allowed: {sorted(allowed)}"
-        )
+        raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; allowed: {sorted(allowed)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return cls(**kwargs)
 
@@ -56,7 +54,8 @@ class FeatureSettings:
     def key(self) -> str:
         """Short name carrying the key parameters, e.g. `lite0-s16-head-r566-n1000`."""
         short = self.backbone.replace("efficientnet_", "")
-        return f"{short}-{self.local_layer}-{self.global_layer}-r{self.image_size}-n{self.max_features}"
+        layers = f"{self.local_layer}-{self.global_layer}"
+        return f"{short}-{layers}-r{self.image_size}-n{self.max_features}"
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class Settings:
         unknown = sorted(set(values) - set(parts))
         if unknown:
             raise ValueError(f"unknown settings section(s) {unknown}; allowed: {sorted(parts)}")
-        return cls(**{k: from_dict(parts[k], values[k]) for k in values})  # type: ignore[arg-type]
+        return cls(**{k: from_dict(parts[k], values[k]) for k in values})
 
 
 PRESETS: dict[str, Settings] = {

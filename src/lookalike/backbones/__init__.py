@@ -27,7 +27,7 @@ BACKBONES: dict[str, Builder] = {
 def build_backbone(
     name: str, layers: Sequence[str], *, weights: str | Path | None = None, pretrained: bool = True
 ) -> nn.Module:
-    """Build backbone `name` tapping `layers`; `weights` is a state dict file (e.g. from training)."""
+    """Build backbone `name` tapping `layers`; `weights`: a state dict file (from training)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; allowed: {sorted(BACKBONES)}")
     model = BACKBONES[name](layers, pretrained=pretrained and weights is None)

@@ -167,7 +167,9 @@ def evaluate(
             if progress is not None:
                 progress(f"query ({mode})", i + 1, len(queries))
         reports[mode] = summarize(
-            rankings, {q: rset.queries[q] for q in queries}, {q: rset.junk.get(q, frozenset()) for q in queries}
+            rankings,
+            {q: rset.queries[q] for q in queries},
+            {q: rset.junk.get(q, frozenset()) for q in queries},
         )
         query_seconds[mode] = float(np.median(times)) if times else 0.0
     return EvalResult(rset.name, n, reports, index_seconds, query_seconds, index_dir)

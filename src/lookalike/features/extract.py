@@ -44,7 +44,10 @@ class Extractor:
             if self.threads:
                 torch.set_num_threads(self.threads)
             layers = sorted({self.settings.local_layer, self.settings.global_layer})
-            self._model = build_backbone(self.settings.backbone, layers, weights=self.weights)
+            model = build_backbone(self.settings.backbone, layers, weights=self.weights)
+            optimize = getattr(model, "optimize_for_inference", None)
+            model = optimize() if optimize else model
+            self._model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self._model
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
@@ -67,7 +70,7 @@ class Extractor:
             size = (max(16, round(base_h * scale)), max(16, round(base_w * scale)))
             shrink = size[0] < height
             x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
-            maps = self.model(x)
+            maps = self.model(x.contiguous(memory_format=torch.channels_last))
             local_maps.append(maps[s.local_layer])
             global_maps.append(maps[s.global_layer])
         local = select_strongest(local_maps, list(s.scales), (height, width), s.max_features)

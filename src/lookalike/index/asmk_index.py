@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from asmk import codebook as asmk_codebook
+from asmk import hamming
 from asmk import index as asmk_index
 from asmk import inverted_file as asmk_ivf
 from asmk import kernel as asmk_kernel
@@ -22,8 +23,9 @@ from lookalike.index.atomic import save_npy
 
 @dataclass(frozen=True)
 class ImageCode:
-    """One image in ASMK form: `words: (W,) int32` unique visual words and `residuals: (W, B)
-    uint8` their packed binarised aggregated residuals (B = dim / 8)."""
+    """One image in ASMK form: `words: (W,) int32` unique visual words, ascending, and
+    `residuals: (W, B) uint32` their packed binarised aggregated residuals (`B = ceil(d / 32)`,
+    `asmk`'s packing)."""
 
     words: np.ndarray
     residuals: np.ndarray
@@ -50,10 +52,49 @@ class Vocabulary:
 
     def encode(self, desc: np.ndarray, assignments: int = 1) -> ImageCode:
         """Whitened local descriptors of one image `(N, d)` -> its ASMK code."""
-        if len(desc) == 0:
-            return ImageCode(np.zeros(0, np.int32), np.zeros((0, desc.shape[1] // 8), np.uint8))
-        residuals, words = self.kernel.aggregate_image(desc, self.assign(desc, assignments))
-        return ImageCode(words=words.astype(np.int32), residuals=residuals)
+        return self.encode_many([desc], assignments)[0]
+
+    def encode_many(self, descs: Sequence[np.ndarray], assignments: int = 1) -> list[ImageCode]:
+        """ASMK codes of several images (`(N_i, d)` each), quantised in one FAISS search."""
+        if not descs:
+            return []
+        d = descs[0].shape[1]
+        counts = [len(x) for x in descs]
+        words = self.assign(np.concatenate(descs), assignments) if sum(counts) else None
+        codes, start = [], 0
+        for desc, n in zip(descs, counts, strict=True):
+            if n == 0 or words is None:
+                codes.append(
+                    ImageCode(np.zeros(0, np.int32), np.zeros((0, packed_width(d)), np.uint32))
+                )
+            else:
+                codes.append(aggregate(desc, words[start : start + n], self.codebook.centroids))
+            start += n
+        return codes
+
+
+def packed_width(dim: int) -> int:
+    """uint32 words per binarised residual of `dim` bits, as `asmk` packs them."""
+    return (dim + 31) // 32
+
+
+def aggregate(desc: np.ndarray, words: np.ndarray, centroids: np.ndarray) -> ImageCode:
+    """ASMK aggregation of one image, vectorised: the same result as `asmk`'s
+    `ASMKKernel.aggregate_image` (sum of residuals per visual word, binarised and packed).
+
+    desc: (N, d) float32; words: (N, A) int — the A words each descriptor is assigned to;
+    centroids: (K, d) float32.
+    """
+    if desc.ndim != 2 or words.ndim != 2 or words.shape[0] != desc.shape[0]:
+        raise ValueError(f"desc (N, d) and words (N, A) disagree: {desc.shape}, {words.shape}")
+    flat_words = words.reshape(-1)
+    rows = np.repeat(np.arange(len(desc)), words.shape[1])
+    order = np.argsort(flat_words, kind="stable")
+    flat_words, rows = flat_words[order], rows[order]
+    unique, starts = np.unique(flat_words, return_index=True)
+    residuals = desc[rows] - centroids[flat_words]
+    summed = np.add.reduceat(residuals, starts, axis=0).astype(np.float32)
+    return ImageCode(words=unique.astype(np.int32), residuals=hamming.binarize_and_pack_2D(summed))
 
 
 class AsmkIndex:
@@ -76,7 +117,9 @@ class AsmkIndex:
             residuals = np.concatenate([c.residuals for c in codes])
             rows = np.repeat(np.arange(len(codes)), [len(c.words) for c in codes])
         else:
-            words, residuals, rows = np.zeros(0, np.int64), np.zeros((0, 16), np.uint8), words
+            d = vocabulary.codebook.centroids.shape[1]
+            words = rows = np.zeros(0, np.int64)
+            residuals = np.zeros((0, packed_width(d)), np.uint32)
         order = np.argsort(words, kind="stable")
         counts = np.bincount(words, minlength=k).astype(np.int32)
         return cls(_ivf_from_sorted(residuals[order], rows[order], counts, len(codes)), vocabulary)
@@ -87,7 +130,9 @@ class AsmkIndex:
         if self.n_images == 0 or len(code.words) == 0:
             return out
 
-        def similarity(qvec: np.ndarray, vecs: np.ndarray, image_ids: np.ndarray):  # type: ignore[no-untyped-def]
+        def similarity(
+            qvec: np.ndarray, vecs: np.ndarray, image_ids: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray]:
             return self.vocabulary.kernel.similarity(
                 qvec, vecs, image_ids, alpha=alpha, similarity_threshold=threshold
             )
@@ -103,14 +148,16 @@ class AsmkIndex:
         folder.mkdir(parents=True, exist_ok=True)
         ivf = self.ivf
         present = [w for w in range(len(ivf.counts)) if ivf.counts[w]]
-        dim_bytes = next((ivf.ivf_vecs[w].shape[1] for w in present), 16)
+        width = packed_width(self.vocabulary.codebook.centroids.shape[1])
         vecs = [ivf.ivf_vecs[w][: ivf.counts[w]] for w in present]
         rows = [ivf.ivf_image_ids[w][: ivf.counts[w]] for w in present]
         save_npy(folder, "counts", np.asarray(ivf.counts, dtype=np.int32))
         save_npy(
-            folder, "residuals", np.concatenate(vecs) if vecs else np.zeros((0, dim_bytes), np.uint8)
+            folder, "residuals", np.concatenate(vecs) if vecs else np.zeros((0, width), np.uint32)
         )
-        save_npy(folder, "rows", np.concatenate(rows).astype(np.int32) if rows else np.zeros(0))
+        save_npy(
+            folder, "rows", np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+        )
         save_npy(folder, "n_images", np.asarray([ivf.n_images], dtype=np.int64))
 
     @classmethod

@@ -271,10 +271,9 @@ def encode_shard(model: Model, vocabulary: Vocabulary, features_dir: Path, shard
         return final
     codes_dir.mkdir(parents=True, exist_ok=True)
     data = open_shard(features_dir, shard)
-    codes = []
-    for row in range(len(data)):
-        desc = model.local_whitening.apply(np.asarray(data.local(row).desc, dtype=np.float32))
-        codes.append(vocabulary.encode(desc))
+    desc = model.local_whitening.apply(np.asarray(data.desc, dtype=np.float32))
+    bounds = data.offsets
+    codes = vocabulary.encode_many([desc[bounds[r] : bounds[r + 1]] for r in range(len(data))])
     global_ = model.global_whitening.apply(np.asarray(data.global_, dtype=np.float32))
     with atomic_dir(final) as tmp:
         save_npy(tmp, "word_offsets", np.cumsum([0] + [len(c.words) for c in codes]))

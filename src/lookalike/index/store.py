@@ -87,7 +87,9 @@ class Shard:
 
 
 @lru_cache(maxsize=64)
-def _open(path: str) -> Shard:
+def _open(path: str, identity: tuple[int, int]) -> Shard:
+    """`identity` (inode, mtime) keys the cache, so a shard rewritten under the same number
+    is never served from a stale entry."""
     folder = Path(path)
 
     def load(name: str) -> np.ndarray:
@@ -107,4 +109,5 @@ def open_shard(features_dir: Path, shard: int) -> Shard:
     path = shard_path(features_dir, shard)
     if not path.is_dir():
         raise FileNotFoundError(f"feature shard {path} is missing; run `lookalike index` again")
-    return _open(str(path))
+    st = path.stat()
+    return _open(str(path), (st.st_ino, st.st_mtime_ns))

@@ -67,7 +67,7 @@ class Model:
                 "features": self.features.__dict__,
                 "local_dim": self.local_whitening.output_dim,
                 "global_dim": self.global_whitening.output_dim,
-                "codebook_size": int(len(self.codebook)),
+                "codebook_size": len(self.codebook),
                 "model_id": self.id,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=list))

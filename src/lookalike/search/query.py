@@ -28,7 +28,7 @@ class LoadedGeneration:
 
     @property
     def n_images(self) -> int:
-        return int(len(self.ids))
+        return len(self.ids)
 
 
 def load_generation(folder: Path, model: Model) -> LoadedGeneration:
@@ -123,5 +123,9 @@ def top_rows(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> n
     k = min(k, int(np.isfinite(scores).sum()))
     if k <= 0:
         return np.zeros(0, np.int64)
-    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    return part[np.lexsort((part, -scores[part]))]
+    if k < len(scores):
+        kth = np.partition(-scores, k - 1)[k - 1]
+        part = np.flatnonzero(-scores <= kth)  # every row tied with the k-th too
+    else:
+        part = np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))][:k]
