@@ -178,3 +178,42 @@ def test_empty_folder_indexes_to_nothing(tmp_path: Path) -> None:
     report = collection.index(workers=1)
     assert report.images == 0
     assert collection.search(np.zeros((64, 64, 3), np.uint8), k=5) == []
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny valid PNG whose header claims `width` x `height` (a decompression bomb)."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = 8  # after the signature: length (4), type (4), data (13), crc (4)
+    data[ihdr + 8 : ihdr + 16] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr + 4 : ihdr + 21]))
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def test_bad_files_are_reported_and_never_indexed(demo: DemoCollection, tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    _small_collection(demo, root, {"good.jpg": "originals/coffee.jpg"})
+    jpeg = (demo.root / "originals/chelsea.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.jpg").write_text("just some text, not a picture\n")
+    (root / "bomb.png").write_bytes(_png_claiming(30000, 30000))
+    Image.fromarray(np.full((40, 60), 30000, np.uint16)).save(root / "sixteen bit.png")
+    Image.new("CMYK", (64, 48), (0, 255, 255, 0)).save(root / "cmyk.jpg")
+    (root / "dir.jpg").mkdir()
+
+    report = Collection.create(root).index(workers=1)
+    failed = dict(report.failed)
+    assert set(failed) == {"truncated.jpg", "empty.png", "notes.jpg", "bomb.png"}
+    assert "truncated" in failed["truncated.jpg"].lower()
+    assert "empty" in failed["empty.png"].lower()
+    assert "30000x30000" in failed["bomb.png"]
+    assert sorted(report.added) == ["cmyk.jpg", "good.jpg", "sixteen bit.png"]
+    with Catalog.open(root / ".lookalike", readonly=True) as catalog:
+        assert catalog.count("ok") == 3 and catalog.count("failed") == 4

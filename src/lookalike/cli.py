@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -361,12 +360,15 @@ def eval_groups(
 
     if not folder.is_dir():
         raise _fail(f"{folder}: not a folder")
-    rset = groups(folder)
-    if distractors:
-        key = hashlib.blake2b(
-            "|".join(str(p.resolve()) for p in [folder, *distractors]).encode(), digest_size=6
-        ).hexdigest()
-        rset = merged_view(rset, distractors, cache_root() / "views" / f"{rset.name}-{key}")
+    try:
+        rset = groups(folder)
+        if distractors:
+            key = hashlib.blake2b(
+                "|".join(str(p.resolve()) for p in [folder, *distractors]).encode(), digest_size=6
+            ).hexdigest()
+            rset = merged_view(rset, distractors, cache_root() / "views" / f"{rset.name}-{key}")
+    except (ValueError, OSError) as exc:  # no group big enough; a missing distractor folder
+        raise _fail(str(exc)) from exc
     with _progress(not as_json) as bar:
         result = evaluate(
             rset,
@@ -408,14 +410,23 @@ def demo(
     for h in hits:
         table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
     out.print(table)
+
+    def photo(path: str) -> str:
+        return Path(path).stem.split("-")[0]
+
     found = 0
     for copy, original in sorted(built.originals.items()):
-        top = next(h.path for h in collection.search(built.root / copy, k=2) if h.path != copy)
-        found += top == original
-    out.print(f"{found} of {len(built.originals)} transformed copies find their original first")
+        paths = [h.path for h in collection.search(built.root / copy, k=k) if h.path != copy]
+        own = [p for p in paths if photo(p) == photo(copy)]
+        first_other = next((i for i, p in enumerate(paths) if photo(p) != photo(copy)), len(paths))
+        found += bool(own) and paths[0] in own and original in paths[:first_other]
+    out.print(
+        f"{found} of {len(built.originals)} transformed copies find their own photograph first "
+        "(the original, or another copy of it, before any other photograph)"
+    )
     out.print(f"try: lookalike search {query} --index {built.root}")
     if found < len(built.originals):
-        sys.exit(1)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

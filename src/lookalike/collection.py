@@ -355,8 +355,12 @@ class Collection:
 
         if self._extractor is None:
             model = self._current_model()
+            # One thread per query: as fast as two here (the feature maps are small), and it
+            # does not thrash when other work (an index run, other queries) holds the cores.
             self._extractor = Extractor(
-                self.settings.features, weights=model.weights if model is not None else None
+                self.settings.features,
+                weights=model.weights if model is not None else None,
+                threads=1,
             )
         return self._extractor
 

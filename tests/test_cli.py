@@ -1,0 +1,336 @@
+"""The `lookalike` command line on real images: index, search, info and eval, through the
+typer app as a user runs it (exit codes, tables, --json and error messages)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+from lookalike.cli import app
+from lookalike.collection import Collection
+from lookalike.demo import DemoCollection, apply_transform
+from lookalike.settings import SEARCH_MODES
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+def _run(*args: object) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _json(result: Result) -> Any:
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return json.loads(result.stdout)
+
+
+def _flat(text: str) -> str:
+    """Text without whitespace: rich wraps long lines at 80 columns when not on a terminal."""
+    return "".join(text.split())
+
+
+def _failed_cleanly(result: Result) -> str:
+    """Assert a non-zero exit through typer.Exit (a message, no traceback); return stderr."""
+    assert result.exit_code != 0, result.stdout
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.stderr.lstrip().startswith("error:"), result.stderr
+    return result.stderr
+
+
+def _photo(path: str) -> str:
+    """'copies/chelsea-crop.jpg', 'chelsea.jpg' -> 'chelsea'."""
+    return Path(path).stem.split("-")[0]
+
+
+def _copy(demo: DemoCollection, folder: Path, names: dict[str, str]) -> Path:
+    """Copy demo images (`target name -> path relative to demo.root`) into `folder`."""
+    for target, source in names.items():
+        (folder / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(demo.root / source, folder / target)
+    return folder
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The body rows of a rich table, as cell strings."""
+    return [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+# --- index ----------------------------------------------------------------------------------
+
+
+def test_index_json_then_incremental_and_plain_output(demo: DemoCollection, tmp_path: Path) -> None:
+    folder = _copy(
+        demo,
+        tmp_path / "photos, ünï",
+        {
+            "chelsea.jpg": "originals/chelsea.jpg",
+            "coffee café.jpg": "originals/coffee.jpg",
+            "sub dir/astronaut, 1.jpg": "originals/astronaut.jpg",
+        },
+    )
+    (folder / "bad.jpg").write_text("these are notes, not a photograph\n", encoding="utf-8")
+
+    first = _json(_run("index", folder, "--json", "--workers", 1))
+    assert first["index"] == str((folder / ".lookalike").resolve())
+    assert (first["added"], first["updated"], first["removed"], first["skipped"]) == (3, 0, 0, 0)
+    assert first["images"] == 3
+    assert [f["path"] for f in first["failed"]] == ["bad.jpg"]
+    assert "not an image" in first["failed"][0]["reason"]
+    assert first["model"] == "generic" and first["generation"] == 1
+
+    # nothing changed: every file is skipped (the bad one is not retried but stays reported)
+    second = _json(_run("index", folder, "--json", "--workers", 1))
+    assert (second["added"], second["updated"], second["removed"]) == (0, 0, 0)
+    assert second["skipped"] == 4
+    assert second["failed"] == first["failed"]
+    assert second["images"] == 3 and second["generation"] == 1
+
+    # plain output: the summary table and the failure with its reason
+    _copy(demo, folder, {"rocket.jpg": "originals/rocket.jpg"})
+    plain = _run("index", folder, "--workers", 1)
+    assert plain.exit_code == 0, (plain.stdout, plain.stderr)
+    assert "extract" in plain.stderr  # the progress bar goes to stderr
+    header = next(line for line in plain.stdout.splitlines() if line.startswith("┃"))
+    assert header.split("┃")[1:-1] == [
+        f" {name} " for name in ("added", "updated", "removed", "skipped", "failed", "indexed")
+    ]
+    rows = _table_rows(plain.stdout)
+    assert rows == [["1", "0", "0", "4", "1", "4"]], plain.stdout
+    assert _flat(f"failed bad.jpg: {first['failed'][0]['reason']}") in _flat(plain.stdout)
+    assert "model: generic; generation 2" in plain.stdout
+
+    # info reports the same images and the failure
+    info = _json(_run("info", folder, "--json"))
+    assert (info["images"], info["failed"]) == (4, 1)
+    assert info["failures"] == first["failed"]
+    info_plain = _run("info", folder)
+    assert info_plain.exit_code == 0
+    assert ["images", "4"] in _table_rows(info_plain.stdout)
+    assert "failed bad.jpg: not an image" in info_plain.stdout
+
+
+def test_index_of_a_missing_folder_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "no such folder"
+    message = _failed_cleanly(_run("index", missing, "--workers", 1))
+    assert _flat(f"{missing}: not a folder") in _flat(message)
+    assert not missing.exists()  # nothing was created for it
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def new_copy(demo: DemoCollection, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A transformed copy of chelsea that is not in the demo collection (other crop, other
+    name), so that finding chelsea first means finding the photograph, not the file."""
+    with Image.open(demo.root / "originals/chelsea.jpg") as im:
+        original = np.asarray(im.convert("RGB"))
+    image = apply_transform("crop", original, np.random.default_rng(123))
+    image = apply_transform("light", image, np.random.default_rng(7))
+    path = tmp_path_factory.mktemp("query") / "a query, ünï.jpg"
+    Image.fromarray(image).save(path, quality=90)
+    return path
+
+
+@pytest.mark.parametrize("mode", [None, *SEARCH_MODES])
+def test_search_json_finds_the_photograph_of_a_copy(
+    demo: DemoCollection, demo_collection: Collection, new_copy: Path, mode: str | None
+) -> None:
+    args = ["search", new_copy, "--index", demo.root, "--json", "-k", 3]
+    data = _json(_run(*args, *(["--mode", mode] if mode else [])))
+    assert data["mode"] == (mode or "fused")
+    assert data["query"] == str(new_copy)
+    assert Path(data["root"]) == demo.root.resolve()
+    hits = data["hits"]
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert all(set(h) >= {"rank", "id", "path", "score"} for h in hits)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(h["path"] in demo.images for h in hits)
+    assert all(demo_collection.id_of(h["path"]) == h["id"] for h in hits)
+    assert _photo(hits[0]["path"]) == "chelsea", hits
+    if mode in (None, "fused"):
+        assert hits[0]["asmk_score"] is not None and hits[0]["global_score"] is not None
+
+
+def test_search_plain_output_lists_the_hits(
+    demo: DemoCollection, demo_collection: Collection
+) -> None:
+    result = _run("search", demo.root / demo.query, "--index", demo.root, "-k", 2)
+    assert result.exit_code == 0, result.stderr
+    rows = _table_rows(result.stdout)
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert rows[0][2] == demo.query  # the query file itself is indexed: it comes first
+    assert "2 hits for" in result.stdout
+
+
+def test_search_by_indexed_id(
+    demo: DemoCollection, demo_collection: Collection, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no file named like the id here
+    image_id = demo_collection.id_of(demo.query)
+    assert image_id is not None
+    data = _json(_run("search", image_id, "--index", demo.root, "--json", "-k", 3))
+    assert data["query"] == str(image_id)
+    hits = data["hits"]
+    assert (hits[0]["id"], hits[0]["path"]) == (image_id, demo.query)  # itself first
+    assert _photo(hits[1]["path"]) == _photo(demo.query)
+
+    unknown = max(demo_collection.id_of(p) or 0 for p in demo.images) + 1000
+    message = _failed_cleanly(_run("search", unknown, "--index", demo.root))
+    assert f"no indexed image with id {unknown}" in message
+
+
+def test_search_rejects_an_unknown_mode(demo: DemoCollection, demo_collection: Collection) -> None:
+    result = _run("search", demo.root / demo.query, "--index", demo.root, "--mode", "nearest")
+    message = _failed_cleanly(result)
+    assert "'nearest'" in message
+    assert f"allowed: {', '.join(SEARCH_MODES)}" in message
+
+
+def test_search_with_a_query_that_is_not_an_image(
+    demo: DemoCollection, demo_collection: Collection, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes, ünï.jpg"
+    notes.write_text("just some text\n", encoding="utf-8")
+    message = _failed_cleanly(_run("search", notes, "--index", demo.root, "--json"))
+    assert _flat(f"{notes}: not an image file") in _flat(message)
+
+    missing = tmp_path / "missing.jpg"
+    message = _failed_cleanly(_run("search", missing, "--index", demo.root))
+    assert _flat(str(missing)) in _flat(message)
+
+
+def test_search_and_info_without_an_index_say_to_run_index(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for args in (["search", "query.jpg"], ["info"]):
+        message = _failed_cleanly(_run(*args))
+        assert "no index here" in message
+        assert _flat("`lookalike index FOLDER`") in _flat(message)
+    message = _failed_cleanly(_run("info", tmp_path))
+    assert _flat(f"no lookalike index at {tmp_path}") in _flat(message)
+    assert "lookalike index" in message
+
+
+# --- info -----------------------------------------------------------------------------------
+
+
+def test_info_json_and_plain(demo: DemoCollection, demo_collection: Collection) -> None:
+    data = _json(_run("info", demo.root, "--json"))
+    assert data["index"] == str(demo_collection.index_dir)
+    assert data["images"] == len(demo.images)
+    assert (data["failed"], data["failures"]) == (0, [])
+    assert data["model"]["origin"] == "generic"  # far under the images needed to learn one
+    assert data["generation"] >= 1
+    assert data["bytes"]["features"] > 0 and data["bytes"]["indexes"] > 0
+    for part, total in data["bytes"].items():
+        assert data["bytes_per_image"][part] == pytest.approx(total / len(demo.images))
+
+    plain = _run("info", demo.root)
+    assert plain.exit_code == 0, plain.stderr
+    rows = _table_rows(plain.stdout)
+    assert ["images", str(len(demo.images))] in rows
+    assert ["failed", "0"] in rows
+    model_row = next(r for r in rows if r[0] == "model")
+    assert model_row[1].startswith(f"generic · {data['model']['features']}")
+    assert "kB/image" in plain.stdout
+
+
+# --- eval groups ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def groups_tree(demo: DemoCollection, tmp_path: Path) -> Path:
+    """Three groups, each an original and two of its copies: `groups/<name>/...`."""
+    names: dict[str, str] = {}
+    for photo in ("chelsea", "coffee", "astronaut"):
+        names[f"{photo}/{photo}.jpg"] = f"originals/{photo}.jpg"
+        for transform in ("crop", "rotate"):
+            names[f"{photo}/{photo} {transform}.jpg"] = f"copies/{photo}-{transform}.jpg"
+    return _copy(demo, tmp_path / "groups", names)
+
+
+def test_eval_groups_scores_a_tiny_set(
+    demo: DemoCollection, groups_tree: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(cache))
+    args = ["eval", "groups", groups_tree, "--json", "--modes", "fused", "--workers", 1]
+
+    data = _json(_run(*args))
+    assert (data["dataset"], data["images"]) == ("groups", 9)
+    assert Path(data["index"]).is_relative_to(cache)  # written in the cache, not in the set
+    assert not (groups_tree / ".lookalike").exists()
+    assert list(data["modes"]) == ["fused"]
+    fused = data["modes"]["fused"]
+    assert fused["n_queries"] == 9
+    assert fused["map"] >= 0.8
+    assert fused["p_at_1"] >= 0.8
+    assert 1.5 <= fused["ns_score"] <= 2.0  # 2 other images per group: 2 is perfect
+
+    distractors = _copy(
+        demo,
+        tmp_path / "distractors",
+        {"rocket.jpg": "originals/rocket.jpg", "clock.jpg": "originals/clock.jpg"},
+    )
+    data = _json(_run(*args, "--distractors", distractors))
+    assert data["images"] == 11
+    assert Path(data["index"]).is_relative_to(cache)
+    assert (cache / "views").is_dir()
+    fused = data["modes"]["fused"]
+    assert fused["n_queries"] == 9  # distractors are never queries
+    assert fused["map"] >= 0.8
+
+
+def test_eval_groups_errors_are_messages(
+    demo: DemoCollection, groups_tree: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    message = _failed_cleanly(_run("eval", "groups", groups_tree, "--modes", "fused,nearest"))
+    assert "nearest" in message and f"allowed: {', '.join(SEARCH_MODES)}" in message
+
+    missing = tmp_path / "no distractors here"
+    message = _failed_cleanly(_run("eval", "groups", groups_tree, "--distractors", missing))
+    assert _flat(str(missing)) in _flat(message)
+
+    flat = _copy(demo, tmp_path / "flat", {"rocket.jpg": "originals/rocket.jpg"})
+    message = _failed_cleanly(_run("eval", "groups", flat))
+    assert "no group folder" in message
+
+    message = _failed_cleanly(_run("eval", "groups", tmp_path / "nowhere"))
+    assert "not a folder" in message
+
+
+# --- help -----------------------------------------------------------------------------------
+
+
+def test_help_describes_commands_and_options() -> None:
+    top = _run("--help")
+    assert top.exit_code == 0
+    for command in ("index", "search", "info", "eval", "demo"):
+        assert command in top.stdout
+
+    index = _run("index", "--help")
+    assert index.exit_code == 0
+    for option in ("--index", "--model", "--preset", "--refit", "--workers", "--json", "--quiet"):
+        assert option in index.stdout
+    assert "Extraction processes" in index.stdout
+
+    search = _run("search", "--help")
+    assert search.exit_code == 0
+    assert "--mode" in search.stdout and "--json" in search.stdout
