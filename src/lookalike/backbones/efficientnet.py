@@ -125,15 +125,14 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
 
 
 def _native_padding(conv: nn.Conv2d) -> None:
-    """Pad by k // 2 on every side inside the convolution.
+    """Stride-1 convolutions: pad by k // 2 inside the convolution instead of a padding copy.
 
-    The output size is TF 'SAME''s, ceil(size / stride). For stride 1 the values are identical;
-    for stride 2 on an even size the sampling grid moves by one pixel (TF pads only at the
-    bottom and right), which the features do not notice, and the separate padding copy -- 12%
-    of the extraction time -- goes away.
+    For stride 1 and an odd kernel TF's 'SAME' padding is symmetric, so the values are the
+    same. Stride-2 convolutions keep their asymmetric padding (bottom and right): moving their
+    sampling grid by one pixel costs 3.6 points of ASMK mAP on Holidays (0.913 -> 0.877).
     """
     kh, kw = conv.kernel_size
-    if kh % 2 == 1 and kw % 2 == 1:
+    if tuple(conv.stride) == (1, 1) and kh % 2 == 1 and kw % 2 == 1:
         conv.padding = (kh // 2 * conv.dilation[0], kw // 2 * conv.dilation[1])
         conv.__class__ = _NativePadConv
 

@@ -1,0 +1,49 @@
+"""The backbone: offline ImageNet weights, named taps, and the inference fast path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from lookalike.backbones import BACKBONES, build_backbone
+from lookalike.backbones.efficientnet import optimize_for_inference
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return build_backbone("efficientnet_lite0", ["s16", "head"])
+
+
+def test_weights_load_offline_and_classify_a_cat(model: torch.nn.Module) -> None:
+    x = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float()
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+    net = model.net  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        logits = net((x - 127.0) / 128.0)
+    # ImageNet classes 281-285 are domestic cats
+    assert int(logits.argmax()) in range(281, 286)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (283, 400), (399, 565)])
+def test_fast_path_equals_the_network(model: torch.nn.Module, size: tuple[int, int]) -> None:
+    """Folded batch norms and in-convolution padding change nothing but float rounding."""
+    fast = optimize_for_inference(model)  # type: ignore[arg-type]
+    x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.inference_mode():
+        slow_maps, fast_maps = model(x), fast(x)
+    for name in ("s16", "head"):
+        assert fast_maps[name].shape == slow_maps[name].shape
+        scale = float(slow_maps[name].abs().max())
+        np.testing.assert_allclose(
+            fast_maps[name].numpy(), slow_maps[name].numpy(), atol=1e-4 * scale
+        )
+
+
+def test_unknown_names_list_the_allowed() -> None:
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        build_backbone("resnet", ["s16"])
+    with pytest.raises(ValueError, match="s16"):
+        build_backbone("efficientnet_lite0", ["nope"])
+    assert "efficientnet_lite0" in BACKBONES
