@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from common import lookalike_cmd, machine, median, percentile, run_measured, save_result
-
 from lookalike.collection import Collection
 from lookalike.evaluate import holidays
 from lookalike.evaluate.run import evaluate, upright_view

@@ -1,6 +1,6 @@
 """Render BENCHMARKS.md from the JSON results that the benchmark scripts wrote.
 
-    .venv/bin/python benchmarks/report.py
+.venv/bin/python benchmarks/report.py
 """
 
 from __future__ import annotations
