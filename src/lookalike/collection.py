@@ -107,6 +107,7 @@ class Collection:
         self.settings = settings
         self._lock = threading.Lock()
         self._loaded: Any = None
+        self._paths: dict[int, str] = {}
         self._extractor: Any = None
 
     # --- opening --------------------------------------------------------------------------
@@ -183,9 +184,10 @@ class Collection:
         timings: dict[str, float] = {}
         with writer_lock(self.index_dir), Catalog.open(self.index_dir) as catalog:
             paths = find_images(self.root, exclude_dirs=(INDEX_DIR_NAME,))
+            index_inside = _inside(self.index_dir, self.root)
             files: dict[str, tuple[int, int]] = {}
             for path in paths:
-                if _inside(path, self.index_dir):
+                if index_inside and _inside(path, self.index_dir):
                     continue
                 try:
                     st = path.stat()
@@ -206,7 +208,7 @@ class Collection:
                 if progress is not None:
                     progress("extract", done, len(todo))
 
-            if progress is not None:
+            if progress is not None and todo:
                 progress("extract", 0, len(todo))
             model = self._current_model()
             weights = model.weights if model is not None else None
@@ -245,10 +247,9 @@ class Collection:
                 if progress is not None:
                     progress("build", 1, 1)
                 timings["build"] = time.perf_counter() - t
+            unchanged = set(plan.unchanged)
             unchanged_failed = [
-                (r.path, r.error or "")
-                for r in catalog.records("failed")
-                if r.path in set(plan.unchanged)
+                (r.path, r.error or "") for r in catalog.records("failed") if r.path in unchanged
             ]
             report = IndexReport(
                 added=[p for p in plan.new if p not in failed_paths],
@@ -333,21 +334,25 @@ class Collection:
     # --- searching ------------------------------------------------------------------------
 
     def _generation(self) -> Any:
-        """The current generation, loaded once and reloaded when a writer publishes a new one."""
+        """The current generation, loaded once and reloaded when a writer publishes a new one.
+
+        The generation number and the paths of its images are read in one catalog snapshot.
+        """
         from lookalike.search.query import load_generation
 
-        with Catalog.open(self.index_dir, readonly=True) as catalog:
-            generation = catalog.generation
-        with self._lock:
-            if self._loaded is not None and self._loaded.generation == generation:
-                return self._loaded
+        with self._lock, Catalog.open(self.index_dir, readonly=True) as catalog:
+            with catalog.snapshot():
+                generation = catalog.generation
+                if self._loaded is not None and self._loaded.generation == generation:
+                    return self._loaded
+                paths = {r.id: r.path for r in catalog.records("ok")}
             folder = build.generation_dir(self.index_dir, generation)
             if generation == 0 or not folder.is_dir():
                 raise CatalogError(
                     f"{self.root} has no index yet: run `lookalike index {self.root}`"
                 )
-            model = self._current_model()
-            self._loaded = load_generation(folder, model)
+            self._loaded = load_generation(folder, self._current_model())
+            self._paths = paths
             return self._loaded
 
     def extractor(self) -> Any:
@@ -388,22 +393,21 @@ class Collection:
             features = self.extractor().extract(image)
         scores = score(loaded, features, settings, self_rows)
         rows = top_rows(scores.final, k, self_rows if exclude_self else None)
-        with Catalog.open(self.index_dir, readonly=True) as catalog:
-            hits = []
-            for rank, row in enumerate(rows, start=1):
-                image_id = int(loaded.ids[row])
-                record = catalog.by_id(image_id)
-                hits.append(
-                    Hit(
-                        rank=rank,
-                        id=image_id,
-                        path=record.path if record else f"<removed image {image_id}>",
-                        score=float(scores.final[row]),
-                        asmk_score=None if scores.asmk is None else float(scores.asmk[row]),
-                        global_score=None if scores.global_ is None else float(scores.global_[row]),
-                        root=self.root,
-                    )
+        paths = self._paths
+        hits = []
+        for rank, row in enumerate(rows, start=1):
+            image_id = int(loaded.ids[row])
+            hits.append(
+                Hit(
+                    rank=rank,
+                    id=image_id,
+                    path=paths.get(image_id, f"<removed image {image_id}>"),
+                    score=float(scores.final[row]),
+                    asmk_score=None if scores.asmk is None else float(scores.asmk[row]),
+                    global_score=None if scores.global_ is None else float(scores.global_[row]),
+                    root=self.root,
                 )
+            )
         return hits
 
     def _search_settings(self, mode: str | None) -> SearchSettings:
