@@ -217,3 +217,49 @@ def test_bad_files_are_reported_and_never_indexed(demo: DemoCollection, tmp_path
     assert sorted(report.added) == ["cmyk.jpg", "good.jpg", "sixteen bit.png"]
     with Catalog.open(root / ".lookalike", readonly=True) as catalog:
         assert catalog.count("ok") == 3 and catalog.count("failed") == 4
+
+
+def test_a_killed_run_resumes_and_leaves_a_consistent_index(
+    demo: DemoCollection, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lookalike.index.store import existing_shards
+
+    root = tmp_path / "photos"
+    shutil.copytree(demo.root / "originals", root)
+    script = (
+        "import sys; from lookalike.collection import Collection; "
+        "Collection.create(sys.argv[1]).index(workers=1, shard_size=2)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(root)])
+    index_dir = root / ".lookalike"
+    deadline = time.monotonic() + 120
+    indexed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (index_dir / "catalog.sqlite").exists():
+            with Catalog.open(index_dir, readonly=True) as catalog:
+                indexed = catalog.count("ok")
+            if indexed >= 4:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert indexed >= 4, "the run ended before it could be killed mid-way"
+
+    report = Collection.create(root).index(workers=1)
+    total = len(list((demo.root / "originals").iterdir()))
+    assert report.images == total
+    assert len(report.added) + report.skipped == total
+    assert report.skipped >= 4  # what the killed run made durable was kept
+    with Catalog.open(index_dir, readonly=True) as catalog:
+        assert catalog.shards_in_use() == set(existing_shards(index_dir / "features"))
+        records = catalog.records("ok")
+    assert not list(index_dir.rglob(".*.tmp-*"))
+    collection = Collection.open(root)
+    for record in records:
+        hits = collection.search(record.id, k=1)
+        assert hits[0].id == record.id

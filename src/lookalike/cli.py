@@ -112,6 +112,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _hits_table(title: str, hits: list[Any]) -> Table:
+    table = Table(title=title)
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("path")
+    for h in hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+    return table
+
+
 def _open(index: Path | None) -> Any:
     from lookalike.catalog import CatalogError
     from lookalike.collection import Collection, find_index_upwards
@@ -232,13 +242,7 @@ def search(
             )
         )
         return
-    table = Table(title=f"{len(hits)} hits for {query} ({mode}, {seconds * 1000:.0f} ms)")
-    table.add_column("rank", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("path")
-    for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
-    out.print(table)
+    out.print(_hits_table(f"{len(hits)} hits for {query} ({mode}, {seconds * 1000:.0f} ms)", hits))
 
 
 @app.command()
@@ -403,13 +407,7 @@ def demo(
     out.print(f"indexed {report.images} images in {report.seconds:.1f} s; model: {report.model}")
     query = built.root / built.query
     hits = collection.search(query, k=k)
-    table = Table(title=f"query: {built.query}")
-    table.add_column("rank", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("path")
-    for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
-    out.print(table)
+    out.print(_hits_table(f"query: {built.query}", hits))
 
     def photo(path: str) -> str:
         return Path(path).stem.split("-")[0]

@@ -177,9 +177,14 @@ class Collection:
         workers: int = 0,
         refit: bool = False,
         progress: ProgressCallback | None = None,
+        shard_size: int = 64,
     ) -> IndexReport:
         """Bring the index up to date with the folder: add new and changed files, drop deleted
-        ones, (re)fit the model when needed, and write a new generation of the indexes."""
+        ones, (re)fit the model when needed, and write a new generation of the indexes.
+
+        Features are made durable every `shard_size` images (and every 30 s): a run that is
+        killed loses at most that much work, and the next run carries on from there.
+        """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         with writer_lock(self.index_dir), Catalog.open(self.index_dir) as catalog:
@@ -221,6 +226,7 @@ class Collection:
                 self.settings.features,
                 weights=weights,
                 workers=workers,
+                shard_size=shard_size,
                 on_result=on_result,
             )
             timings["extract"] = time.perf_counter() - t

@@ -56,7 +56,10 @@ class Model:
         """Write the bundle to `folder` (replaced atomically)."""
         folder = Path(folder)
         old = folder.with_name(folder.name + ".old")
-        with atomic_dir(folder.with_name(folder.name + ".new")) as tmp:
+        new = folder.with_name(folder.name + ".new")
+        for leftover in (old, new):  # from a run killed in the middle of a save
+            shutil.rmtree(leftover, ignore_errors=True)
+        with atomic_dir(new) as tmp:
             for name, w in (("local", self.local_whitening), ("global", self.global_whitening)):
                 np.savez(tmp / f"{name}_whitening.npz", mean=w.mean, projection=w.projection)
             np.save(tmp / "codebook.npy", self.codebook.astype(np.float32))
@@ -73,7 +76,7 @@ class Model:
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=list))
         if folder.exists():
             folder.rename(old)
-        folder.with_name(folder.name + ".new").rename(folder)
+        new.rename(folder)
         shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
