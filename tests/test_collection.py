@@ -263,3 +263,20 @@ def test_a_killed_run_resumes_and_leaves_a_consistent_index(
     for record in records:
         hits = collection.search(record.id, k=1)
         assert hits[0].id == record.id
+
+
+def test_a_model_bundle_can_be_pinned_and_survives_reopening(
+    demo: DemoCollection, demo_collection: Collection, tmp_path: Path
+) -> None:
+    """`index --model`: the bundle of another collection is used as it is, never refitted."""
+    root = tmp_path / "few"
+    _small_collection(demo, root, {"cat.jpg": "originals/chelsea.jpg"})
+    bundle = demo_collection.index_dir / "model"
+    collection = Collection.create(root, model=bundle)
+    report = collection.index(workers=1)
+    assert report.model.startswith("bundle")
+    reopened = Collection.create(root)
+    shutil.copyfile(demo.root / "originals/coffee.jpg", root / "coffee.jpg")
+    again = reopened.index(workers=1, refit=False)
+    assert again.model.startswith("bundle") and not again.model_fitted
+    assert reopened.search(demo.root / "copies/coffee-noise.jpg", k=1)[0].path == "coffee.jpg"

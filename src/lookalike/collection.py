@@ -163,11 +163,14 @@ class Collection:
 
         model = Model.load(model_dir)
         model = replace(model, meta={**model.meta, "origin": f"bundle {model_dir}"})
+        settings = replace(self.settings, features=model.features)
         with writer_lock(self.index_dir):
             model.save(self.index_dir / build.MODEL_DIR)
-            with Catalog.open(self.index_dir) as catalog:
+            with Catalog.open(self.index_dir) as catalog, catalog.transaction(durable=True):
                 catalog.set_meta("model_pinned", "1")
-        self.settings = replace(self.settings, features=model.features)
+                catalog.set_meta(SETTINGS_KEY, json.dumps(settings.as_dict()))
+        self.settings = settings
+        self._extractor = None
 
     # --- indexing -------------------------------------------------------------------------
 
