@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -407,7 +409,7 @@ def demo(
     out.print(f"indexed {report.images} images in {report.seconds:.1f} s; model: {report.model}")
     query = built.root / built.query
     hits = collection.search(query, k=k)
-    out.print(_hits_table(f"query: {built.query}", hits))
+    out.print(_hits_table(f"query: {built.query} (itself a member of the collection)", hits))
 
     def photo(path: str) -> str:
         return Path(path).stem.split("-")[0]
@@ -422,7 +424,9 @@ def demo(
         f"{found} of {len(built.originals)} transformed copies find their own photograph first "
         "(the original, or another copy of it, before any other photograph)"
     )
-    out.print(f"try: lookalike search {query} --index {built.root}")
+    program = Path(sys.argv[0])
+    shown = os.path.relpath(program) if program.is_file() else "lookalike"
+    out.print(f"try: {shown} search {query} --index {built.root}")
     if found < len(built.originals):
         raise typer.Exit(1)
 
