@@ -342,3 +342,33 @@ def test_demo_command_builds_indexes_and_checks_the_sample(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "60 of 60 transformed copies find their own photograph first" in result.output
     assert (tmp_path / "demo" / ".lookalike" / "catalog.sqlite").is_file()
+
+
+def test_train_in_place_then_index_uses_the_trained_network(
+    demo: DemoCollection, tmp_path: Path
+) -> None:
+    root = tmp_path / "few photos"
+    root.mkdir()
+    for name in ("chelsea", "coffee", "rocket", "astronaut"):
+        shutil.copyfile(demo.root / "originals" / f"{name}.jpg", root / f"{name}.jpg")
+    result = runner.invoke(app, ["train", str(root), "--minutes", "0.02", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["in_place"] and summary["images"] == 4
+    bundle = Path(summary["bundle"])
+    assert (bundle / "weights.pt").is_file() and (bundle / "meta.json").is_file()
+
+    indexed = runner.invoke(app, ["index", str(root), "--json", "-q", "--workers", "1"])
+    assert indexed.exit_code == 0, indexed.output
+    report = json.loads(indexed.output)
+    assert report["model"].startswith("bundle") and report["images"] == 4
+    found = runner.invoke(
+        app, ["search", str(demo.root / "copies/coffee-noise.jpg"), "--index", str(root), "--json"]
+    )
+    assert json.loads(found.output)["hits"][0]["path"] == "coffee.jpg"
+
+
+def test_train_refuses_a_bad_start(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path), "--from", "nowhere"])
+    assert result.exit_code != 0
+    assert "imagenet" in result.output

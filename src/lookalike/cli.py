@@ -80,12 +80,12 @@ class _Bar:
         self.tasks: dict[str, TaskID] = {}
         self.started: dict[str, float] = {}
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int, info: str | None = None) -> None:
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=max(total, 1), rate="")
             self.started[stage] = time.perf_counter()
         elapsed = time.perf_counter() - self.started[stage]
-        rate = f"{done / elapsed:.1f}/s" if elapsed > 0 and done else ""
+        rate = info or (f"{done / elapsed:.1f}/s" if elapsed > 0 and done else "")
         self.progress.update(self.tasks[stage], completed=done, total=max(total, 1), rate=rate)
 
 
@@ -203,6 +203,89 @@ def index(
     )
     fitted = " (fitted now)" if report.model_fitted else ""
     out.print(f"model: {report.model}{fitted}; generation {report.generation}{rate}")
+
+
+@app.command()
+def train(
+    folder: Annotated[Path, typer.Argument(help="Folder of images to learn from (no labels).")],
+    start: Annotated[
+        str, typer.Option("--from", help="imagenet (fine-tune) or scratch (random weights).")
+    ] = "imagenet",
+    minutes: Annotated[float, typer.Option(help="Training time budget.", min=0.01)] = 30.0,
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write the model bundle (default: FOLDER/.lookalike/trained, "
+            "and the collection then indexes with it).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the network on FOLDER's own images without labels, then write a model bundle
+    (weights, whitening, codebook). Interrupted runs resume where they stopped."""
+    from lookalike.collection import INDEX_DIR_NAME, Collection
+    from lookalike.images import find_images
+    from lookalike.learn.bundle import make_bundle
+    from lookalike.learn.train import TrainSettings
+    from lookalike.learn.train import train as run_training
+    from lookalike.settings import FeatureSettings, LearnSettings
+
+    if not folder.is_dir():
+        raise _fail(f"{folder}: not a folder of images")
+    try:
+        settings = TrainSettings(start=start, minutes=minutes)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    root = folder.resolve()
+    in_place = out_path is None
+    bundle = (root / INDEX_DIR_NAME / "trained") if out_path is None else out_path.resolve()
+    run_dir = bundle.with_name(bundle.name + ".training")
+    paths = [p for p in find_images(root) if bundle not in p.parents]
+    rel = [p.relative_to(root).as_posix() for p in paths]
+    features = FeatureSettings()
+    with _progress(not as_json) as bar:
+
+        def on_step(elapsed: float, budget: float, parts: Any) -> None:
+            if bar is not None:
+                info = f"loss {parts.total:.3f} · matched {parts.matched:.0%}"
+                bar("train", int(elapsed), int(budget), info)
+
+        try:
+            weights = run_training(paths, run_dir, features, settings, progress=on_step)
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
+
+        def on_extract(done: int, total: int) -> None:
+            if bar is not None:
+                bar("bundle", done, total)
+
+        model = make_bundle(
+            root,
+            rel,
+            weights,
+            features,
+            LearnSettings(),
+            bundle,
+            meta={"trained_on": str(root), "train": settings.__dict__},
+            progress=on_extract,
+        )
+    if in_place:
+        Collection.create(root).use_model(bundle)
+    summary = {
+        "bundle": str(bundle),
+        "model_id": model.id,
+        "images": len(paths),
+        "in_place": in_place,
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"model bundle: {bundle} ({model.id})")
+    if in_place:
+        out.print(f"the collection now uses it: run `lookalike index {folder}`")
+    else:
+        out.print(f"use it with: lookalike index FOLDER --model {bundle}")
 
 
 @app.command()

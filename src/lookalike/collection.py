@@ -7,6 +7,7 @@ hits = collection.search("query.jpg", k=10)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -205,6 +206,14 @@ class Collection:
             plan = catalog.plan(files)
             catalog.remove(plan.removed)
             todo = plan.new + plan.changed
+            model = self._current_model()
+            weights = model.weights if model is not None else None
+            extracted_with = _extractor_key(self.settings.features.key, weights)
+            previous = catalog.get_meta("extracted_with")
+            if previous is not None and previous != extracted_with:
+                # other network weights or feature settings: every image is described anew
+                logger.info("the network or feature settings changed: re-extracting everything")
+                todo = sorted(files)
             timings["scan"] = time.perf_counter() - t0
 
             t = time.perf_counter()
@@ -218,8 +227,6 @@ class Collection:
 
             if progress is not None and todo:
                 progress("extract", 0, len(todo))
-            model = self._current_model()
-            weights = model.weights if model is not None else None
             failures = build.extract_into_shards(
                 catalog,
                 self.root,
@@ -233,6 +240,7 @@ class Collection:
                 on_result=on_result,
             )
             timings["extract"] = time.perf_counter() - t
+            catalog.set_meta("extracted_with", extracted_with)
             failed_paths = {f.path for f in failures}
 
             records = catalog.records("ok")
@@ -260,11 +268,12 @@ class Collection:
             unchanged_failed = [
                 (r.path, r.error or "") for r in catalog.records("failed") if r.path in unchanged
             ]
+            redone = set(todo) - set(plan.new)
             report = IndexReport(
                 added=[p for p in plan.new if p not in failed_paths],
-                updated=[p for p in plan.changed if p not in failed_paths],
+                updated=[p for p in sorted(redone) if p not in failed_paths],
                 removed=plan.removed,
-                skipped=len(plan.unchanged),
+                skipped=len(set(plan.unchanged) - redone),
                 failed=[(f.path, f.error or "") for f in failures] + unchanged_failed,
                 images=len(records),
                 model=model.origin,
@@ -509,6 +518,14 @@ def find_index_upwards(start: Path) -> Path | None:
         if (folder / INDEX_DIR_NAME / "catalog.sqlite").is_file():
             return folder / INDEX_DIR_NAME
     return None
+
+
+def _extractor_key(features_key: str, weights: Path | None) -> str:
+    """What the stored features depend on: feature settings and the network's weights."""
+    if weights is None:
+        return f"{features_key}|imagenet"
+    digest = hashlib.blake2b(weights.read_bytes(), digest_size=8).hexdigest()
+    return f"{features_key}|{digest}"
 
 
 def _built_with(folder: Path) -> str | None:

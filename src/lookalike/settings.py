@@ -64,6 +64,10 @@ class LearnSettings:
 
     local_dim: int = 128
     global_dim: int = 256
+    # Fitting on fewer than `min_images` images (a trained bundle of a small collection),
+    # this times the mean eigenvalue is added to every eigenvalue of the global whitening, so
+    # that the weakest, least reliable directions are not blown up.
+    small_shrinkage: float = 1.0
     codebook_size: int = 4096
     min_images: int = 300
     sample_features: int = 160_000

@@ -32,6 +32,9 @@ def build_backbone(
         raise ValueError(f"unknown backbone {name!r}; allowed: {sorted(BACKBONES)}")
     model = BACKBONES[name](layers, pretrained=pretrained and weights is None)
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+        layer = checkpoint.get("strength_layer") if isinstance(checkpoint, dict) else None
+        if layer:
+            model.add_strength_head(layer)  # type: ignore[operator]
+        model.load_state_dict(checkpoint.get("model", checkpoint))
     return model.eval()

@@ -45,6 +45,19 @@ class EfficientNetLite(nn.Module):
         self.channels = {name: _tap_channels(net, self._taps, name) for name in self.layers}
         self.register_buffer("mean", torch.tensor(INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(INPUT_STD).view(1, 3, 1, 1), persistent=False)
+        self.strength_layer: str | None = None
+        self.strength_head: nn.Conv2d | None = None
+
+    def add_strength_head(self, layer: str) -> None:
+        """A learned 1x1 head on `layer` whose output (logits) says how reliable each location
+        is; `forward` then also returns it as `strength`. Starts neutral (zero)."""
+        if layer not in self.channels:
+            raise ValueError(f"layer {layer!r} is not tapped; tapped: {sorted(self.channels)}")
+        self.strength_layer = layer
+        head = nn.Conv2d(self.channels[layer], 1, kernel_size=1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)  # type: ignore[arg-type]
+        self.strength_head = head
 
     def optimize_for_inference(self) -> EfficientNetLite:
         return optimize_for_inference(self)
@@ -63,6 +76,8 @@ class EfficientNetLite(nn.Module):
                 break
         if "head" in self.layers:
             out["head"] = net._swish(net._bn1(net._conv_head(x)))
+        if self.strength_head is not None and self.strength_layer is not None:
+            out["strength"] = self.strength_head(out[self.strength_layer])
         return out
 
 

@@ -66,6 +66,7 @@ class Extractor:
         x0 = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
         local_maps: list[torch.Tensor] = []
         global_maps: list[torch.Tensor] = []
+        strength_maps: list[torch.Tensor] = []
         for scale in s.scales:
             size = (max(16, round(base_h * scale)), max(16, round(base_w * scale)))
             shrink = size[0] < height
@@ -73,6 +74,10 @@ class Extractor:
             maps = self.model(x.contiguous(memory_format=torch.channels_last))
             local_maps.append(maps[s.local_layer])
             global_maps.append(maps[s.global_layer])
-        local = select_strongest(local_maps, list(s.scales), (height, width), s.max_features)
+            if "strength" in maps:
+                strength_maps.append(maps["strength"])
+        local = select_strongest(
+            local_maps, list(s.scales), (height, width), s.max_features, strength_maps or None
+        )
         global_ = multiscale_gem(global_maps, s.gem_p).numpy().astype(np.float32)
         return ImageFeatures(local=local, global_=global_)

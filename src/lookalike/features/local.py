@@ -38,13 +38,19 @@ class LocalFeatures:
 
 
 def select_strongest(
-    feature_maps: list[torch.Tensor], scales: list[float], image_hw: tuple[int, int], k: int
+    feature_maps: list[torch.Tensor],
+    scales: list[float],
+    image_hw: tuple[int, int],
+    k: int,
+    strength_maps: list[torch.Tensor] | None = None,
 ) -> LocalFeatures:
-    """The `k` locations with the largest activation norm over all scales.
+    """The `k` strongest locations over all scales.
 
     feature_maps: one `(1, C, h_s, w_s)` map per scale, read from the image resized by `scales[s]`
-    relative to `image_hw` (the decoded image's height and width). Returns float32 descriptors,
-    L2-normalised, with positions in `image_hw` pixels.
+    relative to `image_hw` (the decoded image's height and width). Strength is the activation
+    norm, times the sigmoid of `strength_maps` (one `(1, 1, h_s, w_s)` map of logits per scale,
+    from a learned strength head) when given. Returns float32 descriptors, L2-normalised, with
+    positions in `image_hw` pixels.
     """
     if len(feature_maps) != len(scales):
         raise ValueError(f"{len(feature_maps)} feature maps but {len(scales)} scales")
@@ -61,9 +67,13 @@ def select_strongest(
         xys.append(torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1))
         scale_ids.append(torch.full((h * w,), s, dtype=torch.float32))
     desc = torch.cat(descs)
-    strength = desc.norm(dim=1)
+    norms = desc.norm(dim=1)
+    strength = norms
+    if strength_maps is not None:
+        # modulated, not replaced: an untrained head (logits 0) keeps the norm's ranking
+        strength = norms * torch.cat([torch.sigmoid(m[0, 0]).reshape(-1) for m in strength_maps])
     top = strength.topk(min(k, len(strength))).indices
-    desc = desc[top] / strength[top, None].clamp(min=1e-12)
+    desc = desc[top] / norms[top, None].clamp(min=1e-12)
     return LocalFeatures(
         xy=torch.cat(xys)[top].numpy(),
         scale=torch.cat(scale_ids)[top].numpy(),

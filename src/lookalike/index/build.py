@@ -6,6 +6,7 @@ order; each can be called alone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -236,10 +237,22 @@ def fit_model(
     """Fit whitening (local and global) and the codebook on the collection, without labels."""
     t0 = time.perf_counter()
     local, global_ = sample_descriptors(features_dir, records, learn.sample_features, learn.seed)
+    model = fit_model_on(local, global_, features, learn)
+    seconds = round(time.perf_counter() - t0, 2)
+    return dataclasses.replace(
+        model, meta={**model.meta, "origin": "collection", "fit_seconds": seconds}
+    )
+
+
+def fit_model_on(
+    local: np.ndarray, global_: np.ndarray, features: FeatureSettings, learn: LearnSettings
+) -> Model:
+    """Whitening and codebook from raw descriptors: `local: (N, C)`, `global_: (M, G)`."""
     local_w = fit_whitening(local, learn.local_dim)
     # Global whitening needs several images per dimension to be stable.
     global_dim = min(learn.global_dim, max(16, len(global_) // 3))
-    global_w = fit_whitening(global_, global_dim)
+    shrinkage = learn.small_shrinkage if len(global_) < learn.min_images else 0.0
+    global_w = fit_whitening(global_, global_dim, shrinkage=shrinkage)
     codebook = fit_codebook(
         local_w.apply(local),
         learn.codebook_size,
@@ -247,11 +260,9 @@ def fit_model(
         seed=learn.seed,
     )
     meta = {
-        "origin": "collection",
-        "fitted_on_images": len(records),
+        "fitted_on_images": len(global_),
         "fitted_on_descriptors": len(local),
         "learn": learn.__dict__,
-        "fit_seconds": round(time.perf_counter() - t0, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return Model(features, local_w, global_w, codebook, meta)

@@ -1,0 +1,236 @@
+"""Self-supervised training of the backbone on the collection's own images (no labels).
+
+Each step draws a few images, makes two views of each related by a known homography
+(`pairs.make_pair`), and trains: local descriptors at corresponding points to match (dense
+InfoNCE, negatives are other points and other images), a strength head to predict which
+locations match reliably, and global descriptors of the two views to agree (InfoNCE over the
+batch). Training runs for a time budget, checkpoints regularly and resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lookalike.features.global_ import gem
+from lookalike.images import ImageError, load_image
+from lookalike.learn.losses import dense_info_nce, global_info_nce, reliability_loss, sample_at
+from lookalike.learn.pairs import PairSettings, make_pair, transform_points, warp
+from lookalike.settings import FeatureSettings
+
+logger = logging.getLogger("lookalike")
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+STARTS = ("imagenet", "scratch")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How the network is trained; `start` is 'imagenet' (fine-tune) or 'scratch'."""
+
+    start: str = "imagenet"
+    minutes: float = 30.0
+    batch_images: int = 4
+    view_size: int = 256
+    points_per_image: int = 96
+    temperature: float = 0.05
+    global_temperature: float = 0.1
+    global_weight: float = 0.5
+    reliability_weight: float = 0.2
+    learning_rate: float = 3e-5
+    scratch_learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    checkpoint_seconds: float = 120.0
+    decode_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise ValueError(f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")
+        if self.minutes <= 0 or self.batch_images < 2:
+            raise ValueError("minutes must be positive and batch_images at least 2")
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    total: float
+    local: float
+    global_: float
+    reliability: float
+    matched: float  # fraction of points whose correspondence is the mutual nearest neighbour
+
+
+def build_model(features: FeatureSettings, start: str) -> torch.nn.Module:
+    """The trainable network: backbone taps plus a strength head on the local layer."""
+    from lookalike.backbones import build_backbone
+
+    layers = sorted({features.local_layer, features.global_layer})
+    model = build_backbone(features.backbone, layers, pretrained=start == "imagenet")
+    model.add_strength_head(features.local_layer)  # type: ignore[operator]
+    return model
+
+
+def _freeze_batch_norm(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+
+
+def training_step(
+    model: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    features: FeatureSettings,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, StepLosses]:
+    """The loss of one batch of images (each `(H, W, 3) uint8`), ready for `backward()`."""
+    pair_settings = PairSettings(size=settings.view_size)
+    pairs = [make_pair(image, rng, pair_settings) for image in images]
+    views = np.stack([p.view_a for p in pairs] + [p.view_b for p in pairs])
+    x = torch.from_numpy(views).permute(0, 3, 1, 2).float()
+    maps = model(x)
+    local = maps[features.local_layer]
+    strength = maps["strength"]
+    stride = settings.view_size / local.shape[-1]
+    n = len(pairs)
+    desc_a, desc_b, rel_a, rel_b = [], [], [], []
+    size = settings.view_size
+    for i, pair in enumerate(pairs):
+        valid_b = warp(np.ones(images[i].shape[:2], np.float32), pair.to_b, size)[..., 0] > 0.99
+        p = rng.uniform(stride, size - stride, size=(settings.points_per_image * 4, 2))
+        q = transform_points(pair.homography, p)
+        inside = np.all((q >= stride) & (q <= size - 1 - stride), axis=1)
+        qi = np.clip(np.round(q), 0, size - 1).astype(int)
+        keep = inside & valid_b[qi[:, 1], qi[:, 0]]
+        p, q = p[keep][: settings.points_per_image], q[keep][: settings.points_per_image]
+        if len(p) == 0:
+            continue
+        pa = torch.from_numpy(p).float()
+        qb = torch.from_numpy(q).float()
+        desc_a.append(sample_at(local[i], pa, stride))
+        desc_b.append(sample_at(local[n + i], qb, stride))
+        rel_a.append(sample_at(strength[i], pa, stride)[:, 0])
+        rel_b.append(sample_at(strength[n + i], qb, stride)[:, 0])
+    da = F.normalize(torch.cat(desc_a), dim=1)
+    db = F.normalize(torch.cat(desc_b), dim=1)
+    local_loss, correct = dense_info_nce(da, db, settings.temperature)
+    rel = reliability_loss(torch.cat(rel_a), correct) + reliability_loss(torch.cat(rel_b), correct)
+    pooled = F.normalize(gem(maps[features.global_layer], features.gem_p), dim=1)
+    global_loss = global_info_nce(pooled[:n], pooled[n:], settings.global_temperature)
+    total = (
+        local_loss.mean()
+        + settings.global_weight * global_loss
+        + settings.reliability_weight * rel / 2
+    )
+    return total, StepLosses(
+        total=float(total.detach()),
+        local=float(local_loss.detach().mean()),
+        global_=float(global_loss.detach()),
+        reliability=float(rel.detach() / 2),
+        matched=float(correct.float().mean()),
+    )
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def train(
+    image_paths: Sequence[Path],
+    out_dir: Path,
+    features: FeatureSettings,
+    settings: TrainSettings,
+    *,
+    progress: Callable[[float, float, StepLosses], None] | None = None,
+) -> Path:
+    """Train for `settings.minutes` (resuming from `out_dir/checkpoint.pt` when its settings
+    match) and return the path of the weights file (`out_dir/weights.pt`)."""
+    if len(image_paths) < settings.batch_images:
+        raise ValueError(
+            f"{len(image_paths)} images; training needs at least {settings.batch_images}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    model = build_model(features, settings.start)
+    lr = settings.learning_rate if settings.start == "imagenet" else settings.scratch_learning_rate
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
+    meta = {"train": dataclasses.asdict(settings), "features": dataclasses.asdict(features)}
+    step, elapsed, history = 0, 0.0, []
+    checkpoint_path = out_dir / CHECKPOINT
+    rng = np.random.default_rng(settings.seed)
+    if checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state.get("meta") == json.loads(json.dumps(meta)):
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, elapsed, history = state["step"], state["elapsed"], state["history"]
+            rng.bit_generator.state = state["rng"]
+            logger.info(
+                "resuming at step %d (%.1f of %.1f minutes)", step, elapsed / 60, settings.minutes
+            )
+        else:
+            logger.warning("%s was made with other settings: starting afresh", checkpoint_path)
+
+    def save() -> None:
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+            "history": history,
+            "rng": rng.bit_generator.state,
+            "meta": json.loads(json.dumps(meta)),
+        }
+        _save_atomic(state, checkpoint_path)
+
+    model.train()
+    if settings.start == "imagenet":
+        _freeze_batch_norm(model)
+    budget = settings.minutes * 60
+    last_save = time.monotonic()
+    while elapsed < budget:
+        t0 = time.monotonic()
+        batch = []
+        for index in rng.choice(len(image_paths), settings.batch_images, replace=False):
+            try:
+                batch.append(load_image(image_paths[index], max_side=settings.decode_size))
+            except ImageError as exc:
+                logger.warning("skipping %s", exc)
+        if len(batch) < 2:
+            continue
+        loss, parts = training_step(model, batch, features, settings, rng)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+        elapsed += time.monotonic() - t0
+        history.append({"step": step, "seconds": round(elapsed, 2), **dataclasses.asdict(parts)})
+        if progress is not None:
+            progress(elapsed, budget, parts)
+        if time.monotonic() - last_save > settings.checkpoint_seconds:
+            save()
+            last_save = time.monotonic()
+    save()
+    weights = out_dir / "weights.pt"
+    _save_atomic(
+        {"model": model.state_dict(), "strength_layer": features.local_layer, "meta": meta},
+        weights,
+    )
+    (out_dir / HISTORY).write_text(json.dumps(history))
+    return weights

@@ -1,0 +1,100 @@
+"""Training without labels: a step lowers the loss, checkpoints resume, bundles load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from lookalike.backbones import build_backbone
+from lookalike.demo import DemoCollection
+from lookalike.learn.train import TrainSettings, build_model, train, training_step
+from lookalike.settings import FeatureSettings
+
+pytestmark = pytest.mark.slow
+
+FEATURES = FeatureSettings()
+SMALL = TrainSettings(batch_images=2, view_size=128, points_per_image=32, minutes=0.04)
+
+
+def _images() -> list[np.ndarray]:
+    return [data.astronaut()[::2, ::2].copy(), data.chelsea().copy(), data.coffee().copy()]
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    model = build_model(FEATURES, "imagenet")
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    images = _images()[:2]
+
+    def loss_at(seed: int) -> torch.Tensor:
+        loss, _ = training_step(model, images, FEATURES, SMALL, np.random.default_rng(seed))
+        return loss
+
+    before = float(loss_at(1).detach())
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss_at(1).backward()
+        optimizer.step()
+    assert float(loss_at(1).detach()) < before
+
+
+def test_training_checkpoints_resumes_and_writes_loadable_weights(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    paths = []
+    for i, image in enumerate(_images()):
+        path = folder / f"im {i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    out = tmp_path / "run"
+    weights = train(paths, out, FEATURES, SMALL)
+    history = json.loads((out / "history.json").read_text())
+    assert history and all(np.isfinite(h["total"]) for h in history)
+    first_steps = len(history)
+
+    longer = TrainSettings(**{**SMALL.__dict__, "minutes": 0.08})
+    train(paths, out, FEATURES, longer)  # other settings: starts afresh, still completes
+    resumed = train(paths, out, FEATURES, longer)  # same settings: resumes at its end
+    assert len(json.loads((out / "history.json").read_text())) >= first_steps
+    model = build_backbone(FEATURES.backbone, ["head", "s16"], weights=resumed)
+    with torch.inference_mode():
+        maps = model(torch.rand(1, 3, 64, 64) * 255)
+    assert set(maps) == {"s16", "head", "strength"}
+    assert weights == resumed
+
+
+def test_a_trained_bundle_indexes_and_searches_the_demo_collection(
+    demo: DemoCollection, tmp_path: Path
+) -> None:
+    from lookalike.collection import Collection
+    from lookalike.learn.bundle import make_bundle
+    from lookalike.settings import LearnSettings
+    from test_collection import _first_hits_of_own_photograph
+
+    originals = sorted((demo.root / "originals").iterdir())
+    weights = train(originals, tmp_path / "run", FEATURES, SMALL)
+    rel = [p.relative_to(demo.root).as_posix() for p in sorted(demo.root.rglob("*.jpg"))]
+    bundle = make_bundle(
+        demo.root, rel, weights, FEATURES, LearnSettings(codebook_size=512), tmp_path / "bundle"
+    )
+    assert bundle.weights is not None and bundle.origin == "trained"
+
+    collection = Collection.create(demo.root, index=tmp_path / "index", model=tmp_path / "bundle")
+    report = collection.index(workers=1)
+    assert report.images == len(demo.images) and report.model.startswith("bundle")
+    assert _first_hits_of_own_photograph(demo, collection, "fused") == []
+
+    # the trained weights were used: features differ from the ImageNet ones
+    image_id = collection.id_of(demo.query)
+    assert image_id is not None
+    plain = Collection.open(demo.root)
+    trained_desc = collection.stored_features(image_id).global_
+    plain_desc = plain.stored_features(plain.id_of(demo.query) or 0).global_
+    assert not np.allclose(trained_desc, plain_desc)
