@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,10 @@ class Model:
     meta: dict[str, Any] = field(default_factory=dict)
     weights: Path | None = None
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Content hash: changes whenever anything learned changes."""
+        """Content hash: changes whenever anything learned changes (computed once: it reads
+        the weights file, and every encoded shard asks for it)."""
         h = hashlib.blake2b(digest_size=8)
         h.update(json.dumps(self.features.__dict__, sort_keys=True, default=list).encode())
         for w in (self.local_whitening, self.global_whitening):

@@ -53,6 +53,7 @@ class TrainSettings:
     scratch_learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     checkpoint_seconds: float = 120.0
+    max_steps: int | None = None  # stop earlier than the time budget (reproducible runs)
     decode_size: int = 512
     seed: int = 0
 
@@ -204,7 +205,7 @@ def train(
         _freeze_batch_norm(model)
     budget = settings.minutes * 60
     last_save = time.monotonic()
-    while elapsed < budget:
+    while elapsed < budget and (settings.max_steps is None or step < settings.max_steps):
         t0 = time.monotonic()
         batch = []
         for index in rng.choice(len(image_paths), settings.batch_images, replace=False):
