@@ -75,10 +75,6 @@ class IndexReport:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed or self.model_fitted)
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "added": len(self.added),
