@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help install demo test lint bench clean distclean
+.PHONY: help install demo test lint bench bench-train clean distclean
 
 help:
 	@echo "make install    create $(VENV) and install lookalike with its dev extras"
@@ -16,6 +16,7 @@ help:
 	@echo "make test       run the test suite (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint       ruff check, ruff format --check, mypy src"
 	@echo "make bench      run benchmarks/run_all.py"
+	@echo "make bench-train  the training experiments (about 3 hours on 2 cores)"
 	@echo "make clean      remove caches, build outputs and ./demo (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
 
@@ -45,6 +46,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+bench-train: $(STAMP)
+	for e in holidays transfer scratch fingerprints plot; do \
+		$(BIN)/python benchmarks/train.py $$e || exit 1; done
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf build dist demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

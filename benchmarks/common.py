@@ -16,6 +16,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
+TRAIN_PLOT = "train-curve.png"  # mAP against training minutes, by benchmarks/train.py
 
 
 def machine() -> dict[str, Any]:

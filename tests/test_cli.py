@@ -368,6 +368,25 @@ def test_train_in_place_then_index_uses_the_trained_network(
     assert json.loads(found.output)["hits"][0]["path"] == "coffee.jpg"
 
 
+def test_train_given_an_index_folder_learns_from_its_collection(
+    demo: DemoCollection, tmp_path: Path
+) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("chelsea", "coffee", "rocket", "astronaut"):
+        shutil.copyfile(demo.root / "originals" / f"{name}.jpg", root / f"{name}.jpg")
+    index_dir = tmp_path / "elsewhere"
+    args = ["index", str(root), "--index", str(index_dir), "-q", "--workers", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["train", str(index_dir), "--minutes", "0.01", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["images"] == 4 and summary["in_place"]
+    assert Path(summary["bundle"]) == index_dir.resolve() / "trained"
+    indexed = runner.invoke(app, [*args, "--json"])
+    assert json.loads(indexed.output)["model"].startswith("bundle")
+
+
 def test_train_refuses_a_bad_start(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", str(tmp_path), "--from", "nowhere"])
     assert result.exit_code != 0

@@ -61,3 +61,26 @@ def test_reliability_and_global_losses() -> None:
     assert global_info_nce(g, g, 0.05) < global_info_nce(g, g.roll(1, 0), 0.05)
     with pytest.raises(ValueError):
         dense_info_nce(torch.zeros(3, 4), torch.zeros(2, 4), 0.1)
+
+
+def test_info_nce_ignores_masked_pairs_but_never_the_positive() -> None:
+    torch.manual_seed(0)
+    a = F.normalize(torch.randn(4, 8), dim=1)
+    b = F.normalize(torch.randn(4, 8), dim=1)
+    b[1] = b[0]  # a near duplicate of row 0's positive: it would be a confusing negative
+    ignore = torch.zeros(4, 4, dtype=torch.bool)
+    ignore[0, 1] = ignore[1, 0] = True
+    ignore[2, 2] = True  # the diagonal is never ignored
+    loss, _ = dense_info_nce(a, b, 0.1, ignore)
+    full, _ = dense_info_nce(a, b, 0.1)
+    # rows 2 and 3 see all four columns in both directions: unchanged
+    assert torch.allclose(loss[2:], full[2:])
+    # row 0 without column 1: by hand, both directions
+    logits = a @ b.T / 0.1
+    keep = [0, 2, 3]
+    row = -torch.log_softmax(logits[0, keep], 0)[0]
+    col = -torch.log_softmax(logits[keep, 0], 0)[0]
+    assert torch.isclose(loss[0], 0.5 * (row + col))
+    assert loss[0] < full[0]
+    with pytest.raises(ValueError, match="ignore"):
+        dense_info_nce(a, b, 0.1, torch.zeros(3, 3, dtype=torch.bool))

@@ -207,7 +207,10 @@ def index(
 
 @app.command()
 def train(
-    folder: Annotated[Path, typer.Argument(help="Folder of images to learn from (no labels).")],
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder of images to learn from (no labels), or its index folder."),
+    ],
     start: Annotated[
         str, typer.Option("--from", help="imagenet (fine-tune) or scratch (random weights).")
     ] = "imagenet",
@@ -216,14 +219,15 @@ def train(
         Path | None,
         typer.Option(
             "--out",
-            help="Where to write the model bundle (default: FOLDER/.lookalike/trained, "
-            "and the collection then indexes with it).",
+            help="Where to write the model bundle (default: inside the collection's index, "
+            "FOLDER/.lookalike/trained, and the collection then indexes with it).",
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the network on FOLDER's own images without labels, then write a model bundle
     (weights, whitening, codebook). Interrupted runs resume where they stopped."""
+    from lookalike.catalog import CATALOG_FILE
     from lookalike.collection import INDEX_DIR_NAME, Collection
     from lookalike.images import find_images
     from lookalike.learn.bundle import make_bundle
@@ -237,11 +241,16 @@ def train(
         settings = TrainSettings(start=start, minutes=minutes)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
-    root = folder.resolve()
+    if (folder / CATALOG_FILE).is_file():  # an index folder: learn from its collection
+        index_dir = folder.resolve()
+        root = Collection.open(index_dir).root
+    else:
+        root = folder.resolve()
+        index_dir = root / INDEX_DIR_NAME
     in_place = out_path is None
-    bundle = (root / INDEX_DIR_NAME / "trained") if out_path is None else out_path.resolve()
+    bundle = (index_dir / "trained") if out_path is None else out_path.resolve()
     run_dir = bundle.with_name(bundle.name + ".training")
-    paths = [p for p in find_images(root) if bundle not in p.parents]
+    paths = [p for p in find_images(root) if index_dir not in p.parents]
     rel = [p.relative_to(root).as_posix() for p in paths]
     features = FeatureSettings()
     with _progress(not as_json) as bar:
@@ -271,7 +280,7 @@ def train(
             progress=on_extract,
         )
     if in_place:
-        Collection.create(root).use_model(bundle)
+        Collection.create(root, index=index_dir).use_model(bundle)
     summary = {
         "bundle": str(bundle),
         "model_id": model.id,

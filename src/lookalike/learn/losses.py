@@ -24,17 +24,27 @@ def sample_at(feature_map: torch.Tensor, points: torch.Tensor, stride: float) ->
 
 
 def dense_info_nce(
-    desc_a: torch.Tensor, desc_b: torch.Tensor, temperature: float
+    desc_a: torch.Tensor,
+    desc_b: torch.Tensor,
+    temperature: float,
+    ignore: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE over corresponding rows: `desc_a[i]` matches `desc_b[i]`, every other row of
     `desc_b` (other points, other images) is a negative, and symmetrically.
 
-    desc_a, desc_b: (N, D), L2-normalised. Returns (per-row loss `(N,)`, per-row
+    desc_a, desc_b: (N, D), L2-normalised. `ignore: (N, N) bool`, optional, marks pairs that
+    are neither positive nor negative (points too close to the positive to be told apart);
+    the diagonal is never ignored. Returns (per-row loss `(N,)`, per-row
     `correct: (N,) bool` — the positive is the nearest neighbour in both directions).
     """
     if desc_a.shape != desc_b.shape or desc_a.ndim != 2:
         raise ValueError(f"descriptor sets disagree: {desc_a.shape} vs {desc_b.shape}")
     logits = desc_a @ desc_b.T / temperature
+    if ignore is not None:
+        if ignore.shape != logits.shape:
+            raise ValueError(f"ignore must be {tuple(logits.shape)}, got {tuple(ignore.shape)}")
+        eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(ignore & ~eye, float("-inf"))
     target = torch.arange(len(desc_a), device=desc_a.device)
     loss = 0.5 * (
         F.cross_entropy(logits, target, reduction="none")

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lookalike.backbones.efficientnet import LAYER_STRIDES
 from lookalike.features.global_ import gem
 from lookalike.images import ImageError, load_image
 from lookalike.learn.losses import dense_info_nce, global_info_nce, reliability_loss, sample_at
@@ -49,7 +51,7 @@ class TrainSettings:
     global_temperature: float = 0.1
     global_weight: float = 0.5
     reliability_weight: float = 0.2
-    learning_rate: float = 3e-5
+    learning_rate: float = 1e-4
     scratch_learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     checkpoint_seconds: float = 120.0
@@ -73,6 +75,11 @@ class StepLosses:
     matched: float  # fraction of points whose correspondence is the mutual nearest neighbour
 
 
+def _near(points: torch.Tensor, image: torch.Tensor, radius: float) -> torch.Tensor:
+    """`(N, N) bool`: points of the same image closer than `radius` pixels to each other."""
+    return (torch.cdist(points, points) < radius) & (image[:, None] == image[None, :])
+
+
 def build_model(features: FeatureSettings, start: str) -> torch.nn.Module:
     """The trainable network: backbone taps plus a strength head on the local layer."""
     from lookalike.backbones import build_backbone
@@ -89,44 +96,72 @@ def _freeze_batch_norm(model: torch.nn.Module) -> None:
             module.eval()
 
 
-def training_step(
-    model: torch.nn.Module,
-    images: Sequence[np.ndarray],
-    features: FeatureSettings,
-    settings: TrainSettings,
-    rng: np.random.Generator,
-) -> tuple[torch.Tensor, StepLosses]:
-    """The loss of one batch of images (each `(H, W, 3) uint8`), ready for `backward()`."""
-    pair_settings = PairSettings(size=settings.view_size)
-    pairs = [make_pair(image, rng, pair_settings) for image in images]
-    views = np.stack([p.view_a for p in pairs] + [p.view_b for p in pairs])
-    x = torch.from_numpy(views).permute(0, 3, 1, 2).float()
-    maps = model(x)
-    local = maps[features.local_layer]
-    strength = maps["strength"]
-    stride = settings.view_size / local.shape[-1]
-    n = len(pairs)
-    desc_a, desc_b, rel_a, rel_b = [], [], [], []
+@dataclass(frozen=True)
+class Batch:
+    """One training batch: two views per image and the points that correspond between them.
+
+    views: (2B, S, S, 3) uint8 — the B first views, then the B second views
+    points_a, points_b: per image, (P_i, 2) float — pixel (x, y) in view A and its
+        correspondence in view B
+    """
+
+    views: np.ndarray
+    points_a: list[np.ndarray]
+    points_b: list[np.ndarray]
+
+
+def make_batch(
+    images: Sequence[np.ndarray], settings: TrainSettings, stride: float, rng: np.random.Generator
+) -> Batch:
+    """Pairs of views of `images` (each `(H, W, 3) uint8`) and up to
+    `settings.points_per_image` corresponding points per pair, kept `stride` pixels (one
+    feature-map cell) inside both views."""
     size = settings.view_size
-    for i, pair in enumerate(pairs):
-        valid_b = warp(np.ones(images[i].shape[:2], np.float32), pair.to_b, size)[..., 0] > 0.99
+    pairs = [make_pair(image, rng, PairSettings(size=size)) for image in images]
+    points_a, points_b = [], []
+    for image, pair in zip(images, pairs, strict=True):
+        valid_b = warp(np.ones(image.shape[:2], np.float32), pair.to_b, size)[..., 0] > 0.99
         p = rng.uniform(stride, size - stride, size=(settings.points_per_image * 4, 2))
         q = transform_points(pair.homography, p)
         inside = np.all((q >= stride) & (q <= size - 1 - stride), axis=1)
         qi = np.clip(np.round(q), 0, size - 1).astype(int)
         keep = inside & valid_b[qi[:, 1], qi[:, 0]]
-        p, q = p[keep][: settings.points_per_image], q[keep][: settings.points_per_image]
+        points_a.append(p[keep][: settings.points_per_image])
+        points_b.append(q[keep][: settings.points_per_image])
+    views = np.stack([p.view_a for p in pairs] + [p.view_b for p in pairs])
+    return Batch(views=views, points_a=points_a, points_b=points_b)
+
+
+def training_step(
+    model: torch.nn.Module, batch: Batch, features: FeatureSettings, settings: TrainSettings
+) -> tuple[torch.Tensor, StepLosses]:
+    """The loss of one batch, ready for `backward()`."""
+    device = next(model.parameters()).device
+    x = torch.from_numpy(batch.views).to(device).permute(0, 3, 1, 2).float()
+    maps = model(x)
+    local = maps[features.local_layer]
+    strength = maps["strength"]
+    stride = settings.view_size / local.shape[-1]
+    n = len(batch.points_a)
+    desc_a, desc_b, rel_a, rel_b, points_a, points_b, owner = [], [], [], [], [], [], []
+    for i, (p, q) in enumerate(zip(batch.points_a, batch.points_b, strict=True)):
         if len(p) == 0:
             continue
-        pa = torch.from_numpy(p).float()
-        qb = torch.from_numpy(q).float()
+        pa = torch.from_numpy(p).float().to(device)
+        qb = torch.from_numpy(q).float().to(device)
+        points_a.append(pa)
+        points_b.append(qb)
+        owner.append(torch.full((len(p),), i, device=device))
         desc_a.append(sample_at(local[i], pa, stride))
         desc_b.append(sample_at(local[n + i], qb, stride))
         rel_a.append(sample_at(strength[i], pa, stride)[:, 0])
         rel_b.append(sample_at(strength[n + i], qb, stride)[:, 0])
     da = F.normalize(torch.cat(desc_a), dim=1)
     db = F.normalize(torch.cat(desc_b), dim=1)
-    local_loss, correct = dense_info_nce(da, db, settings.temperature)
+    # a point within a cell of the positive is not a negative: the map cannot tell them apart
+    image = torch.cat(owner)
+    ignore = _near(torch.cat(points_a), image, stride) | _near(torch.cat(points_b), image, stride)
+    local_loss, correct = dense_info_nce(da, db, settings.temperature, ignore)
     rel = reliability_loss(torch.cat(rel_a), correct) + reliability_loss(torch.cat(rel_b), correct)
     pooled = F.normalize(gem(maps[features.global_layer], features.gem_p), dim=1)
     global_loss = global_info_nce(pooled[:n], pooled[n:], settings.global_temperature)
@@ -159,16 +194,21 @@ def train(
     settings: TrainSettings,
     *,
     progress: Callable[[float, float, StepLosses], None] | None = None,
+    device: str = "cpu",
+    snapshots: Sequence[float] = (),
 ) -> Path:
     """Train for `settings.minutes` (resuming from `out_dir/checkpoint.pt` when its settings
-    match) and return the path of the weights file (`out_dir/weights.pt`)."""
+    match) and return the path of the weights file (`out_dir/weights.pt`). `device` is a
+    torch device; the CPU is the default and all a user needs. `snapshots` lists training
+    minutes at which to also keep the weights (`out_dir/snapshots/weights-<M>min.pt`), to
+    follow accuracy along training."""
     if len(image_paths) < settings.batch_images:
         raise ValueError(
             f"{len(image_paths)} images; training needs at least {settings.batch_images}"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
-    model = build_model(features, settings.start)
+    model = build_model(features, settings.start).to(device)
     lr = settings.learning_rate if settings.start == "imagenet" else settings.scratch_learning_rate
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
     meta = {"train": dataclasses.asdict(settings), "features": dataclasses.asdict(features)}
@@ -179,6 +219,7 @@ def train(
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state.get("meta") == json.loads(json.dumps(meta)):
             model.load_state_dict(state["model"])
+            model.to(device)
             optimizer.load_state_dict(state["optimizer"])
             step, elapsed, history = state["step"], state["elapsed"], state["history"]
             rng.bit_generator.state = state["rng"]
@@ -187,6 +228,18 @@ def train(
             )
         else:
             logger.warning("%s was made with other settings: starting afresh", checkpoint_path)
+
+    def save_weights(path: Path) -> None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _save_atomic({"model": state, "strength_layer": features.local_layer, "meta": meta}, path)
+
+    def snapshot_path(minutes: float) -> Path:
+        return out_dir / "snapshots" / f"weights-{minutes:g}min.pt"
+
+    due = sorted(m for m in snapshots if not snapshot_path(m).is_file())
+    if due and due[0] == 0 and step == 0:
+        save_weights(snapshot_path(0))
 
     def save() -> None:
         state = {
@@ -205,17 +258,27 @@ def train(
         _freeze_batch_norm(model)
     budget = settings.minutes * 60
     last_save = time.monotonic()
-    while elapsed < budget and (settings.max_steps is None or step < settings.max_steps):
-        t0 = time.monotonic()
-        batch = []
+    stride = float(LAYER_STRIDES[features.local_layer])
+
+    def next_batch() -> Batch | None:
+        images = []
         for index in rng.choice(len(image_paths), settings.batch_images, replace=False):
             try:
-                batch.append(load_image(image_paths[index], max_side=settings.decode_size))
+                images.append(load_image(image_paths[index], max_side=settings.decode_size))
             except ImageError as exc:
                 logger.warning("skipping %s", exc)
-        if len(batch) < 2:
+        return make_batch(images, settings, stride, rng) if len(images) >= 2 else None
+
+    # the next batch is decoded and warped in a thread while the network trains on this one
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-batches")
+    pending = prefetch.submit(next_batch)
+    while elapsed < budget and (settings.max_steps is None or step < settings.max_steps):
+        t0 = time.monotonic()
+        batch = pending.result()
+        pending = prefetch.submit(next_batch)
+        if batch is None:
             continue
-        loss, parts = training_step(model, batch, features, settings, rng)
+        loss, parts = training_step(model, batch, features, settings)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -224,14 +287,15 @@ def train(
         history.append({"step": step, "seconds": round(elapsed, 2), **dataclasses.asdict(parts)})
         if progress is not None:
             progress(elapsed, budget, parts)
+        for minutes in [m for m in due if 0 < m * 60 <= elapsed]:
+            save_weights(snapshot_path(minutes))
+            due.remove(minutes)
         if time.monotonic() - last_save > settings.checkpoint_seconds:
             save()
             last_save = time.monotonic()
+    prefetch.shutdown(wait=True, cancel_futures=True)
     save()
     weights = out_dir / "weights.pt"
-    _save_atomic(
-        {"model": model.state_dict(), "strength_layer": features.local_layer, "meta": meta},
-        weights,
-    )
+    save_weights(weights)
     (out_dir / HISTORY).write_text(json.dumps(history))
     return weights
