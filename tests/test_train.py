@@ -70,6 +70,7 @@ def test_training_checkpoints_resumes_and_writes_loadable_weights(tmp_path: Path
 
     longer = TrainSettings(**{**SMALL.__dict__, "max_steps": 8})
     train(paths, out, FEATURES, longer)  # other settings: starts afresh, still completes
+    assert not (out / "snapshots").exists()  # the earlier run's snapshots are gone
     assert len(json.loads((out / "history.json").read_text())) == 8
     resumed = train(paths, out, FEATURES, longer)  # same settings: resumes at its end
     assert len(json.loads((out / "history.json").read_text())) == 8

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -237,6 +238,8 @@ def train(
     def snapshot_path(minutes: float) -> Path:
         return out_dir / "snapshots" / f"weights-{minutes:g}min.pt"
 
+    if step == 0:  # a fresh run: snapshots of an earlier one would be mistaken for its own
+        shutil.rmtree(out_dir / "snapshots", ignore_errors=True)
     due = sorted(m for m in snapshots if not snapshot_path(m).is_file())
     if due and due[0] == 0 and step == 0:
         save_weights(snapshot_path(0))
