@@ -30,6 +30,8 @@ def main() -> None:
             "fused,asmk,global",
             "--max-queries",
             str(args.max_queries),
+            "--verify",
+            "0",
             "--index",
             str(Path(tmp) / "index"),
             "--json",

@@ -28,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from lookalike.settings import DEDUP_THRESHOLD
+
 app = typer.Typer(
     help="lookalike: find the images in a collection that show the same thing as a query image.",
     no_args_is_help=True,
@@ -118,9 +120,13 @@ def _hits_table(title: str, hits: list[Any]) -> Table:
     table = Table(title=title)
     table.add_column("rank", justify="right")
     table.add_column("score", justify="right")
+    verified = any(h.inliers is not None for h in hits)
+    if verified:
+        table.add_column("inliers", justify="right")
     table.add_column("path")
     for h in hits:
-        table.add_row(str(h.rank), f"{h.score:.4f}", h.path)
+        middle = [] if not verified else ["" if h.inliers is None else str(h.inliers)]
+        table.add_row(str(h.rank), f"{h.score:.4f}", *middle, h.path)
     return table
 
 
@@ -306,37 +312,139 @@ def search(
         str, typer.Option(help="fused (default), asmk (local features) or global (kNN).")
     ] = "fused",
     as_json: JsonOpt = False,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="Search for what lies in this box of the query only: x,y,w,h in pixels of "
+            "the query as you see it (full size, upright)."
+        ),
+    ] = None,
+    verify: Annotated[
+        int | None,
+        typer.Option(
+            help="Verify the best R first-stage hits spatially (RANSAC on local matches) and "
+            "re-rank them; 0 turns it off. Default: the index's setting (100).",
+            min=0,
+        ),
+    ] = None,
+    expand: Annotated[
+        bool | None,
+        typer.Option(
+            "--expand/--no-expand",
+            help="Query expansion from the best verified hits (default: the index's setting).",
+        ),
+    ] = None,
+    explain: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a side-by-side PNG per verified hit into this folder, with the "
+            "matched points and region drawn."
+        ),
+    ] = None,
 ) -> None:
-    """Find the images most like QUERY."""
+    """Find the images most like QUERY (or a region of it)."""
     from lookalike.images import ImageError
+    from lookalike.search.region import parse_region
     from lookalike.settings import SEARCH_MODES
 
     if mode not in SEARCH_MODES:
         raise _fail(f"unknown mode {mode!r}; allowed: {', '.join(SEARCH_MODES)}")
+    try:
+        box = None if region is None else parse_region(region)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     collection = _open(index)
     target: Any = int(query) if query.isdigit() and not Path(query).exists() else Path(query)
     t0 = time.perf_counter()
     try:
-        hits = collection.search(target, k=k, mode=mode)
+        hits = collection.search(target, k=k, mode=mode, region=box, verify=verify, expand=expand)
     except ImageError as exc:
         raise _fail(str(exc)) from exc
     except KeyError as exc:
         raise _fail(str(exc.args[0])) from exc
+    except ValueError as exc:  # a region outside the image
+        raise _fail(str(exc)) from exc
     seconds = time.perf_counter() - t0
+    written = [] if explain is None else collection.explain(target, hits, explain, region=box)
     if as_json:
         out.print_json(
             json.dumps(
                 {
                     "query": query,
                     "mode": mode,
+                    "region": None if box is None else list(box),
                     "root": str(collection.root),
                     "seconds": round(seconds, 4),
                     "hits": [h.as_dict() for h in hits],
+                    "explanations": [str(p) for p in written],
                 }
             )
         )
         return
     out.print(_hits_table(f"{len(hits)} hits for {query} ({mode}, {seconds * 1000:.0f} ms)", hits))
+    if written:
+        out.print(f"{len(written)} explanations written to {explain}")
+
+
+@app.command()
+def dedup(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Collection or index folder (a folder without an index is indexed)."),
+    ],
+    threshold: Annotated[
+        int,
+        typer.Option(
+            help="Inliers (local features that agree geometrically) that make two images near "
+            "duplicates; higher is stricter.",
+            min=1,
+        ),
+    ] = DEDUP_THRESHOLD,
+    neighbours: Annotated[
+        int, typer.Option(help="Candidates verified per image (its best first-stage hits).", min=1)
+    ] = 10,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """List groups of exact copies (same bytes) and near duplicates (resized, recompressed,
+    cropped, recoloured copies) in a collection."""
+    from lookalike.catalog import CatalogError
+    from lookalike.collection import Collection
+
+    try:
+        try:
+            collection = Collection.open(folder)
+        except CatalogError:
+            collection = Collection.create(folder)
+            with _progress(not quiet and not as_json) as bar:
+                collection.index(progress=bar)
+        with _progress(not quiet and not as_json) as bar:
+            groups = collection.dedup(threshold=threshold, neighbours=neighbours, progress=bar)
+    except (FileNotFoundError, CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "root": str(collection.root),
+                    "threshold": threshold,
+                    "groups": [g.as_dict() for g in groups],
+                }
+            )
+        )
+        return
+    if not groups:
+        out.print(f"no duplicates in {collection.root}")
+        return
+    table = Table(title=f"{len(groups)} groups of duplicates in {collection.root}")
+    table.add_column("group", justify="right")
+    table.add_column("kind")
+    table.add_column("inliers", justify="right")
+    table.add_column("images")
+    for number, group in enumerate(groups, start=1):
+        inliers = "" if group.inliers is None else str(group.inliers)
+        table.add_row(str(number), group.kind, inliers, "\n".join(group.paths))
+    out.print(table)
 
 
 @app.command()
@@ -394,6 +502,19 @@ def _print_eval(result: Any, as_json: bool) -> None:
 
 
 ModesOpt = Annotated[str, typer.Option("--modes", help="Comma-separated search modes to score.")]
+EvalVerifyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--verify",
+        help="Images verified spatially per query (0: the first stage alone; default: the "
+        "index's setting).",
+        min=0,
+    ),
+]
+EvalExpandOpt = Annotated[
+    bool | None,
+    typer.Option("--expand/--no-expand", help="Query expansion (default: the index's setting)."),
+]
 
 
 def _modes(modes: str) -> list[str]:
@@ -415,6 +536,8 @@ def eval_holidays(
     index: Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model bundle to index with.")] = None,
     workers: WorkersOpt = 0,
+    verify: EvalVerifyOpt = None,
+    expand: EvalExpandOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """INRIA Holidays with its official protocol (mAP over 300 queries, query removed)."""
@@ -429,7 +552,14 @@ def eval_holidays(
         rset = upright_view(rset, cache_root() / "views" / "holidays-upright")
     with _progress(not as_json) as bar:
         result = evaluate(
-            rset, modes=_modes(modes), index_dir=index, model=model, workers=workers, progress=bar
+            rset,
+            modes=_modes(modes),
+            index_dir=index,
+            model=model,
+            workers=workers,
+            verify=verify,
+            expand=expand,
+            progress=bar,
         )
     _print_eval(result, as_json)
 
@@ -448,6 +578,8 @@ def eval_groups(
     index: Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model bundle to index with.")] = None,
     workers: WorkersOpt = 0,
+    verify: EvalVerifyOpt = None,
+    expand: EvalExpandOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Any one-subfolder-per-group collection: every image queries its group."""
@@ -475,6 +607,8 @@ def eval_groups(
             model=model,
             workers=workers,
             max_queries=max_queries,
+            verify=verify,
+            expand=expand,
             progress=bar,
         )
     _print_eval(result, as_json)

@@ -16,14 +16,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError, ImageRecord, writer_lock
 from lookalike.images import find_images, load_image
 from lookalike.index import build
-from lookalike.settings import SEARCH_MODES, SearchSettings, Settings
+from lookalike.settings import (
+    DEDUP_THRESHOLD,
+    SEARCH_MODES,
+    RerankSettings,
+    SearchSettings,
+    Settings,
+)
+
+if TYPE_CHECKING:
+    from lookalike.search.verify import Verified
 
 logger = logging.getLogger("lookalike")
 
@@ -43,12 +52,21 @@ class Hit:
     asmk_score: float | None
     global_score: float | None
     root: Path
+    match: Verified | None = None
+    """Spatial verification against the query (None when the hit was not verified)."""
+    box: np.ndarray | None = None
+    """(4, 2) corners, in the hit's pixels, of the query (or its region) mapped by the match."""
 
     @property
     def abspath(self) -> Path:
         return self.root / self.path
 
+    @property
+    def inliers(self) -> int | None:
+        return None if self.match is None else self.match.inliers
+
     def as_dict(self) -> dict[str, Any]:
+        matrix = None if self.match is None else self.match.matrix
         return {
             "rank": self.rank,
             "id": self.id,
@@ -56,6 +74,9 @@ class Hit:
             "score": round(self.score, 6),
             "asmk_score": None if self.asmk_score is None else round(self.asmk_score, 6),
             "global_score": None if self.global_score is None else round(self.global_score, 6),
+            "inliers": self.inliers,
+            "homography": None if matrix is None else np.round(matrix, 6).tolist(),
+            "box": None if self.box is None else np.round(self.box, 1).tolist(),
         }
 
 
@@ -104,7 +125,7 @@ class Collection:
         self.settings = settings
         self._lock = threading.Lock()
         self._loaded: Any = None
-        self._paths: dict[int, str] = {}
+        self._records: dict[int, ImageRecord] = {}
         self._extractor: Any = None
 
     # --- opening --------------------------------------------------------------------------
@@ -359,14 +380,14 @@ class Collection:
                 generation = catalog.generation
                 if self._loaded is not None and self._loaded.generation == generation:
                     return self._loaded
-                paths = {r.id: r.path for r in catalog.records("ok")}
+                records = {r.id: r for r in catalog.records("ok")}
             folder = build.generation_dir(self.index_dir, generation)
             if generation == 0 or not folder.is_dir():
                 raise CatalogError(
                     f"{self.root} has no index yet: run `lookalike index {self.root}`"
                 )
             self._loaded = load_generation(folder, self._current_model())
-            self._paths = paths
+            self._records = records
             return self._loaded
 
     def extractor(self) -> Any:
@@ -390,39 +411,171 @@ class Collection:
         k: int = 20,
         mode: str | None = None,
         exclude_self: bool = False,
+        region: tuple[float, float, float, float] | None = None,
+        verify: int | None = None,
+        expand: bool | None = None,
     ) -> list[Hit]:
         """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, or the
         id (int) of an indexed image (searched with its stored features; `exclude_self` drops
-        it from the hits). `mode` is 'fused' (default), 'asmk' or 'global'."""
+        it from the hits).
+
+        mode: 'fused' (default), 'asmk' or 'global' first stage.
+        region: `(x, y, w, h)` in pixels of the query as seen (EXIF orientation applied, full
+            size): search for what lies inside this box only.
+        verify: how many of the first stage's best to verify spatially (0: none); default from
+            the collection's settings (100).
+        expand: query expansion from the best verified hits; default from the settings (off).
+        """
         from lookalike.search.query import score, top_rows
+        from lookalike.search.rerank import rerank
 
         settings = self._search_settings(mode)
+        second = self._rerank_settings(verify, expand)
         loaded = self._generation()
-        self_rows = None
-        if isinstance(query, int | np.integer):
-            features = self.stored_features(int(query))
-            self_rows = np.flatnonzero(loaded.ids == int(query))
-        else:
-            image = load_image(query, max_side=self.settings.features.decode_size)
-            features = self.extractor().extract(image)
+        features, size, self_rows = self._query(query, region)
         scores = score(loaded, features, settings, self_rows)
-        rows = top_rows(scores.final, k, self_rows if exclude_self else None)
-        paths = self._paths
+        final, verified = scores.final, {}
+        if second.shortlist > 0:
+            stored = _StoredImages(self.index_dir, loaded, self._records)
+            reranked = rerank(loaded, features, scores, stored, settings, second, self_rows)
+            final, verified = reranked.final, reranked.verified
+        rows = top_rows(final, k, self_rows if exclude_self else None)
+        query_box = region or (0.0, 0.0, float(size[0]), float(size[1]))
         hits = []
         for rank, row in enumerate(rows, start=1):
             image_id = int(loaded.ids[row])
+            record = self._records.get(image_id)
+            match = verified.get(int(row))
             hits.append(
                 Hit(
                     rank=rank,
                     id=image_id,
-                    path=paths.get(image_id, f"<removed image {image_id}>"),
-                    score=float(scores.final[row]),
+                    path=record.path if record else f"<removed image {image_id}>",
+                    score=float(final[row]),
                     asmk_score=None if scores.asmk is None else float(scores.asmk[row]),
                     global_score=None if scores.global_ is None else float(scores.global_[row]),
                     root=self.root,
+                    match=match,
+                    box=None if match is None else match.map_box(query_box),
                 )
             )
         return hits
+
+    def dedup(
+        self,
+        *,
+        threshold: int = DEDUP_THRESHOLD,
+        neighbours: int = 10,
+        progress: ProgressCallback | None = None,
+    ) -> list[Any]:
+        """Groups of exact copies (same content hash) and near duplicates: images whose spatial
+        verification finds at least `threshold` inliers, among each image's `neighbours` best
+        first-stage hits. Returns `DuplicateGroup`s ordered by their first path."""
+        from lookalike.search.dedup import build_groups
+
+        near = self.verified_pairs(neighbours=neighbours, min_inliers=threshold, progress=progress)
+        paths = {i: r.path for i, r in self._records.items()}
+        hashes = {i: r.hash for i, r in self._records.items()}
+        return build_groups(paths, hashes, near)
+
+    def verified_pairs(
+        self,
+        *,
+        neighbours: int = 10,
+        min_inliers: int = 1,
+        progress: ProgressCallback | None = None,
+    ) -> dict[tuple[int, int], int]:
+        """Each indexed image searched by its stored features, its `neighbours` best first-stage
+        hits verified: `{(id_a, id_b): inliers}` (id_a < id_b, the larger count of the two
+        directions) for pairs with at least `min_inliers`."""
+        if min_inliers < 1 or neighbours < 1:
+            raise ValueError("the inlier threshold and neighbours must be positive")
+        ids = [int(i) for i in self._generation().ids]
+        near: dict[tuple[int, int], int] = {}
+        for done, image_id in enumerate(ids, start=1):
+            hits = self.search(image_id, k=neighbours, exclude_self=True, verify=neighbours + 1)
+            for hit in hits:
+                if hit.inliers is not None and hit.inliers >= min_inliers:
+                    pair = (min(image_id, hit.id), max(image_id, hit.id))
+                    near[pair] = max(near.get(pair, 0), hit.inliers)
+            if progress is not None:
+                progress("dedup", done, len(ids))
+        return near
+
+    def explain(
+        self,
+        query: Any,
+        hits: list[Hit],
+        out_dir: str | os.PathLike[str],
+        *,
+        region: tuple[float, float, float, float] | None = None,
+        height: int = 480,
+    ) -> list[Path]:
+        """Write one side-by-side PNG per verified hit into `out_dir`: the query (its region
+        boxed) and the hit, with the inlier correspondences and the matched region drawn.
+        Returns the files written, in rank order."""
+        from lookalike.images import source_size
+        from lookalike.search.explain import save_png, side_by_side
+
+        if isinstance(query, int | np.integer):
+            record = self._records.get(int(query))
+            if record is None:
+                raise KeyError(f"no indexed image with id {int(query)}")
+            query = self.root / record.path
+        size = source_size(query)
+        picture = load_image(query, max_side=2 * height)
+        written = []
+        for hit in hits:
+            if hit.match is None:
+                continue
+            hit_size = source_size(hit.abspath)
+            drawn = side_by_side(
+                picture,
+                size,
+                load_image(hit.abspath, max_side=2 * height),
+                hit_size,
+                hit.match,
+                query_box=region,
+                hit_box=hit.box,
+                height=height,
+            )
+            name = f"{hit.rank:02d}-{hit.id}-{_safe_stem(hit.path)}.png"
+            text = {"query": str(query), "hit": hit.path, "inliers": str(hit.match.inliers)}
+            written.append(save_png(drawn, Path(out_dir) / name, text))
+        return written
+
+    def _query(
+        self, query: Any, region: tuple[float, float, float, float] | None
+    ) -> tuple[Any, tuple[int, int], np.ndarray | None]:
+        """(features with positions in query pixels, the query's (width, height), its rows in
+        the loaded generation when it is an indexed image)."""
+        from lookalike.features import ImageFeatures, LocalFeatures
+        from lookalike.images import source_size
+        from lookalike.search.region import clip_region, query_pixels
+
+        loaded = self._generation()
+        self_rows = None
+        if isinstance(query, int | np.integer):
+            record = self._records.get(int(query))
+            if record is None:
+                raise KeyError(f"no indexed image with id {int(query)}")
+            self_rows = np.flatnonzero(loaded.ids == int(query))
+            size = (record.width or 0, record.height or 0)
+            if region is None:
+                return self.stored_features(int(query)), size, self_rows
+            query = self.root / record.path
+        size = source_size(query)
+        box = None if region is None else clip_region(region, size)
+        pixels = query_pixels(query, size, self.settings.features.decode_size, box)
+        features = self.extractor().extract(pixels.image)
+        local = features.local
+        moved = LocalFeatures(
+            xy=pixels.to_query(local.xy),
+            scale=local.scale,
+            strength=local.strength,
+            desc=local.desc,
+        )
+        return ImageFeatures(moved, features.global_), size, self_rows
 
     def _search_settings(self, mode: str | None) -> SearchSettings:
         if mode is None:
@@ -430,6 +583,16 @@ class Collection:
         if mode not in SEARCH_MODES:
             raise ValueError(f"unknown search mode {mode!r}; allowed: {', '.join(SEARCH_MODES)}")
         return replace(self.settings.search, mode=mode)
+
+    def _rerank_settings(self, verify: int | None, expand: bool | None) -> RerankSettings:
+        second = self.settings.rerank
+        if verify is not None:
+            if verify < 0:
+                raise ValueError(f"verify must be 0 (off) or a positive count, got {verify}")
+            second = replace(second, shortlist=verify)
+        if expand is not None:
+            second = replace(second, expand=expand)
+        return second
 
     def stored_features(self, image_id: int) -> Any:
         """The raw features of an indexed image, as stored (no re-extraction)."""
@@ -539,9 +702,47 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
+def _safe_stem(path: str, limit: int = 60) -> str:
+    """A file-name-safe short form of an image's name."""
+    stem = Path(path).stem
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:limit] or "image"
+
+
 def _du(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     if not path.is_dir():
         return 0
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class _StoredImages:
+    """The second stage's view of an indexed image: stored features, size and ASMK code."""
+
+    def __init__(self, index_dir: Path, loaded: Any, records: dict[int, ImageRecord]) -> None:
+        self.features_dir = index_dir / build.FEATURES_DIR
+        self.codes_dir = index_dir / build.CODES_DIR / loaded.model.id
+        self.ids = loaded.ids
+        self.records = records
+
+    def _record(self, row: int) -> ImageRecord:
+        record = self.records.get(int(self.ids[row]))
+        if record is None or record.shard is None:
+            raise KeyError(f"row {row} (image {int(self.ids[row])}) has no stored features")
+        return record
+
+    def local(self, row: int, limit: int) -> Any:
+        from lookalike.index.store import open_shard
+
+        record = self._record(row)
+        return open_shard(self.features_dir, record.shard or 0).local(record.row or 0, limit)
+
+    def side(self, row: int) -> float:
+        record = self._record(row)
+        return float(max(record.width or 0, record.height or 0))
+
+    def code(self, row: int) -> Any:
+        record = self._record(row)
+        folder = self.codes_dir / f"shard-{record.shard or 0:06d}"
+        codes, _ = build.load_codes(folder, [record.row or 0])
+        return codes[0]

@@ -177,11 +177,40 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     with _open_file(label) as f:
         img = _open_pil(f, label)
         with img:
-            width, height = img.size
-            # Image.Image.getexif, not the subclass's: PngImageFile.getexif
-            # decodes the whole image to look for an eXIf chunk after the pixels.
-            orientation = _orientation(img, label, Image.Image.getexif)
-            swap = orientation >= 5 and not _size_already_oriented(img)
+            return _upright_size(img, label)
+
+
+def source_size(
+    source: str | os.PathLike[str] | bytes | Image.Image | np.ndarray,
+) -> tuple[int, int]:
+    """(width, height) of any `load_image` source as `load_image(source)` would return it
+    (EXIF orientation applied), reading only the header of encoded data.
+
+    Raises:
+        ImageError: the source is not an image.
+    """
+    if isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3):
+            raise ImageError("<array>", f"array of shape {source.shape} is not an image")
+        return int(source.shape[1]), int(source.shape[0])
+    if isinstance(source, Image.Image):
+        return _upright_size(source, os.fsdecode(getattr(source, "filename", "") or "<image>"))
+    if isinstance(source, bytes | bytearray | memoryview):
+        if len(source) == 0:
+            raise ImageError("<bytes>", "empty data (0 bytes)")
+        with io.BytesIO(source) as f:
+            img = _open_pil(f, "<bytes>")
+            with img:
+                return _upright_size(img, "<bytes>")
+    return image_size(source)
+
+
+def _upright_size(img: Image.Image, label: str) -> tuple[int, int]:
+    width, height = img.size
+    # Image.Image.getexif, not the subclass's: PngImageFile.getexif
+    # decodes the whole image to look for an eXIf chunk after the pixels.
+    orientation = _orientation(img, label, Image.Image.getexif)
+    swap = orientation >= 5 and not _size_already_oriented(img)
     if width <= 0 or height <= 0:
         raise ImageError(label, f"image has zero size ({width}x{height})")
     return (height, width) if swap else (width, height)

@@ -93,6 +93,45 @@ class SearchSettings:
 
 SEARCH_MODES = ("fused", "asmk", "global")
 
+DEDUP_THRESHOLD = 40
+"""Inliers that make two images near duplicates (`lookalike dedup`)."""
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """Second stage: spatial verification of the shortlist, then query expansion.
+
+    The top `shortlist` images of the first stage are verified (0 turns verification off):
+    mutual nearest neighbours among the `features` strongest local features of each side
+    (whitened cosine at least `min_similarity`), then a geometric `model` fitted with RANSAC,
+    counting correspondences within `inlier_threshold` times the image's longer side. Each
+    inlier from `min_inliers` on adds `weight / (saturation - min_inliers + 1)` to the score.
+
+    `expand`: query expansion from the `expand_top` best verified images (at least
+    `min_inliers`): alpha-QE (`expand_alpha`) on the global descriptor, and their ASMK scores
+    averaged into the query's.
+    """
+
+    shortlist: int = 100
+    features: int = 500
+    min_similarity: float = 0.5
+    model: str = "affine"
+    inlier_threshold: float = 0.03
+    min_inliers: int = 20
+    saturation: int = 50
+    weight: float = 1.0
+    expand: bool = False
+    expand_top: int = 5
+    expand_alpha: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.shortlist < 0 or self.features < 1 or self.expand_top < 1:
+            raise ValueError("shortlist must be >= 0, features and expand_top >= 1")
+        if self.model not in ("affine", "homography"):
+            raise ValueError(f"unknown geometric model {self.model!r}; allowed: affine, homography")
+        if not 0 < self.min_inliers < self.saturation:
+            raise ValueError("need 0 < min_inliers < saturation")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -101,13 +140,19 @@ class Settings:
     features: FeatureSettings = field(default_factory=FeatureSettings)
     learn: LearnSettings = field(default_factory=LearnSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Settings:
-        parts = {"features": FeatureSettings, "learn": LearnSettings, "search": SearchSettings}
+        parts = {
+            "features": FeatureSettings,
+            "learn": LearnSettings,
+            "search": SearchSettings,
+            "rerank": RerankSettings,
+        }
         unknown = sorted(set(values) - set(parts))
         if unknown:
             raise ValueError(f"unknown settings section(s) {unknown}; allowed: {sorted(parts)}")

@@ -127,13 +127,16 @@ def evaluate(
     workers: int = 0,
     max_queries: int | None = None,
     seed: int = 0,
+    verify: int | None = None,
+    expand: bool | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> EvalResult:
     """Index `rset.root` into `index_dir` (a cache folder by default) and score every query.
 
     Queries use their stored features (as re-extracting the same file would give); the query
     itself is removed from its ranking by the set's junk lists. `max_queries` draws a seeded
-    sample of the queries for large sets.
+    sample of the queries for large sets. `verify` and `expand` set the second stage (default:
+    the collection's settings; `verify=0` ranks by the first stage alone).
     """
     from lookalike.collection import Collection
 
@@ -161,7 +164,7 @@ def evaluate(
                 rankings[q] = []  # the query failed to index: it scores 0
                 continue
             t = time.perf_counter()
-            hits = collection.search(image_id, k=n, mode=mode)
+            hits = collection.search(image_id, k=n, mode=mode, verify=verify, expand=expand)
             times.append(time.perf_counter() - t)
             rankings[q] = [h.path for h in hits]
             if progress is not None:

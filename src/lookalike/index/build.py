@@ -297,14 +297,17 @@ def encode_shard(model: Model, vocabulary: Vocabulary, features_dir: Path, shard
 def load_codes(codes_dir: Path, rows: Sequence[int]) -> tuple[list[ImageCode], np.ndarray]:
     """The ASMK codes and whitened globals `(len(rows), d)` of `rows` of one encoded shard."""
     offsets = np.load(codes_dir / "word_offsets.npy")
-    words = np.load(codes_dir / "words.npy")
-    residuals = np.load(codes_dir / "residuals.npy")
-    global_ = np.load(codes_dir / "global.npy")
+    words = np.load(codes_dir / "words.npy", mmap_mode="r")
+    residuals = np.load(codes_dir / "residuals.npy", mmap_mode="r")
+    global_ = np.load(codes_dir / "global.npy", mmap_mode="r")
     codes = [
-        ImageCode(words[offsets[r] : offsets[r + 1]], residuals[offsets[r] : offsets[r + 1]])
+        ImageCode(
+            np.array(words[offsets[r] : offsets[r + 1]]),
+            np.array(residuals[offsets[r] : offsets[r + 1]]),
+        )
         for r in rows
     ]
-    return codes, global_[list(rows)]
+    return codes, np.array(global_[list(rows)])
 
 
 # --- generations -------------------------------------------------------------------------

@@ -44,6 +44,13 @@ class GlobalIndex:
         out[rows] = sims
         return out
 
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The indexed vectors of `rows: (k,)` -> `(k, d)` float32."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return np.zeros((0, self.index.d), np.float32)
+        return np.asarray(self.index.reconstruct_batch(rows), dtype=np.float32)
+
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))
 

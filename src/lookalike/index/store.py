@@ -76,8 +76,11 @@ class Shard:
     def __len__(self) -> int:
         return int(self.offsets.shape[0] - 1)
 
-    def local(self, row: int) -> LocalFeatures:
+    def local(self, row: int, limit: int | None = None) -> LocalFeatures:
+        """Image `row`'s local features (the `limit` strongest when given)."""
         a, b = int(self.offsets[row]), int(self.offsets[row + 1])
+        if limit is not None:
+            b = min(b, a + limit)
         return LocalFeatures(
             xy=np.asarray(self.xy[a:b]),
             scale=np.asarray(self.scale[a:b]),

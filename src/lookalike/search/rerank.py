@@ -1,0 +1,167 @@
+"""Second stage: spatial verification of the shortlist, then query expansion.
+
+Verification reads the shortlisted images' local features as stored (positions and
+descriptors in the feature shards); it never decodes or re-describes a database image.
+Expansion reads their stored ASMK codes and whitened global descriptors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from lookalike.features import ImageFeatures, LocalFeatures
+from lookalike.index.asmk_index import ImageCode
+from lookalike.learn.whitening import l2_normalize
+from lookalike.search.query import LoadedGeneration, QueryScores, fuse, top_rows
+from lookalike.search.verify import Verified, inlier_bonus, mutual_nearest_many, verify_pair
+from lookalike.settings import RerankSettings, SearchSettings
+
+
+class StoredImages(Protocol):
+    """What the second stage reads of an indexed image, by row of the loaded generation."""
+
+    def local(self, row: int, limit: int) -> LocalFeatures:
+        """Its `limit` strongest local features, positions in its pixels as stored."""
+        ...
+
+    def side(self, row: int) -> float:
+        """Its longer side in pixels."""
+        ...
+
+    def code(self, row: int) -> ImageCode:
+        """Its ASMK code."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reranked:
+    """`final: (n,)` float32 scores after the second stage; `verified`: the outcome for each
+    shortlisted row; `expanded_from`: rows whose descriptors expanded the query."""
+
+    final: np.ndarray
+    verified: dict[int, Verified]
+    expanded_from: list[int]
+
+
+def verify_shortlist(
+    loaded: LoadedGeneration,
+    query: LocalFeatures,
+    rows: np.ndarray,
+    stored: StoredImages,
+    settings: RerankSettings,
+) -> dict[int, Verified]:
+    """Verify each of `rows` against the query's local features (positions in query pixels)."""
+    whiten = loaded.model.local_whitening.apply
+    limit = settings.features
+    if len(query) == 0:
+        return {int(r): Verified.none() for r in rows}
+    q_desc = whiten(np.asarray(query.desc[:limit], dtype=np.float32))
+    q_xy = np.asarray(query.xy[:limit], dtype=np.float32)
+    images = [stored.local(int(row), limit) for row in rows]
+    bounds = np.cumsum([0] + [len(image) for image in images])
+    if bounds[-1] == 0:
+        return {int(r): Verified.none() for r in rows}
+    # one whitening product for the whole shortlist
+    descs = whiten(np.concatenate([np.asarray(image.desc, np.float32) for image in images]))
+    per_image = [descs[bounds[i] : bounds[i + 1]] for i in range(len(images))]
+    matches = mutual_nearest_many(q_desc, per_image, settings.min_similarity)
+    return {
+        int(row): verify_pair(q_xy, np.asarray(image.xy), pairs, stored.side(int(row)), settings)
+        for row, image, pairs in zip(rows, images, matches, strict=True)
+    }
+
+
+def rerank(
+    loaded: LoadedGeneration,
+    query: ImageFeatures,
+    first: QueryScores,
+    stored: StoredImages,
+    search: SearchSettings,
+    settings: RerankSettings,
+    self_rows: np.ndarray | None = None,
+) -> Reranked:
+    """Verify the top `settings.shortlist` rows of `first`, add the inlier bonus, and (with
+    `settings.expand`) expand the query with the best verified images and score again.
+
+    Scores are first scaled so that the best first-stage score (leaving out `self_rows`) is 1;
+    a verified image then gains up to `settings.weight`.
+    """
+    shortlist = top_rows(first.final, settings.shortlist)
+    verified = verify_shortlist(loaded, query.local, shortlist, stored, settings)
+    inliers = np.array([verified[int(r)].inliers for r in shortlist], dtype=np.int64)
+    bonus = inlier_bonus(inliers, settings)
+
+    def with_bonus(scores: np.ndarray) -> np.ndarray:
+        out = _scaled(scores, self_rows)
+        out[shortlist] += bonus
+        return out
+
+    final = with_bonus(first.final)
+    expanded_from: list[int] = []
+    if settings.expand:
+        excluded = set() if self_rows is None else {int(r) for r in self_rows}
+        good = [
+            int(r)
+            for r in top_rows(final, len(shortlist))
+            if verified[int(r)].inliers >= settings.min_inliers and int(r) not in excluded
+        ]
+        expanded_from = good[: settings.expand_top]
+        if expanded_from:
+            final = with_bonus(
+                _expanded_scores(
+                    loaded, query, first, stored, search, settings, expanded_from, self_rows
+                )
+            )
+    return Reranked(final=final, verified=verified, expanded_from=expanded_from)
+
+
+def _expanded_scores(
+    loaded: LoadedGeneration,
+    query: ImageFeatures,
+    first: QueryScores,
+    stored: StoredImages,
+    search: SearchSettings,
+    settings: RerankSettings,
+    rows: list[int],
+    self_rows: np.ndarray | None,
+) -> np.ndarray:
+    """First-stage scores of the query expanded by `rows`: alpha-QE of the whitened global
+    descriptor, and the mean of the (scaled) ASMK scores of the query and of each row."""
+    asmk = global_ = None
+    if first.global_ is not None:
+        q = loaded.model.global_whitening.apply(query.global_[None].astype(np.float32))[0]
+        neighbours = loaded.global_.vectors(np.asarray(rows))
+        weights = np.maximum(neighbours @ q, 0.0) ** settings.expand_alpha
+        expanded = l2_normalize((q + weights @ neighbours)[None])[0]
+        global_ = loaded.global_.scores(expanded)
+    if first.asmk is not None:
+        parts = [np.minimum(_scaled(first.asmk, self_rows), 1.0)]
+        for row in rows:
+            scores = loaded.asmk.scores(
+                stored.code(row), alpha=search.alpha, threshold=search.similarity_threshold
+            )
+            own = np.array([row], np.int64)
+            leave_out = own if self_rows is None else np.concatenate([own, self_rows])
+            parts.append(np.minimum(_scaled(scores, leave_out), 1.0))
+        asmk = np.mean(parts, axis=0).astype(np.float32)
+    if asmk is not None and global_ is not None:
+        return fuse(asmk, global_, search.global_weight, self_rows)
+    result = asmk if asmk is not None else global_
+    assert result is not None
+    return result
+
+
+def _scaled(scores: np.ndarray, leave_out: np.ndarray | None) -> np.ndarray:
+    """`scores` divided by the best of them outside `leave_out` (unchanged if that is <= 0)."""
+    others = scores
+    if leave_out is not None and len(leave_out):
+        others = scores.copy()
+        others[leave_out] = -np.inf
+    best = float(others.max()) if len(others) else 0.0
+    out = scores.astype(np.float32, copy=True)
+    if np.isfinite(best) and best > 0:
+        out /= best
+    return out
