@@ -186,17 +186,28 @@ def _rootsift(rset: RetrievalSet) -> dict:
     return {"asmk": round(evaluate_rootsift(rset, whiten=True)["map"], 4)}
 
 
+def _linked_tree(source: Path, target: Path) -> None:
+    """Mirror `source`'s folders in `target` with a symbolic link per image (a scan follows
+    links to files, never links to folders)."""
+    if target.is_symlink():
+        target.unlink()
+    for path in find_images(source):
+        link = target / Path(path).resolve().relative_to(source.resolve())
+        if not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path(path).resolve())
+
+
 def fingerprints_experiment(args: argparse.Namespace) -> None:
     """Fine-tuned and from-scratch networks trained on the four FVC2000 sets (no labels),
     tested on the four FVC2002 sets; each set searched on its own (80 impressions)."""
     root = datasets.data_root() / "fingerprints"
     train_root = _work() / "views" / "fvc2000"
-    for name in FVC2000:  # one folder holding the four training sets (links)
-        link = train_root / name
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to((root / name).resolve())
-    res = Results("fingerprints", "python benchmarks/train.py fingerprints")
+    for name in FVC2000:  # one folder holding the four training sets (a link per file)
+        _linked_tree(root / name, train_root / name)
+    res = Results(
+        "fingerprints", f"python benchmarks/train.py fingerprints --minutes {args.minutes:g}"
+    )
     sets = {name: datasets.fingerprints(name) for name in FVC2000 + FVC2002}
     modes = ("asmk", "global")
 
