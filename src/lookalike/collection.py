@@ -432,7 +432,7 @@ class Collection:
         settings = self._search_settings(mode)
         second = self._rerank_settings(verify, expand)
         loaded = self._generation()
-        features, size, self_rows = self._query(query, region)
+        features, size, self_rows = self._query(loaded, query, region)
         scores = score(loaded, features, settings, self_rows)
         final, verified = scores.final, {}
         if second.shortlist > 0:
@@ -545,15 +545,14 @@ class Collection:
         return written
 
     def _query(
-        self, query: Any, region: tuple[float, float, float, float] | None
+        self, loaded: Any, query: Any, region: tuple[float, float, float, float] | None
     ) -> tuple[Any, tuple[int, int], np.ndarray | None]:
         """(features with positions in query pixels, the query's (width, height), its rows in
-        the loaded generation when it is an indexed image)."""
+        `loaded`, the generation being searched, when it is an indexed image)."""
         from lookalike.features import ImageFeatures, LocalFeatures
         from lookalike.images import source_size
         from lookalike.search.region import clip_region, query_pixels
 
-        loaded = self._generation()
         self_rows = None
         if isinstance(query, int | np.integer):
             record = self._records.get(int(query))
