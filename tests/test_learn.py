@@ -52,6 +52,17 @@ def test_whitening_keeps_strongest_directions() -> None:
     np.testing.assert_allclose(top @ (top.T @ basis), basis, atol=1e-4)
 
 
+def test_leading_directions_are_the_strongest_of_a_full_whitening() -> None:
+    x = correlated_gaussian(4000, 16, seed=1)
+    full, five = fit_whitening(x, 16), fit_whitening(x, 5)
+    leading = full.leading(5)
+    assert leading.output_dim == 5 and full.leading(99).output_dim == 16
+    # the same subspace as fitting 5 directions outright (up to signs)
+    np.testing.assert_allclose(np.abs(leading.apply(x[:50])), np.abs(five.apply(x[:50])), atol=1e-4)
+    with pytest.raises(ValueError, match="positive"):
+        full.leading(0)
+
+
 def test_whitening_shrinkage_softens_weak_directions() -> None:
     x = correlated_gaussian(4000, 8, seed=2)
     w = fit_whitening(x, 8, shrinkage=0.5)

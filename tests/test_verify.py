@@ -85,6 +85,17 @@ def test_unknown_model_names_the_allowed() -> None:
         fit_model(np.zeros((10, 2), np.float32), np.zeros((10, 2), np.float32), 3.0, "similarity")
 
 
+def brute_mutual_nearest(q: np.ndarray, d: np.ndarray, min_similarity: float) -> list:
+    """Mutual nearest neighbours the slow, obvious way: a list of (i, j)."""
+    expected = []
+    for i in range(len(q)):
+        j = int(np.argmax([q[i] @ d[m] for m in range(len(d))]))
+        back = int(np.argmax([q[n] @ d[j] for n in range(len(q))]))
+        if back == i and q[i] @ d[j] >= min_similarity:
+            expected.append((i, j))
+    return expected
+
+
 def test_mutual_nearest_agrees_with_brute_force() -> None:
     rng = np.random.default_rng(2)
     q = rng.normal(size=(70, 16)).astype(np.float32)
@@ -92,17 +103,12 @@ def test_mutual_nearest_agrees_with_brute_force() -> None:
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     d = (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
     pairs = mutual_nearest(q, d, min_similarity=0.5)
-    expected = []
-    for i in range(len(q)):
-        j = int(np.argmax([q[i] @ d[m] for m in range(len(d))]))
-        back = int(np.argmax([q[n] @ d[j] for n in range(len(q))]))
-        if back == i and q[i] @ d[j] >= 0.5:
-            expected.append((i, j))
+    expected = brute_mutual_nearest(q, d, 0.5)
     assert [tuple(p) for p in pairs.tolist()] == expected
     assert {(i, i) for i in range(30)} <= set(expected)  # the perturbed copies match
 
 
-def test_batched_mutual_nearest_equals_one_image_at_a_time() -> None:
+def test_shortlist_matching_handles_empty_and_uneven_images() -> None:
     rng = np.random.default_rng(3)
 
     def unit(n: int) -> np.ndarray:
@@ -113,10 +119,13 @@ def test_batched_mutual_nearest_equals_one_image_at_a_time() -> None:
     images = [unit(n) for n in (40, 0, 120, 7, 90)]
     images[2][:30] = q[10:40] + 0.05 * unit(30)  # some true partners
     images[2] /= np.linalg.norm(images[2], axis=1, keepdims=True)
-    batched = mutual_nearest_many(q, images, 0.2, chunk=2)
-    for d, pairs in zip(images, batched, strict=True):
-        np.testing.assert_array_equal(pairs, mutual_nearest(q, d, 0.2).reshape(-1, 2))
-    assert len(batched[2]) >= 30 and len(batched[1]) == 0
+    matched = mutual_nearest_many(q, images, 0.2)
+    for d, pairs in zip(images, matched, strict=True):
+        assert pairs.shape[1] == 2 and pairs.dtype == np.int64
+        if len(d):
+            assert [tuple(p) for p in pairs.tolist()] == brute_mutual_nearest(q, d, 0.2)
+    assert len(matched[2]) >= 30 and len(matched[1]) == 0
+    assert all(len(p) == 0 for p in mutual_nearest_many(q[:0], images, 0.2))
 
 
 def test_map_box_follows_the_model() -> None:

@@ -103,7 +103,8 @@ class RerankSettings:
 
     The top `shortlist` images of the first stage are verified (0 turns verification off):
     mutual nearest neighbours among the `features` strongest local features of each side
-    (whitened cosine at least `min_similarity`), then a geometric `model` fitted with RANSAC,
+    (cosine at least `min_similarity` over the `match_dims` strongest whitened directions;
+    0 uses them all), then a geometric `model` fitted with RANSAC,
     counting correspondences within `inlier_threshold` times the image's longer side. Each
     inlier from `min_inliers` on adds `weight / (saturation - min_inliers + 1)` to the score.
 
@@ -114,6 +115,7 @@ class RerankSettings:
 
     shortlist: int = 100
     features: int = 500
+    match_dims: int = 64
     min_similarity: float = 0.5
     model: str = "affine"
     inlier_threshold: float = 0.03
@@ -125,8 +127,10 @@ class RerankSettings:
     expand_alpha: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.shortlist < 0 or self.features < 1 or self.expand_top < 1:
-            raise ValueError("shortlist must be >= 0, features and expand_top >= 1")
+        if self.shortlist < 0 or self.match_dims < 0:
+            raise ValueError("shortlist and match_dims must be >= 0")
+        if self.features < 1 or self.expand_top < 1:
+            raise ValueError("features and expand_top must be >= 1")
         if self.model not in ("affine", "homography"):
             raise ValueError(f"unknown geometric model {self.model!r}; allowed: affine, homography")
         if not 0 < self.min_inliers < self.saturation:

@@ -33,6 +33,13 @@ class Whitening:
     def output_dim(self) -> int:
         return int(self.projection.shape[1])
 
+    def leading(self, dims: int) -> Whitening:
+        """The same whitening keeping only its first `dims` output directions (the strongest,
+        as `fit_whitening` orders them); `dims` beyond `output_dim` keeps them all."""
+        if dims < 1:
+            raise ValueError(f"dims must be positive, got {dims}")
+        return Whitening(mean=self.mean, projection=np.ascontiguousarray(self.projection[:, :dims]))
+
     def apply(self, x: np.ndarray) -> np.ndarray:
         """`x: (N, D)` -> `(N, d)` float32, each row L2-normalised."""
         if x.ndim != 2 or x.shape[1] != self.input_dim:

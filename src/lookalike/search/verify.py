@@ -58,52 +58,34 @@ def mutual_nearest(q: np.ndarray, d: np.ndarray, min_similarity: float) -> np.nd
     Returns `(K, 2)` int64 index pairs `(i, j)` with `q[i] . d[j] >= min_similarity`, where each
     is the other's most similar row.
     """
-    if q.ndim != 2 or d.ndim != 2 or q.shape[1] != d.shape[1]:
-        raise ValueError(f"descriptors disagree: {q.shape} vs {d.shape}")
-    if not len(q) or not len(d):
-        return np.zeros((0, 2), np.int64)
-    sim = q @ d.T
-    best_d = sim.argmax(axis=1)
-    best_q = sim.argmax(axis=0)
-    i = np.arange(len(q))
-    keep = (best_q[best_d] == i) & (sim[i, best_d] >= min_similarity)
-    return np.stack([i[keep], best_d[keep]], axis=1).astype(np.int64)
+    return mutual_nearest_many(q, [d], min_similarity)[0]
 
 
 def mutual_nearest_many(
-    q: np.ndarray, images: list[np.ndarray], min_similarity: float, chunk: int = 25
+    q: np.ndarray, images: list[np.ndarray], min_similarity: float
 ) -> list[np.ndarray]:
-    """`mutual_nearest(q, d, min_similarity)` for each `d` of `images` (`(M_i, D)` unit rows),
-    computed in batched products: the same pairs, an order of magnitude faster for a
-    shortlist than one call per image."""
-    import torch
+    """`mutual_nearest(q, d, min_similarity)` for each `d: (M_i, D)` of `images`.
 
+    One image at a time: its `(N, M_i)` similarities stay in cache. Each query row's best image
+    row comes from one argmax along the rows; it is mutual when it also holds the best value of
+    its column, which needs only a max down the columns, not a second argmax.
+    """
     if q.ndim != 2:
         raise ValueError(f"query descriptors must be (N, D), got {q.shape}")
+    query = np.ascontiguousarray(q, np.float32)
+    rows = np.arange(len(q))
     out: list[np.ndarray] = []
-    query = torch.from_numpy(np.ascontiguousarray(q, np.float32))
-    for start in range(0, len(images), chunk):
-        part = images[start : start + chunk]
-        if any(d.ndim != 2 or d.shape[1] != q.shape[1] for d in part):
-            raise ValueError(f"image descriptors must be (M, {q.shape[1]})")
-        width = max((len(d) for d in part), default=0)
-        if width == 0 or len(q) == 0:
-            out += [np.zeros((0, 2), np.int64) for _ in part]
+    for d in images:
+        if d.ndim != 2 or d.shape[1] != q.shape[1]:
+            raise ValueError(f"descriptors disagree: {q.shape} vs {d.shape}")
+        if not len(q) or not len(d):
+            out.append(np.zeros((0, 2), np.int64))
             continue
-        padded = np.zeros((len(part), width, q.shape[1]), np.float32)
-        for i, d in enumerate(part):
-            padded[i, : len(d)] = d
-        sim = torch.matmul(torch.from_numpy(padded), query.T)  # (B, width, N)
-        for i, d in enumerate(part):  # padding rows must never win a column
-            sim[i, len(d) :] = -np.inf
-        best_value, best_d = sim.max(dim=1)  # (B, N): each query row's best image row
-        best_q = sim.argmax(dim=2)  # (B, width): each image row's best query row
-        rows = torch.arange(len(q))
-        for i in range(len(part)):
-            mutual = best_q[i, best_d[i]] == rows
-            keep = mutual & (best_value[i] >= min_similarity)
-            pairs = torch.stack([rows[keep], best_d[i][keep]], dim=1)
-            out.append(pairs.numpy().astype(np.int64))
+        sim = query @ np.asarray(d, np.float32).T  # (N, M)
+        best_d = sim.argmax(axis=1)  # each query row's best image row
+        best = sim[rows, best_d]
+        keep = (best >= sim.max(axis=0)[best_d]) & (best >= min_similarity)
+        out.append(np.stack([rows[keep], best_d[keep]], axis=1).astype(np.int64))
     return out
 
 
