@@ -93,8 +93,10 @@ class SearchSettings:
 
 SEARCH_MODES = ("fused", "asmk", "global")
 
-DEDUP_THRESHOLD = 40
-"""Inliers that make two images near duplicates (`lookalike dedup`)."""
+DEDUP_THRESHOLD = 150
+"""Inliers (of the `RerankSettings.features` compared) that make two images near duplicates
+(`lookalike dedup`). Edited copies of one photograph share well over 150; different photographs
+of one scene or object share tens (`benchmarks/dedup.py` measures both sides)."""
 
 
 @dataclass(frozen=True)
