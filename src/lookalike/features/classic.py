@@ -1,7 +1,13 @@
-"""Conventional local features: RootSIFT (Arandjelović & Zisserman, 2012) through OpenCV's SIFT.
+"""Conventional CBIR features, the baselines of lookalike's convolutional ones and features to
+fuse with them:
 
-A baseline for lookalike's convolutional features, in the same `LocalFeatures` form so that it
-goes through the same codebook and ASMK inverted file.
+- global histograms of colour (HSV), texture (rotation-invariant uniform LBP) and shape
+  (HOG-like edge orientations), each a unit vector compared by inner product;
+- RootSIFT local features (Arandjelović & Zisserman, 2012) through OpenCV's SIFT, in the same
+  `LocalFeatures` form so that they go through the same codebook and ASMK inverted file.
+
+Histograms are mapped by the Hellinger kernel (element-wise square root of the L1-normalised
+histogram), so the inner product of two descriptors is their Bhattacharyya coefficient.
 """
 
 from __future__ import annotations
@@ -16,6 +22,175 @@ from lookalike.features.local import LocalFeatures
 from lookalike.images import image_size, load_image
 
 SIFT_DIM = 128
+COLOUR_NORMALISATIONS = ("none", "equalise", "grey_world")
+
+
+@dataclass(frozen=True)
+class ClassicSettings:
+    """How the global classic descriptors are computed.
+
+    The image is first shrunk (never enlarged) so that its longer side is at most `max_side`.
+
+    colour: an HSV histogram of `hue_bins x saturation_bins x value_bins` cells, after
+      `colour_normalisation`: 'none', 'equalise' (histogram equalisation of the value channel,
+      against exposure) or 'grey_world' (each RGB channel scaled to the common mean, against
+      colour casts).
+    texture: rotation-invariant uniform LBP histograms, `8 * r` neighbours at each radius `r`
+      of `lbp_radii`, concatenated.
+    shape: HOG over a `hog_cells x hog_cells` grid of cells (2 x 2 cells a block, L2-Hys),
+      `hog_orientations` unsigned orientation bins.
+    """
+
+    max_side: int = 256
+    hue_bins: int = 16
+    saturation_bins: int = 4
+    value_bins: int = 4
+    colour_normalisation: str = "none"
+    lbp_radii: tuple[int, ...] = (1, 2, 3)
+    hog_cells: int = 4
+    hog_orientations: int = 9
+
+    def __post_init__(self) -> None:
+        if self.max_side < 32:
+            raise ValueError(f"max_side must be at least 32, got {self.max_side}")
+        if min(self.hue_bins, self.saturation_bins, self.value_bins) < 1:
+            raise ValueError("histogram bins must be positive")
+        if self.colour_normalisation not in COLOUR_NORMALISATIONS:
+            raise ValueError(
+                f"unknown colour normalisation {self.colour_normalisation!r}; allowed: "
+                f"{', '.join(COLOUR_NORMALISATIONS)}"
+            )
+        if not self.lbp_radii or min(self.lbp_radii) < 1:
+            raise ValueError(f"LBP radii must be positive, got {self.lbp_radii}")
+        if self.hog_cells < 2 or self.hog_orientations < 2:
+            raise ValueError("HOG needs at least 2 cells a side and 2 orientations")
+
+    def dims(self, name: str) -> int:
+        """Length of the descriptor `name` (one of `CLASSIC_DESCRIPTORS`)."""
+        if name == "colour":
+            return self.hue_bins * self.saturation_bins * self.value_bins
+        if name == "texture":
+            return sum(8 * r + 2 for r in self.lbp_radii)
+        if name == "shape":
+            return (self.hog_cells - 1) ** 2 * 4 * self.hog_orientations
+        raise ValueError(f"unknown classic descriptor {name!r}; allowed: {CLASSIC_DESCRIPTORS}")
+
+
+def normalise_colour(image: np.ndarray, method: str) -> np.ndarray:
+    """`image: (H, W, 3) uint8` RGB with its colours normalised by `method` (see
+    `ClassicSettings.colour_normalisation`); the same array for 'none'."""
+    _check_rgb(image)
+    if method == "none":
+        return image
+    if method == "grey_world":
+        means = image.reshape(-1, 3).mean(axis=0)
+        gains = means.mean() / np.maximum(means, 1e-6)
+        return np.clip(image * gains, 0, 255).round().astype(np.uint8)
+    if method == "equalise":
+        hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+        hsv[..., 2] = cv2.equalizeHist(np.ascontiguousarray(hsv[..., 2]))
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    raise ValueError(
+        f"unknown colour normalisation {method!r}; allowed: {', '.join(COLOUR_NORMALISATIONS)}"
+    )
+
+
+def colour_histogram(
+    image: np.ndarray, settings: ClassicSettings = ClassicSettings()
+) -> np.ndarray:
+    """HSV colour histogram of `image: (H, W, 3) uint8` RGB: `(dims('colour'),)` float32, unit
+    norm (Hellinger). Cell `(h, s, v)` is at index `(h * saturation_bins + s) * value_bins + v`;
+    hue bins are centred on red, so pure red falls in hue bin 0."""
+    picture = normalise_colour(_shrunk(image, settings.max_side), settings.colour_normalisation)
+    hsv = cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3)
+    half = 128 // settings.hue_bins  # shift so that bin 0 straddles hue 0
+    hue = ((hsv[:, 0].astype(np.int64) + half) % 256) * settings.hue_bins // 256
+    sat = hsv[:, 1].astype(np.int64) * settings.saturation_bins // 256
+    val = hsv[:, 2].astype(np.int64) * settings.value_bins // 256
+    cell = (hue * settings.saturation_bins + sat) * settings.value_bins + val
+    return _hellinger(np.bincount(cell, minlength=settings.dims("colour")))
+
+
+def lbp_histogram(image: np.ndarray, settings: ClassicSettings = ClassicSettings()) -> np.ndarray:
+    """Texture: rotation-invariant uniform LBP histograms of the grey image at each radius,
+    concatenated: `(dims('texture'),)` float32, unit norm (Hellinger per radius, then
+    rescaled so every radius weighs the same)."""
+    from skimage.feature import local_binary_pattern
+
+    grey = cv2.cvtColor(np.ascontiguousarray(_shrunk(image, settings.max_side)), cv2.COLOR_RGB2GRAY)
+    parts = []
+    for radius in settings.lbp_radii:
+        points = 8 * radius
+        codes = local_binary_pattern(grey, points, radius, method="uniform").astype(np.int64)
+        border = codes[radius:-radius, radius:-radius] if min(grey.shape) > 2 * radius else codes
+        parts.append(_hellinger(np.bincount(border.ravel(), minlength=points + 2)))
+    return (np.concatenate(parts) / np.sqrt(len(parts))).astype(np.float32)
+
+
+def edge_histogram(image: np.ndarray, settings: ClassicSettings = ClassicSettings()) -> np.ndarray:
+    """Shape: HOG of the grey image over a fixed grid of cells: `(dims('shape'),)` float32,
+    unit norm (square-rooted, then L2-normalised). An image without edges gives zeros."""
+    from skimage.feature import hog
+
+    grey = cv2.cvtColor(np.ascontiguousarray(_shrunk(image, settings.max_side)), cv2.COLOR_RGB2GRAY)
+    cells = settings.hog_cells
+    height, width = grey.shape
+    if min(height, width) < 2 * cells:  # a sliver: stretch it to a few pixels a cell
+        grey = cv2.resize(grey, (max(width, 2 * cells), max(height, 2 * cells)))
+        height, width = grey.shape
+    grid = grey[: height // cells * cells, : width // cells * cells]
+    values = hog(
+        grid.astype(np.float32) / 255.0,
+        orientations=settings.hog_orientations,
+        pixels_per_cell=(height // cells, width // cells),
+        cells_per_block=(2, 2),
+        block_norm="L2-Hys",
+        feature_vector=True,
+    )
+    rooted = np.sqrt(np.maximum(np.asarray(values, np.float64), 0.0))
+    norm = float(np.linalg.norm(rooted))
+    return (rooted / norm if norm > 0 else rooted).astype(np.float32)
+
+
+CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
+_DESCRIBE = {"colour": colour_histogram, "texture": lbp_histogram, "shape": edge_histogram}
+
+
+def describe(
+    image: np.ndarray, names: tuple[str, ...], settings: ClassicSettings = ClassicSettings()
+) -> dict[str, np.ndarray]:
+    """The classic global descriptors `names` of `image: (H, W, 3) uint8` RGB."""
+    _check_rgb(image)
+    unknown = [n for n in names if n not in _DESCRIBE]
+    if unknown:
+        raise ValueError(
+            f"unknown classic descriptor {unknown[0]!r}; allowed: {', '.join(CLASSIC_DESCRIPTORS)}"
+        )
+    shrunk = _shrunk(image, settings.max_side)  # once, not per descriptor
+    return {name: _DESCRIBE[name](shrunk, settings) for name in names}
+
+
+def _check_rgb(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+
+
+def _shrunk(image: np.ndarray, max_side: int) -> np.ndarray:
+    _check_rgb(image)
+    height, width = image.shape[:2]
+    factor = max_side / max(height, width)
+    if factor >= 1.0:
+        return image
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
+
+
+def _hellinger(counts: np.ndarray) -> np.ndarray:
+    """Square root of the L1-normalised histogram `counts`: a unit vector (zeros if empty)."""
+    total = float(counts.sum())
+    if total <= 0:
+        return np.zeros(len(counts), np.float32)
+    return np.sqrt(counts / total).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -65,8 +240,7 @@ def rootsift(image: np.ndarray, settings: SiftSettings = SiftSettings()) -> Loca
 
     An image without keypoints (a blank page) gives N = 0.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    _check_rgb(image)
     height, width = image.shape[:2]
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     shrink = settings.max_side / max(height, width)
