@@ -201,7 +201,7 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
         "(largest) | recall: resized / JPEG / cropped / colour |",
         "|---|---|---:|---:|---:|",
     ]
-    for threshold, m in r["lookalike"].items():
+    for threshold, m in sorted(r["lookalike"].items(), key=lambda kv: int(kv[0])):
         edges, groups = m["edges"], m["groups"]
         default = " (default)" if int(threshold) == DEDUP_THRESHOLD else ""
         lines.append(
@@ -210,7 +210,7 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
             f"{groups['precision']:.3f} / {groups['recall']:.3f} ({groups['largest']}) | "
             f"{_by_copy(m)} |"
         )
-    for distance, m in r["phash"].items():
+    for distance, m in sorted(r["phash"].items(), key=lambda kv: int(kv[0])):
         default = " (imagededup's default)" if distance == "10" else ""
         lines.append(
             f"| PHash (imagehash) | Hamming ≤ {distance}{default} | "
