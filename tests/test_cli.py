@@ -199,7 +199,7 @@ def test_search_rejects_an_unknown_mode(demo: DemoCollection, demo_collection: C
     result = _run("search", demo.root / demo.query, "--index", demo.root, "--mode", "nearest")
     message = _failed_cleanly(result)
     assert "'nearest'" in message
-    assert f"allowed: {', '.join(SEARCH_MODES)}" in message
+    assert _flat(f"allowed: {', '.join(SEARCH_MODES)}") in _flat(message)
 
 
 def test_search_with_a_query_that_is_not_an_image(
@@ -303,7 +303,7 @@ def test_eval_groups_errors_are_messages(
 ) -> None:
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
     message = _failed_cleanly(_run("eval", "groups", groups_tree, "--modes", "fused,nearest"))
-    assert "nearest" in message and f"allowed: {', '.join(SEARCH_MODES)}" in message
+    assert "nearest" in message and _flat(f"allowed: {', '.join(SEARCH_MODES)}") in _flat(message)
 
     missing = tmp_path / "no distractors here"
     message = _failed_cleanly(_run("eval", "groups", groups_tree, "--distractors", missing))

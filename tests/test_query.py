@@ -170,7 +170,7 @@ def test_settings_partial_sections_take_defaults() -> None:
 
 
 def test_invalid_settings_raise() -> None:
-    with pytest.raises(ValueError, match=r"'x'.*allowed.*asmk.*fused.*global"):
+    with pytest.raises(ValueError, match=r"'x'.*allowed.*fused.*asmk.*global.*colour"):
         SearchSettings(mode="x")
     with pytest.raises(ValueError, match="scales"):
         FeatureSettings(scales=())
@@ -249,3 +249,26 @@ def test_global_save_load_round_trip(vectors: np.ndarray, tmp_path: Path) -> Non
         np.testing.assert_array_equal(loaded.scores(query), index.scores(query))
         for a, b in zip(loaded.search(query, 7), index.search(query, 7), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_fuse_settings_name_classic_descriptors_for_cnn_modes() -> None:
+    assert SearchSettings(fuse=("colour", "shape")).classic == ("colour", "shape")
+    assert SearchSettings(mode="texture").classic == ("texture",)
+    with pytest.raises(ValueError, match="cannot fuse 'sift'"):
+        SearchSettings(fuse=("sift",))
+    with pytest.raises(ValueError, match="CNN mode"):
+        SearchSettings(mode="colour", fuse=("texture",))
+    with pytest.raises(ValueError, match="fuse_weight"):
+        SearchSettings(fuse=("colour",), fuse_weight=-1.0)
+
+
+def test_stretched_scores_put_the_median_at_0_and_the_best_other_at_1() -> None:
+    from lookalike.search.query import _stretched
+
+    scores = np.array([0.99, 0.5, 0.6, 0.7, 0.9, 0.2], np.float32)  # row 0 is the query
+    out = _stretched(scores, np.array([0]))
+    others = np.delete(scores, 0)
+    middle = np.median(others)
+    np.testing.assert_allclose(out[1:], np.clip((others - middle) / (0.9 - middle), 0, 1))
+    assert out[0] == 1.0 and out[4] == 1.0 and out[5] == 0.0
+    assert not _stretched(np.full(4, 0.5, np.float32), None).any()  # nothing stands out

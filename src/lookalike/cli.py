@@ -309,8 +309,18 @@ def search(
     k: Annotated[int, typer.Option("-k", "--top", help="How many hits.", min=1)] = 20,
     index: IndexOpt = None,
     mode: Annotated[
-        str, typer.Option(help="fused (default), asmk (local features) or global (kNN).")
+        str,
+        typer.Option(
+            help="fused (default), asmk (local features) or global (kNN); or a classic "
+            "descriptor alone: colour (HSV histogram), texture (LBP) or shape (HOG)."
+        ),
     ] = "fused",
+    fuse: Annotated[
+        str | None,
+        typer.Option(
+            help="Add classic descriptors' scores to the CNN ones, e.g. colour or colour,texture."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     region: Annotated[
         str | None,
@@ -345,24 +355,29 @@ def search(
     """Find the images most like QUERY (or a region of it)."""
     from lookalike.images import ImageError
     from lookalike.search.region import parse_region
-    from lookalike.settings import SEARCH_MODES
+    from lookalike.settings import SEARCH_MODES, SearchSettings
 
     if mode not in SEARCH_MODES:
         raise _fail(f"unknown mode {mode!r}; allowed: {', '.join(SEARCH_MODES)}")
+    fused = None if fuse is None else tuple(n.strip() for n in fuse.split(",") if n.strip())
     try:
         box = None if region is None else parse_region(region)
+        if fused is not None:
+            SearchSettings(mode=mode, fuse=fused)  # check the names before any work
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     collection = _open(index)
     target: Any = int(query) if query.isdigit() and not Path(query).exists() else Path(query)
     t0 = time.perf_counter()
     try:
-        hits = collection.search(target, k=k, mode=mode, region=box, verify=verify, expand=expand)
+        hits = collection.search(
+            target, k=k, mode=mode, region=box, verify=verify, expand=expand, fuse=fused
+        )
     except ImageError as exc:
         raise _fail(str(exc)) from exc
     except KeyError as exc:
         raise _fail(str(exc.args[0])) from exc
-    except ValueError as exc:  # a region outside the image
+    except ValueError as exc:  # a region outside the image, descriptors the index lacks
         raise _fail(str(exc)) from exc
     seconds = time.perf_counter() - t0
     written = [] if explain is None else collection.explain(target, hits, explain, region=box)
@@ -372,6 +387,7 @@ def search(
                 {
                     "query": query,
                     "mode": mode,
+                    "fuse": list(fused or ()),
                     "region": None if box is None else list(box),
                     "root": str(collection.root),
                     "seconds": round(seconds, 4),

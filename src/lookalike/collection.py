@@ -24,6 +24,7 @@ from lookalike.catalog import Catalog, CatalogError, ImageRecord, writer_lock
 from lookalike.images import find_images, load_image
 from lookalike.index import build
 from lookalike.settings import (
+    CLASSIC_DESCRIPTORS,
     DEDUP_THRESHOLD,
     SEARCH_MODES,
     RerankSettings,
@@ -255,6 +256,7 @@ class Collection:
                 workers=workers,
                 shard_size=shard_size,
                 on_result=on_result,
+                classic=self.settings.classic,
             )
             timings["extract"] = time.perf_counter() - t
             catalog.set_meta("extracted_with", extracted_with)
@@ -262,22 +264,34 @@ class Collection:
 
             records = catalog.records("ok")
             t = time.perf_counter()
+            described = self._backfill_classic(records, progress)
+            if described:
+                timings["classic"] = time.perf_counter() - t
+            t = time.perf_counter()
             model, fitted = self._ensure_model(catalog, records, refit=refit, progress=progress)
             timings["learn"] = time.perf_counter() - t
 
             generation = catalog.generation
             current = build.generation_dir(self.index_dir, generation)
-            stale = not (current / "global.json").is_file() or _built_with(current) != model.id
-            if todo or plan.removed or fitted or stale:
+            stale = (
+                not (current / "global.json").is_file()
+                or _built_with(current) != model.id
+                or _built_with(current, "classic") != self.settings.classic.key
+            )
+            if todo or plan.removed or fitted or stale or described:
                 t = time.perf_counter()
                 if progress is not None:
                     progress("build", 0, 1)
                 generation += 1
-                build.build_generation(self.index_dir, model, records, generation)
+                build.build_generation(
+                    self.index_dir, model, records, generation, self.settings.classic
+                )
                 with catalog.transaction(durable=True):
                     catalog.set_meta("generation", str(generation))
                     catalog.set_meta("last_run", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                build.remove_stale(self.index_dir, catalog, model, generation)
+                build.remove_stale(
+                    self.index_dir, catalog, model, generation, self.settings.classic
+                )
                 if progress is not None:
                     progress("build", 1, 1)
                 timings["build"] = time.perf_counter() - t
@@ -301,6 +315,25 @@ class Collection:
             )
         self._loaded = None
         return report
+
+    def _backfill_classic(
+        self, records: list[ImageRecord], progress: ProgressCallback | None
+    ) -> int:
+        """Classic descriptors for images extracted before they were stored (or before the
+        classic settings changed): decodes those images again. Returns how many."""
+        from lookalike.index import classic_store
+        from lookalike.index.store import open_shard
+
+        features_dir = self.index_dir / build.FEATURES_DIR
+        return classic_store.backfill(
+            self.index_dir,
+            self.root,
+            records,
+            self.settings.classic,
+            self.settings.features.decode_size,
+            lambda shard: len(open_shard(features_dir, shard)),
+            None if progress is None else lambda done, total: progress("classic", done, total),
+        )
 
     def _current_model(self) -> Any:
         from lookalike.learn.model import Model
@@ -414,12 +447,15 @@ class Collection:
         region: tuple[float, float, float, float] | None = None,
         verify: int | None = None,
         expand: bool | None = None,
+        fuse: tuple[str, ...] | None = None,
     ) -> list[Hit]:
         """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, or the
         id (int) of an indexed image (searched with its stored features; `exclude_self` drops
         it from the hits).
 
-        mode: 'fused' (default), 'asmk' or 'global' first stage.
+        mode: 'fused' (default), 'asmk' or 'global' first stage; or 'colour', 'texture' or
+            'shape' to rank by that classic descriptor alone (no second stage).
+        fuse: classic descriptors whose scores are added to the first stage's.
         region: `(x, y, w, h)` in pixels of the query as seen (EXIF orientation applied, full
             size): search for what lies inside this box only.
         verify: how many of the first stage's best to verify spatially (0: none); default from
@@ -429,13 +465,13 @@ class Collection:
         from lookalike.search.query import score, top_rows
         from lookalike.search.rerank import rerank
 
-        settings = self._search_settings(mode)
+        settings = self._search_settings(mode, fuse)
         second = self._rerank_settings(verify, expand)
         loaded = self._generation()
-        features, size, self_rows = self._query(loaded, query, region)
-        scores = score(loaded, features, settings, self_rows)
+        features, classic, size, self_rows = self._query(loaded, query, region, settings)
+        scores = score(loaded, features, settings, self_rows, classic)
         final, verified = scores.final, {}
-        if second.shortlist > 0:
+        if second.shortlist > 0 and features is not None:
             stored = _StoredImages(self.index_dir, loaded, self._records)
             reranked = rerank(loaded, features, scores, stored, settings, second, self_rows)
             final, verified = reranked.final, reranked.verified
@@ -545,27 +581,40 @@ class Collection:
         return written
 
     def _query(
-        self, loaded: Any, query: Any, region: tuple[float, float, float, float] | None
-    ) -> tuple[Any, tuple[int, int], np.ndarray | None]:
-        """(features with positions in query pixels, the query's (width, height), its rows in
-        `loaded`, the generation being searched, when it is an indexed image)."""
+        self,
+        loaded: Any,
+        query: Any,
+        region: tuple[float, float, float, float] | None,
+        settings: SearchSettings,
+    ) -> tuple[Any, dict[str, np.ndarray], tuple[int, int], np.ndarray | None]:
+        """(CNN features with positions in query pixels, None for a classic mode; the classic
+        descriptors `settings` needs; the query's (width, height); its rows in `loaded`, the
+        generation being searched, when it is an indexed image)."""
         from lookalike.features import ImageFeatures, LocalFeatures
+        from lookalike.features.classic import describe
         from lookalike.images import source_size
         from lookalike.search.region import clip_region, query_pixels
 
         self_rows = None
+        cnn = settings.mode not in CLASSIC_DESCRIPTORS
         if isinstance(query, int | np.integer):
             record = self._records.get(int(query))
             if record is None:
                 raise KeyError(f"no indexed image with id {int(query)}")
             self_rows = np.flatnonzero(loaded.ids == int(query))
             size = (record.width or 0, record.height or 0)
-            if region is None:
-                return self.stored_features(int(query)), size, self_rows
+            stored = [n for n in settings.classic if n in loaded.classic]
+            if region is None and len(self_rows) and len(stored) == len(settings.classic):
+                classic = {n: np.asarray(loaded.classic[n][self_rows[0]]) for n in stored}
+                features = self.stored_features(int(query)) if cnn else None
+                return features, classic, size, self_rows
             query = self.root / record.path
         size = source_size(query)
         box = None if region is None else clip_region(region, size)
         pixels = query_pixels(query, size, self.settings.features.decode_size, box)
+        classic = describe(pixels.image, settings.classic, self.settings.classic)
+        if not cnn:
+            return None, classic, size, self_rows
         features = self.extractor().extract(pixels.image)
         local = features.local
         moved = LocalFeatures(
@@ -574,14 +623,19 @@ class Collection:
             strength=local.strength,
             desc=local.desc,
         )
-        return ImageFeatures(moved, features.global_), size, self_rows
+        return ImageFeatures(moved, features.global_), classic, size, self_rows
 
-    def _search_settings(self, mode: str | None) -> SearchSettings:
-        if mode is None:
-            return self.settings.search
-        if mode not in SEARCH_MODES:
-            raise ValueError(f"unknown search mode {mode!r}; allowed: {', '.join(SEARCH_MODES)}")
-        return replace(self.settings.search, mode=mode)
+    def _search_settings(self, mode: str | None, fuse: tuple[str, ...] | None) -> SearchSettings:
+        settings = self.settings.search
+        if mode is not None:
+            if mode not in SEARCH_MODES:
+                raise ValueError(
+                    f"unknown search mode {mode!r}; allowed: {', '.join(SEARCH_MODES)}"
+                )
+            settings = replace(settings, mode=mode)
+        if fuse is not None:
+            settings = replace(settings, fuse=tuple(fuse))
+        return settings
 
     def _rerank_settings(self, verify: int | None, expand: bool | None) -> RerankSettings:
         second = self.settings.rerank
@@ -686,11 +740,13 @@ def _extractor_key(features_key: str, weights: Path | None) -> str:
     return f"{features_key}|{digest}"
 
 
-def _built_with(folder: Path) -> str | None:
+def _built_with(folder: Path, what: str = "model_id") -> str | None:
+    """What the generation in `folder` was built with: its model id, or its 'classic' key."""
     try:
-        return str(json.loads((folder / "global.json").read_text()).get("model_id"))
+        value = json.loads((folder / "global.json").read_text()).get(what)
     except (OSError, ValueError):
         return None
+    return None if value is None else str(value)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -77,7 +77,12 @@ class LearnSettings:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How a query is scored: ASMK over local features, global kNN, or both fused."""
+    """How a query is scored: ASMK over local features, global kNN, or both fused (`mode`);
+    or by one classic descriptor alone ('colour', 'texture' or 'shape').
+
+    `fuse`: classic descriptors whose scores are added to a CNN mode's, each scaled so that the
+    collection's median is 0 and its best match 1, their mean weighted by `fuse_weight`.
+    """
 
     mode: str = "fused"
     alpha: float = 3.0
@@ -85,13 +90,32 @@ class SearchSettings:
     query_assignments: int = 5
     global_weight: float = 0.5
     shortlist: int = 1000
+    fuse: tuple[str, ...] = ()
+    fuse_weight: float = 0.25
 
     def __post_init__(self) -> None:
         if self.mode not in SEARCH_MODES:
-            raise ValueError(f"unknown search mode {self.mode!r}; allowed: {sorted(SEARCH_MODES)}")
+            raise ValueError(
+                f"unknown search mode {self.mode!r}; allowed: {', '.join(SEARCH_MODES)}"
+            )
+        unknown = [name for name in self.fuse if name not in CLASSIC_DESCRIPTORS]
+        if unknown:
+            raise ValueError(
+                f"cannot fuse {unknown[0]!r}; allowed: {', '.join(CLASSIC_DESCRIPTORS)}"
+            )
+        if self.fuse and self.mode in CLASSIC_DESCRIPTORS:
+            raise ValueError(f"--fuse adds classic scores to a CNN mode, not to {self.mode!r}")
+        if self.fuse_weight < 0:
+            raise ValueError(f"fuse_weight must be >= 0, got {self.fuse_weight}")
+
+    @property
+    def classic(self) -> tuple[str, ...]:
+        """The classic descriptors a query needs under these settings."""
+        return (self.mode,) if self.mode in CLASSIC_DESCRIPTORS else self.fuse
 
 
-SEARCH_MODES = ("fused", "asmk", "global")
+CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
+SEARCH_MODES = ("fused", "asmk", "global", *CLASSIC_DESCRIPTORS)
 
 DEDUP_THRESHOLD = 150
 """Inliers (of the `RerankSettings.features` compared) that make two images near duplicates
@@ -139,6 +163,83 @@ class RerankSettings:
             raise ValueError("need 0 < min_inliers < saturation")
 
 
+COLOUR_NORMALISATIONS = ("none", "equalise", "grey_world")
+
+
+@dataclass(frozen=True)
+class ClassicSettings:
+    """The conventional global descriptors stored for every image (`descriptors`, any of
+    `CLASSIC_DESCRIPTORS`; empty stores none), and how they are computed.
+
+    The image is first shrunk (never enlarged) so that its longer side is at most `max_side`.
+
+    colour: an HSV histogram of `hue_bins x saturation_bins x value_bins` cells, after
+      `colour_normalisation`: 'none', 'equalise' (histogram equalisation of the value channel,
+      against exposure) or 'grey_world' (each RGB channel scaled to the common mean, against
+      colour casts).
+    texture: rotation-invariant uniform LBP histograms, `lbp_points` neighbours at each radius
+      of `lbp_radii`, concatenated.
+    shape: HOG over a `hog_cells x hog_cells` grid of cells (2 x 2 cells a block, L2-Hys),
+      `hog_orientations` unsigned orientation bins.
+    """
+
+    descriptors: tuple[str, ...] = CLASSIC_DESCRIPTORS
+    max_side: int = 256
+    hue_bins: int = 16
+    saturation_bins: int = 4
+    value_bins: int = 4
+    colour_normalisation: str = "none"
+    lbp_radii: tuple[int, ...] = (1, 2, 3)
+    lbp_points: int = 8
+    hog_cells: int = 4
+    hog_orientations: int = 9
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.descriptors if d not in CLASSIC_DESCRIPTORS]
+        if unknown or len(set(self.descriptors)) != len(self.descriptors):
+            raise ValueError(
+                f"classic descriptors {list(self.descriptors)}: each at most once, from "
+                f"{', '.join(CLASSIC_DESCRIPTORS)}"
+            )
+        if self.max_side < 32:
+            raise ValueError(f"max_side must be at least 32, got {self.max_side}")
+        if min(self.hue_bins, self.saturation_bins, self.value_bins) < 1:
+            raise ValueError("histogram bins must be positive")
+        if self.colour_normalisation not in COLOUR_NORMALISATIONS:
+            raise ValueError(
+                f"unknown colour normalisation {self.colour_normalisation!r}; allowed: "
+                f"{', '.join(COLOUR_NORMALISATIONS)}"
+            )
+        if not self.lbp_radii or min(self.lbp_radii) < 1:
+            raise ValueError(f"LBP radii must be positive, got {self.lbp_radii}")
+        if self.lbp_points < 4:
+            raise ValueError(f"LBP needs at least 4 neighbours, got {self.lbp_points}")
+        if self.hog_cells < 2 or self.hog_orientations < 2:
+            raise ValueError("HOG needs at least 2 cells a side and 2 orientations")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying every parameter: stored descriptors made with other settings are
+        recomputed, e.g. `colour.texture.shape-r256-h16x4x4none-l8p1.2.3-g4x9`."""
+        radii = ".".join(str(r) for r in self.lbp_radii)
+        return (
+            f"{'.'.join(self.descriptors) or 'none'}-r{self.max_side}"
+            f"-h{self.hue_bins}x{self.saturation_bins}x{self.value_bins}"
+            f"{self.colour_normalisation}-l{self.lbp_points}p{radii}"
+            f"-g{self.hog_cells}x{self.hog_orientations}"
+        )
+
+    def dims(self, name: str) -> int:
+        """Length of the descriptor `name` (one of `CLASSIC_DESCRIPTORS`)."""
+        if name == "colour":
+            return self.hue_bins * self.saturation_bins * self.value_bins
+        if name == "texture":
+            return len(self.lbp_radii) * (self.lbp_points + 2)
+        if name == "shape":
+            return (self.hog_cells - 1) ** 2 * 4 * self.hog_orientations
+        raise ValueError(f"unknown classic descriptor {name!r}; allowed: {CLASSIC_DESCRIPTORS}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an index was built with; stored in the index folder."""
@@ -147,6 +248,7 @@ class Settings:
     learn: LearnSettings = field(default_factory=LearnSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     rerank: RerankSettings = field(default_factory=RerankSettings)
+    classic: ClassicSettings = field(default_factory=ClassicSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,6 +260,7 @@ class Settings:
             "learn": LearnSettings,
             "search": SearchSettings,
             "rerank": RerankSettings,
+            "classic": ClassicSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:

@@ -20,60 +20,9 @@ import numpy as np
 
 from lookalike.features.local import LocalFeatures
 from lookalike.images import image_size, load_image
+from lookalike.settings import CLASSIC_DESCRIPTORS, COLOUR_NORMALISATIONS, ClassicSettings
 
 SIFT_DIM = 128
-COLOUR_NORMALISATIONS = ("none", "equalise", "grey_world")
-
-
-@dataclass(frozen=True)
-class ClassicSettings:
-    """How the global classic descriptors are computed.
-
-    The image is first shrunk (never enlarged) so that its longer side is at most `max_side`.
-
-    colour: an HSV histogram of `hue_bins x saturation_bins x value_bins` cells, after
-      `colour_normalisation`: 'none', 'equalise' (histogram equalisation of the value channel,
-      against exposure) or 'grey_world' (each RGB channel scaled to the common mean, against
-      colour casts).
-    texture: rotation-invariant uniform LBP histograms, `8 * r` neighbours at each radius `r`
-      of `lbp_radii`, concatenated.
-    shape: HOG over a `hog_cells x hog_cells` grid of cells (2 x 2 cells a block, L2-Hys),
-      `hog_orientations` unsigned orientation bins.
-    """
-
-    max_side: int = 256
-    hue_bins: int = 16
-    saturation_bins: int = 4
-    value_bins: int = 4
-    colour_normalisation: str = "none"
-    lbp_radii: tuple[int, ...] = (1, 2, 3)
-    hog_cells: int = 4
-    hog_orientations: int = 9
-
-    def __post_init__(self) -> None:
-        if self.max_side < 32:
-            raise ValueError(f"max_side must be at least 32, got {self.max_side}")
-        if min(self.hue_bins, self.saturation_bins, self.value_bins) < 1:
-            raise ValueError("histogram bins must be positive")
-        if self.colour_normalisation not in COLOUR_NORMALISATIONS:
-            raise ValueError(
-                f"unknown colour normalisation {self.colour_normalisation!r}; allowed: "
-                f"{', '.join(COLOUR_NORMALISATIONS)}"
-            )
-        if not self.lbp_radii or min(self.lbp_radii) < 1:
-            raise ValueError(f"LBP radii must be positive, got {self.lbp_radii}")
-        if self.hog_cells < 2 or self.hog_orientations < 2:
-            raise ValueError("HOG needs at least 2 cells a side and 2 orientations")
-
-    def dims(self, name: str) -> int:
-        """Length of the descriptor `name` (one of `CLASSIC_DESCRIPTORS`)."""
-        if name == "colour":
-            return self.hue_bins * self.saturation_bins * self.value_bins
-        if name == "texture":
-            return sum(8 * r + 2 for r in self.lbp_radii)
-        if name == "shape":
-            return (self.hog_cells - 1) ** 2 * 4 * self.hog_orientations
-        raise ValueError(f"unknown classic descriptor {name!r}; allowed: {CLASSIC_DESCRIPTORS}")
 
 
 def normalise_colour(image: np.ndarray, method: str) -> np.ndarray:
@@ -119,8 +68,8 @@ def lbp_histogram(image: np.ndarray, settings: ClassicSettings = ClassicSettings
 
     grey = cv2.cvtColor(np.ascontiguousarray(_shrunk(image, settings.max_side)), cv2.COLOR_RGB2GRAY)
     parts = []
+    points = settings.lbp_points
     for radius in settings.lbp_radii:
-        points = 8 * radius
         codes = local_binary_pattern(grey, points, radius, method="uniform").astype(np.int64)
         border = codes[radius:-radius, radius:-radius] if min(grey.shape) > 2 * radius else codes
         parts.append(_hellinger(np.bincount(border.ravel(), minlength=points + 2)))
@@ -152,7 +101,6 @@ def edge_histogram(image: np.ndarray, settings: ClassicSettings = ClassicSetting
     return (rooted / norm if norm > 0 else rooted).astype(np.float32)
 
 
-CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
 _DESCRIBE = {"colour": colour_histogram, "texture": lbp_histogram, "shape": edge_histogram}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from lookalike.catalog import Catalog, ImageRecord
 from lookalike.features import Extractor, ImageFeatures
 from lookalike.images import ImageError, content_hash, image_size, load_image
+from lookalike.index import classic_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
 from lookalike.index.global_index import GlobalIndex
@@ -30,7 +31,7 @@ from lookalike.index.store import existing_shards, open_shard, write_shard
 from lookalike.learn.codebook import fit_codebook
 from lookalike.learn.model import Model
 from lookalike.learn.whitening import fit_whitening
-from lookalike.settings import FeatureSettings, LearnSettings
+from lookalike.settings import ClassicSettings, FeatureSettings, LearnSettings
 
 logger = logging.getLogger("lookalike")
 
@@ -53,23 +54,36 @@ class Extracted:
     height: int
     hash: str | None
     error: str | None
+    classic: dict[str, np.ndarray] | None = None
 
 
 _worker_extractor: Extractor | None = None
+_worker_classic: ClassicSettings | None = None
 
 
-def _init_worker(settings: FeatureSettings, weights: str | None) -> None:
-    global _worker_extractor
+def _init_worker(
+    settings: FeatureSettings, weights: str | None, classic: ClassicSettings | None
+) -> None:
+    global _worker_extractor, _worker_classic
     _worker_extractor = Extractor(settings, weights=weights, threads=1)
+    _worker_classic = classic
 
 
-def extract_file(extractor: Extractor, root: Path, rel: str) -> Extracted:
-    """Decode and describe `root / rel`; a bad file gives an `Extracted` with its error."""
+def extract_file(
+    extractor: Extractor, root: Path, rel: str, classic: ClassicSettings | None = None
+) -> Extracted:
+    """Decode and describe `root / rel` (with the `classic` descriptors too, when given); a bad
+    file gives an `Extracted` with its error."""
     path = root / rel
     try:
         width, height = image_size(path)
         image = load_image(path, max_side=extractor.settings.decode_size)
         features = extractor.extract(image)
+        described = None
+        if classic is not None and classic.descriptors:
+            from lookalike.features.classic import describe
+
+            described = describe(image, classic.descriptors, classic)
         factor = max(width, height) / max(image.shape[:2])
         local = features.local
         if factor != 1.0:
@@ -80,7 +94,13 @@ def extract_file(extractor: Extractor, root: Path, rel: str) -> Extracted:
                 desc=local.desc,
             )
         return Extracted(
-            rel, ImageFeatures(local, features.global_), width, height, content_hash(path), None
+            rel,
+            ImageFeatures(local, features.global_),
+            width,
+            height,
+            content_hash(path),
+            None,
+            described,
         )
     except ImageError as exc:
         return Extracted(rel, None, 0, 0, None, exc.reason)
@@ -93,7 +113,7 @@ def extract_file(extractor: Extractor, root: Path, rel: str) -> Extracted:
 
 def _worker_extract(root: Path, rel: str) -> Extracted:
     assert _worker_extractor is not None
-    return extract_file(_worker_extractor, root, rel)
+    return extract_file(_worker_extractor, root, rel, _worker_classic)
 
 
 def iter_extract(
@@ -103,8 +123,10 @@ def iter_extract(
     *,
     weights: Path | None = None,
     workers: int = 0,
+    classic: ClassicSettings | None = None,
 ) -> Iterator[Extracted]:
-    """Extract `paths` (relative to `root`) in order, in `workers` processes (0: automatic)."""
+    """Extract `paths` (relative to `root`) in order, in `workers` processes (0: automatic),
+    with the `classic` descriptors when given."""
     if workers <= 0:
         workers = min(os.cpu_count() or 1, 4)
     workers = min(workers, max(1, len(paths) // 4))
@@ -114,14 +136,14 @@ def iter_extract(
     if workers == 1:
         extractor = Extractor(settings, weights=weights)
         for rel in paths:
-            yield extract_file(extractor, root, rel)
+            yield extract_file(extractor, root, rel, classic)
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(settings, str(weights) if weights else None),
+        initargs=(settings, str(weights) if weights else None, classic),
     ) as pool:
         # A bounded window keeps memory flat on huge collections.
         window = workers * 4
@@ -147,8 +169,10 @@ def extract_into_shards(
     workers: int = 0,
     shard_size: int = 64,
     on_result: Callable[[Extracted], None] | None = None,
+    classic: ClassicSettings | None = None,
 ) -> list[Extracted]:
-    """Extract `paths` and record them: features go to new shards, failures to the catalog.
+    """Extract `paths` and record them: features (and `classic` descriptors) go to new shards,
+    failures to the catalog.
 
     The catalog points at a shard only after the shard is durable. Returns the failures.
     """
@@ -162,6 +186,8 @@ def extract_into_shards(
         nonlocal next_shard, last_flush
         if not buffer:
             return
+        if classic is not None and classic.descriptors:  # before the shard the catalog names
+            classic_store.write_classic(index_dir, classic, next_shard, [b.classic for b in buffer])
         write_shard(
             features_dir,
             next_shard,
@@ -185,7 +211,9 @@ def extract_into_shards(
         buffer.clear()
         last_flush = time.monotonic()
 
-    for item in iter_extract(root, paths, settings, weights=weights, workers=workers):
+    for item in iter_extract(
+        root, paths, settings, weights=weights, workers=workers, classic=classic
+    ):
         if item.features is None:
             size, mtime_ns = files[item.path]
             catalog.put_failed(
@@ -318,9 +346,14 @@ def generation_dir(index_dir: Path, generation: int) -> Path:
 
 
 def build_generation(
-    index_dir: Path, model: Model, records: Sequence[ImageRecord], generation: int
+    index_dir: Path,
+    model: Model,
+    records: Sequence[ImageRecord],
+    generation: int,
+    classic: ClassicSettings | None = None,
 ) -> Path:
-    """Write the global index and ASMK inverted file over `records` (row i = records[i])."""
+    """Write the global index and ASMK inverted file over `records` (row i = records[i]), and
+    the matrices of their `classic` descriptors when given (see `classic_store.backfill`)."""
     features_dir = index_dir / FEATURES_DIR
     vocabulary = Vocabulary(model.codebook)
     by_shard: dict[int, list[tuple[int, int]]] = {}
@@ -335,6 +368,7 @@ def build_generation(
             codes[i] = code
             globals_[i] = g
     asmk = AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
+    described = {} if classic is None else classic_store.gather(index_dir, classic, records)
     final = generation_dir(index_dir, generation)
     if final.exists():
         shutil.rmtree(final)
@@ -342,6 +376,8 @@ def build_generation(
         GlobalIndex.build(globals_).save(tmp / "global.faiss")
         asmk.save(tmp / "asmk")
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
+        for name, matrix in described.items():
+            save_npy(tmp, f"classic-{name}", matrix)
         write_json_atomic(
             tmp / "global.json",
             {
@@ -351,14 +387,25 @@ def build_generation(
                 "model_id": model.id,
                 "generation": generation,
                 "codebook_size": vocabulary.size,
+                "classic": None if classic is None else classic.key,
+                "classic_descriptors": sorted(described),
             },
         )
     return final
 
 
-def remove_stale(index_dir: Path, catalog: Catalog, model: Model, keep_generation: int) -> None:
-    """Delete shards no image points at, codes of other models and old generations."""
+def remove_stale(
+    index_dir: Path,
+    catalog: Catalog,
+    model: Model,
+    keep_generation: int,
+    classic: ClassicSettings | None = None,
+) -> None:
+    """Delete shards no image points at, codes of other models, classic descriptors of other
+    settings and old generations."""
     in_use = catalog.shards_in_use()
+    if classic is not None:
+        classic_store.remove_unused(index_dir, classic, set(in_use))
     features_dir = index_dir / FEATURES_DIR
     for shard in existing_shards(features_dir):
         if shard not in in_use:

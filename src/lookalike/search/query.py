@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from lookalike.features import ImageFeatures
 from lookalike.index.asmk_index import AsmkIndex, Vocabulary
 from lookalike.index.global_index import GlobalIndex
 from lookalike.learn.model import Model
-from lookalike.settings import SearchSettings
+from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class LoadedGeneration:
     global_: GlobalIndex
     model: Model
     meta: dict[str, object]
+    classic: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d) float32
 
     @property
     def n_images(self) -> int:
@@ -46,6 +48,10 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
         global_=GlobalIndex.load(folder / "global.faiss"),
         model=model,
         meta=meta,
+        classic={
+            name: np.load(folder / f"classic-{name}.npy", mmap_mode="r")
+            for name in meta.get("classic_descriptors", [])
+        },
     )
 
 
@@ -60,14 +66,21 @@ class QueryScores:
 
 def score(
     loaded: LoadedGeneration,
-    features: ImageFeatures,
+    features: ImageFeatures | None,
     settings: SearchSettings,
     self_rows: np.ndarray | None = None,
+    classic: Mapping[str, np.ndarray] | None = None,
 ) -> QueryScores:
-    """Score every indexed image against a query's raw features.
+    """Score every indexed image against a query's raw features (None for a classic mode) and
+    its `classic` descriptors (those `settings.classic` names).
 
     `self_rows`: rows holding the query itself (a query by id), left out of score normalisation.
     """
+    if settings.mode in CLASSIC_DESCRIPTORS:
+        final = classic_scores(loaded, settings.mode, classic)
+        return QueryScores(asmk=None, global_=None, final=final)
+    if features is None:
+        raise ValueError(f"mode {settings.mode!r} needs the query's CNN features")
     model = loaded.model
     asmk_scores = global_scores = None
     if settings.mode in ("asmk", "fused"):
@@ -88,7 +101,43 @@ def score(
     else:
         assert asmk_scores is not None and global_scores is not None
         final = fuse(asmk_scores, global_scores, settings.global_weight, self_rows)
+    if settings.fuse:
+        added = [_stretched(classic_scores(loaded, n, classic), self_rows) for n in settings.fuse]
+        final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
     return QueryScores(asmk=asmk_scores, global_=global_scores, final=final)
+
+
+def classic_scores(
+    loaded: LoadedGeneration, name: str, classic: Mapping[str, np.ndarray] | None
+) -> np.ndarray:
+    """`(n,)` float32 inner products of the query's classic descriptor `name` with the
+    collection's (Bhattacharyya coefficients of the histograms)."""
+    if name not in loaded.classic:
+        raise ValueError(
+            f"this index stores no {name!r} descriptors: add it to the classic settings' "
+            "descriptors and run `lookalike index` again"
+        )
+    if classic is None or name not in classic:
+        raise ValueError(f"the query has no {name!r} descriptor")
+    matrix = loaded.classic[name]
+    query = np.asarray(classic[name], np.float32)
+    if query.shape != (matrix.shape[1],):
+        raise ValueError(f"{name} descriptor {query.shape} vs the index's {matrix.shape[1]}")
+    return np.asarray(matrix @ query, np.float32)
+
+
+def _stretched(scores: np.ndarray, self_rows: np.ndarray | None) -> np.ndarray:
+    """`scores` mapped so that their median is 0 and the best (leaving out `self_rows`) is 1,
+    clipped to [0, 1]: histogram similarities crowd near 1, so their raw values say little."""
+    others = scores
+    if self_rows is not None and len(self_rows):
+        others = np.delete(scores, self_rows)
+    if not len(others):
+        return np.zeros_like(scores)
+    middle, best = float(np.median(others)), float(others.max())
+    if best <= middle:
+        return np.zeros_like(scores)
+    return np.clip((scores - middle) / (best - middle), 0.0, 1.0).astype(np.float32)
 
 
 def fuse(

@@ -1,0 +1,136 @@
+"""Classic global descriptors on disk, beside the feature shards.
+
+`classic/<settings key>/shard-000007/<name>.npy` holds `(M, d)` float32 rows: row m describes
+the image at row m of feature shard 7. They are written with the shard when an image is
+extracted, and computed afterwards (`backfill`) for shards written before, or after the classic
+settings changed (a new key, a new folder). A generation gathers them into one matrix per
+descriptor, row i for its image i.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.catalog import ImageRecord
+from lookalike.images import ImageError, load_image
+from lookalike.index.atomic import atomic_dir, save_npy
+from lookalike.settings import ClassicSettings
+
+logger = logging.getLogger("lookalike")
+
+CLASSIC_DIR = "classic"
+
+Descriptors = Mapping[str, np.ndarray]
+"""One image's classic descriptors: name -> `(d,)` float32."""
+
+
+def classic_root(index_dir: Path, settings: ClassicSettings) -> Path:
+    return index_dir / CLASSIC_DIR / settings.key
+
+
+def classic_shard(index_dir: Path, settings: ClassicSettings, shard: int) -> Path:
+    return classic_root(index_dir, settings) / f"shard-{shard:06d}"
+
+
+def write_classic(
+    index_dir: Path, settings: ClassicSettings, shard: int, rows: Sequence[Descriptors | None]
+) -> Path:
+    """Write the descriptors of a shard's rows, in row order (None: zeros, an image that could
+    not be read again), durably."""
+    final = classic_shard(index_dir, settings, shard)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(final) as tmp:
+        for name in settings.descriptors:
+            matrix = np.zeros((len(rows), settings.dims(name)), np.float32)
+            for i, row in enumerate(rows):
+                if row is not None:
+                    matrix[i] = row[name]
+            save_npy(tmp, name, matrix)
+    return final
+
+
+def has_classic(index_dir: Path, settings: ClassicSettings, shard: int) -> bool:
+    folder = classic_shard(index_dir, settings, shard)
+    return all((folder / f"{name}.npy").is_file() for name in settings.descriptors)
+
+
+def backfill(
+    index_dir: Path,
+    root: Path,
+    records: Sequence[ImageRecord],
+    settings: ClassicSettings,
+    decode_size: int,
+    shard_rows: Callable[[int], int],
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Describe the images of every shard that has no classic descriptors yet (decoding them
+    again at `decode_size`, as extraction does). `shard_rows(shard)` is its number of rows.
+    Returns the number of images described."""
+    from lookalike.features.classic import describe
+
+    if not settings.descriptors:
+        return 0
+    by_shard: dict[int, dict[int, ImageRecord]] = {}
+    for record in records:
+        if record.shard is not None:
+            by_shard.setdefault(record.shard, {})[record.row or 0] = record
+    missing = sorted(s for s in by_shard if not has_classic(index_dir, settings, s))
+    total = sum(len(by_shard[s]) for s in missing)
+    done = 0
+    for shard in missing:
+        rows: list[Descriptors | None] = []
+        for row in range(shard_rows(shard)):
+            found = by_shard[shard].get(row)
+            descriptors = None
+            if found is not None:
+                try:
+                    image = load_image(root / found.path, max_side=decode_size)
+                    descriptors = describe(image, settings.descriptors, settings)
+                except (ImageError, OSError) as exc:  # changed or gone since it was indexed
+                    logger.warning("classic descriptors of %s: %s", found.path, exc)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            rows.append(descriptors)
+        write_classic(index_dir, settings, shard, rows)
+    return total
+
+
+def gather(
+    index_dir: Path, settings: ClassicSettings, records: Sequence[ImageRecord]
+) -> dict[str, np.ndarray]:
+    """One `(len(records), d)` float32 matrix per descriptor, row i for `records[i]`."""
+    out = {
+        name: np.zeros((len(records), settings.dims(name)), np.float32)
+        for name in settings.descriptors
+    }
+    by_shard: dict[int, list[tuple[int, int]]] = {}
+    for i, record in enumerate(records):
+        by_shard.setdefault(record.shard or 0, []).append((i, record.row or 0))
+    for shard, items in by_shard.items():
+        folder = classic_shard(index_dir, settings, shard)
+        index = np.array([i for i, _ in items])
+        rows = np.array([r for _, r in items])
+        for name in settings.descriptors:
+            out[name][index] = np.load(folder / f"{name}.npy", mmap_mode="r")[rows]
+    return out
+
+
+def remove_unused(index_dir: Path, settings: ClassicSettings, shards_in_use: set[int]) -> None:
+    """Delete descriptors made with other settings, and those of shards no image points at."""
+    top = index_dir / CLASSIC_DIR
+    if not top.is_dir():
+        return
+    for folder in top.iterdir():
+        if folder.name != settings.key:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        for shard in folder.glob("shard-*"):
+            number = shard.name.removeprefix("shard-")
+            if number.isdigit() and int(number) not in shards_in_use:
+                shutil.rmtree(shard, ignore_errors=True)

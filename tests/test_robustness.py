@@ -1,0 +1,139 @@
+"""The robustness suite's transforms, checked on synthetic images with known answers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lookalike.evaluate.robustness import FAMILIES, LEVELS, Transform, apply, suite
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def grey(value: int = 128, size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    return np.full((*size, 3), value, np.uint8)
+
+
+def pattern(size: tuple[int, int] = (120, 160)) -> np.ndarray:
+    """A smooth colour pattern with a sharp edge down the middle."""
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    image = np.stack([x * 255 // w, y * 255 // h, (x + y) * 127 // (h + w)], axis=2)
+    image[:, w // 2 :, 2] = 255
+    return image.astype(np.uint8)
+
+
+def test_the_suite_has_five_levels_of_eight_families() -> None:
+    transforms = suite()
+    assert len(transforms) == 8 * LEVELS == 40
+    assert {t.family for t in transforms} == set(FAMILIES)
+    assert len({t.name for t in transforms}) == 40
+    with pytest.raises(ValueError, match="allowed"):
+        Transform("sepia", 1)
+    with pytest.raises(ValueError, match="level"):
+        Transform("blur", 6)
+
+
+@pytest.mark.parametrize("level", range(1, LEVELS + 1))
+def test_noise_has_the_stated_spread(level: int) -> None:
+    t = Transform("noise", level)
+    out = apply(grey(), t, rng())
+    spread = (out.astype(np.float32) - 128).std()
+    assert spread == pytest.approx(t.value, rel=0.08)  # clipping at 0/255 trims a little
+
+
+def test_light_follows_gamma_and_gain() -> None:
+    image = grey(128)
+    means = [float(apply(image, Transform("light", level), rng()).mean()) for level in (1, 2)]
+    assert means[0] > 128 > means[1]  # level 1 brightens, level 2 darkens
+    expected = 0.45 * (128 / 255) ** 2.2 * 255
+    harsh = apply(image, Transform("light", 5), rng())
+    assert float(harsh.mean()) == pytest.approx(expected, abs=1)
+
+
+@pytest.mark.parametrize("level", range(1, LEVELS + 1))
+def test_scale_resizes_both_sides(level: int) -> None:
+    t = Transform("scale", level)
+    out = apply(pattern(), t, rng())
+    assert out.shape == (round(120 * t.value), round(160 * t.value), 3)
+
+
+def test_rotation_by_half_and_quarter_turns_matches_numpy() -> None:
+    image = pattern((64, 96))
+    half = apply(image, Transform("rotation", 5), rng())
+    assert half.shape == image.shape
+    diff = np.abs(half.astype(int) - np.rot90(image, 2).astype(int))
+    assert np.median(diff) <= 1
+    quarter = apply(image, Transform("rotation", 3), rng())
+    assert quarter.shape == (96, 64, 3)  # the canvas turns with the picture
+    assert np.median(np.abs(quarter.astype(int) - np.rot90(image).astype(int))) <= 1
+
+
+def test_rotation_keeps_the_whole_picture() -> None:
+    out = apply(grey(200), Transform("rotation", 2), rng())  # 45 degrees
+    h, w = 120, 160
+    side = np.sqrt(2) / 2 * (h + w)
+    assert out.shape[:2] == (round(side), round(side))
+    assert (out > 0).all(axis=2).sum() == pytest.approx(h * w, rel=0.03)  # every pixel kept
+
+
+@pytest.mark.parametrize("level", range(1, LEVELS + 1))
+def test_crop_keeps_a_window_of_the_stated_area(level: int) -> None:
+    t = Transform("crop", level)
+    image = pattern()
+    out = apply(image, t, rng())
+    assert out.shape[0] * out.shape[1] == pytest.approx(120 * 160 * t.value, rel=0.05)
+    found = cv2.matchTemplate(image, out, cv2.TM_SQDIFF)
+    y, x = np.unravel_index(int(found.argmin()), found.shape)
+    window = image[y : y + out.shape[0], x : x + out.shape[1]]
+    np.testing.assert_array_equal(window, out)  # an exact window of the original
+
+
+def test_jpeg_loses_more_at_lower_quality() -> None:
+    image = pattern()
+    errors = [
+        float(np.abs(apply(image, Transform("jpeg", level), rng()).astype(int) - image).mean())
+        for level in range(1, LEVELS + 1)
+    ]
+    assert errors == sorted(errors) and errors[0] > 0
+
+
+def test_blur_softens_the_edge_more_at_each_level() -> None:
+    image = pattern()
+    steps = []
+    for level in range(1, LEVELS + 1):
+        out = apply(image, Transform("blur", level), rng()).astype(int)
+        steps.append(int(np.abs(np.diff(out[:, :, 2], axis=1)).max()))
+    assert steps == sorted(steps, reverse=True) and steps[0] < 255
+
+
+def test_perspective_shrinks_the_picture_inside_its_canvas() -> None:
+    image = grey(200)
+    covered = []
+    for level in range(1, LEVELS + 1):
+        out = apply(image, Transform("perspective", level), rng())
+        assert out.shape == image.shape
+        covered.append(float((out > 0).all(axis=2).mean()))
+    assert covered == sorted(covered, reverse=True)
+    assert 0.3 < covered[-1] < covered[0] < 0.95
+
+
+def test_the_same_seed_gives_the_same_copy() -> None:
+    image = pattern()
+    for t in suite(("noise", "crop", "perspective")):
+        a = apply(image, t, np.random.default_rng(7))
+        b = apply(image, t, np.random.default_rng(7))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_every_transform_returns_rgb_bytes() -> None:
+    image = pattern()
+    for t in suite():
+        out = apply(image, t, rng())
+        assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3, t.name
+        assert t.describe()
+    with pytest.raises(ValueError, match="uint8"):
+        apply(image.astype(np.float32), Transform("blur", 1), rng())
