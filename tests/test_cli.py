@@ -392,3 +392,30 @@ def test_train_refuses_a_bad_start(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", str(tmp_path), "--from", "nowhere"])
     assert result.exit_code != 0
     assert "imagenet" in result.output
+
+
+def test_eval_robustness_reports_each_method_and_writes_plots(
+    demo: DemoCollection, groups_tree: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    args = ["eval", "robustness", groups_tree, "--queries", 2, "--families", "jpeg,blur"]
+    plots = tmp_path / "plots"
+    data = _json(
+        _run(*args, "--methods", "lookalike,phash", "--plots", plots, "--workers", 1, "--json")
+    )
+    assert (data["dataset"], data["images"], data["queries"]) == ("groups", 9, 2)
+    assert list(data["methods"]) == ["lookalike", "phash"]
+    assert sorted(data["transforms"]) == sorted(
+        f"{f}-{level}" for f in ("jpeg", "blur") for level in range(1, 6)
+    )
+    assert data["methods"]["lookalike"]["transforms"]["jpeg-1"]["r10"] == 1.0
+    assert sorted(Path(p).name for p in data["plots"]) == [
+        "robustness-blur.png",
+        "robustness-jpeg.png",
+    ]
+    message = _failed_cleanly(_run(*args, "--methods", "lookalike,clip"))
+    assert "clip" in message and "phash" in message
+    table = _run(*args, "--methods", "phash")
+    assert table.exit_code == 0, table.output
+    flat = _flat(table.stdout)
+    assert "(recall@1/recall@10)" in flat and "phash" in flat and "average" in flat

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
+from lookalike.collection import Collection
+from lookalike.demo import DemoCollection
+from lookalike.evaluate.datasets import RetrievalSet
 from lookalike.evaluate.robustness import FAMILIES, LEVELS, Transform, apply, suite
+from lookalike.evaluate.robustness_run import METHODS, plot_families, run_robustness
 
 
 def rng() -> np.random.Generator:
@@ -137,3 +144,48 @@ def test_every_transform_returns_rgb_bytes() -> None:
         assert t.describe()
     with pytest.raises(ValueError, match="uint8"):
         apply(image.astype(np.float32), Transform("blur", 1), rng())
+
+
+def test_the_suite_finds_originals_with_every_method_and_plots_each_family(
+    demo: DemoCollection, demo_collection: Collection, tmp_path: Path
+) -> None:
+    originals = sorted(set(demo.originals.values()))[:2]
+    rset = RetrievalSet(
+        name="demo",
+        root=demo.root,
+        images=tuple(demo.images),
+        queries={o: frozenset(c for c, s in demo.originals.items() if s == o) for o in originals},
+        junk={},
+        rotations={},
+        groups={},
+    )
+    result = run_robustness(
+        rset,
+        demo_collection,
+        queries=None,
+        families=("jpeg", "rotation"),
+        peer_cache=tmp_path / "phash.npz",
+    )
+    assert result.methods == METHODS and result.queries == tuple(originals)
+    assert len(result.transforms) == 10 and result.images == len(demo.images)
+    for method in METHODS:
+        assert all(len(r) == 2 for r in result.ranks[method].values())
+    # after a mild recompression every method has the original in its top 10, and lookalike
+    # first (the demo's own copies of it are close rivals)
+    assert result.recall("lookalike", "jpeg-1", 1) == 1.0
+    for method in ("asmk", "global", "phash", "gem", "colour"):
+        assert result.recall(method, "jpeg-1", 10) == 1.0, method
+    # a half turn: lookalike's local features still find it; a perceptual hash cannot
+    assert result.recall("lookalike", "rotation-5", 10) == 1.0
+    assert result.recall("phash", "rotation-5", 1) < 1.0
+    summary = result.as_dict()
+    jpeg = [result.recall("lookalike", f"jpeg-{level}", 1) for level in range(1, LEVELS + 1)]
+    assert summary["methods"]["lookalike"]["families"]["jpeg"]["r1"] == pytest.approx(np.mean(jpeg))
+    assert (tmp_path / "phash.npz").is_file()
+
+    written = plot_families(result, tmp_path / "plots")
+    assert [p.name for p in written] == ["robustness-rotation.png", "robustness-jpeg.png"]
+    for path in written:
+        assert Image.open(path).format == "PNG"
+    with pytest.raises(ValueError, match="unknown method"):
+        run_robustness(rset, demo_collection, methods=("clip",))

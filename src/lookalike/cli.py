@@ -630,6 +630,104 @@ def eval_groups(
     _print_eval(result, as_json)
 
 
+@eval_app.command("robustness")
+def eval_robustness(
+    dataset: Annotated[
+        str, typer.Argument(help="A benchmark set with queries (holidays) or a groups folder.")
+    ],
+    distractors: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--distractors",
+            help="Folder of distractor images (repeatable); default for holidays: the Corel "
+            "set, when the benchmark data has it.",
+        ),
+    ] = None,
+    queries: Annotated[
+        int, typer.Option(help="A seeded sample of this many query images (0: all).", min=0)
+    ] = 100,
+    families: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated transform families (default: all eight)."),
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="Comma-separated methods (default: all).")
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Write one PNG per transform family into this folder.")
+    ] = None,
+    index: Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")] = None,
+    workers: WorkersOpt = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the query sample and the transforms.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Transform query images (noise, light, scale, rotation, perspective, crop, JPEG, blur;
+    five strengths each) and measure how often each method finds the untouched original among
+    the set and its distractors: recall@1 and recall@10."""
+    from lookalike.collection import Collection
+    from lookalike.evaluate import DataMissing, data_root, groups, load_dataset
+    from lookalike.evaluate.robustness import FAMILIES
+    from lookalike.evaluate.robustness_run import METHODS, plot_families, run_robustness
+    from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
+
+    chosen_families = _names(families, tuple(FAMILIES), "transform family")
+    chosen_methods = _names(methods, METHODS, "method")
+    try:
+        folder = Path(dataset)
+        rset = groups(folder) if folder.is_dir() else load_dataset(dataset)
+        if distractors is None:
+            corel = data_root() / "corel"
+            distractors = [corel] if corel.is_dir() and rset.name == "holidays" else []
+        if distractors:
+            names = "+".join([rset.name, *(d.name for d in distractors)])
+            rset = merged_view(rset, distractors, cache_root() / "views" / names)
+    except (DataMissing, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from exc
+    collection = Collection.create(rset.root, index=index or default_index_dir(rset))
+    with _progress(not as_json) as bar:
+        collection.index(workers=workers, progress=bar)
+        result = run_robustness(
+            rset,
+            collection,
+            queries=queries or None,
+            families=chosen_families,
+            methods=chosen_methods,
+            seed=seed,
+            progress=bar,
+        )
+    written = [] if plots is None else plot_families(result, plots)
+    if as_json:
+        out.print_json(json.dumps({**result.as_dict(), "plots": [str(p) for p in written]}))
+        return
+    table = Table(
+        title=f"{result.dataset}: {len(result.queries)} queries x {len(result.transforms)} "
+        f"transforms, among {result.images} images (recall@1 / recall@10)"
+    )
+    shown = sorted({t.family for t in result.transforms}, key=list(FAMILIES).index)
+    for col in ("method", *shown, "average"):
+        table.add_column(col, justify="right")
+    for method in result.methods:
+        cells = [
+            f"{result.family_recall(method, f, 1):.2f} / {result.family_recall(method, f, 10):.2f}"
+            for f in shown
+        ]
+        average = f"{result.average(method, 1):.2f} / {result.average(method, 10):.2f}"
+        table.add_row(method, *cells, average)
+    out.print(table)
+    for path in written:
+        out.print(f"plot: {path}")
+
+
+def _names(given: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if given is None:
+        return allowed
+    chosen = tuple(n.strip() for n in given.split(",") if n.strip())
+    bad = [n for n in chosen if n not in allowed]
+    if bad or not chosen:
+        raise _fail(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
+    return chosen
+
+
 @app.command()
 def demo(
     folder: Annotated[Path, typer.Option("--dir", help="Where to build the demo.")] = Path("demo"),

@@ -82,6 +82,17 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class QueryDescription:
+    """A query image described once, to be searched many ways (`Collection.search` takes it
+    as its query): CNN features with positions in the query's pixels, classic descriptors by
+    name, and the query's (width, height)."""
+
+    features: Any
+    classic: dict[str, np.ndarray]
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class IndexReport:
     """What an index run did."""
 
@@ -449,9 +460,9 @@ class Collection:
         expand: bool | None = None,
         fuse: tuple[str, ...] | None = None,
     ) -> list[Hit]:
-        """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, or the
+        """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, the
         id (int) of an indexed image (searched with its stored features; `exclude_self` drops
-        it from the hits).
+        it from the hits), or a `QueryDescription` from `describe`.
 
         mode: 'fused' (default), 'asmk' or 'global' first stage; or 'colour', 'texture' or
             'shape' to rank by that classic descriptor alone (no second stage).
@@ -597,6 +608,13 @@ class Collection:
 
         self_rows = None
         cnn = settings.mode not in CLASSIC_DESCRIPTORS
+        if isinstance(query, QueryDescription):
+            if region is not None:
+                raise ValueError("a described query is searched whole: describe the region")
+            missing = [n for n in settings.classic if n not in query.classic]
+            if missing:
+                raise ValueError(f"the described query has no {missing[0]!r} descriptor")
+            return query.features if cnn else None, query.classic, query.size, None
         if isinstance(query, int | np.integer):
             record = self._records.get(int(query))
             if record is None:
@@ -624,6 +642,26 @@ class Collection:
             desc=local.desc,
         )
         return ImageFeatures(moved, features.global_), classic, size, self_rows
+
+    def images(self) -> list[tuple[int, str]]:
+        """`(id, path)` of every searchable image, in the order of the index's rows."""
+        loaded = self._generation()
+        return [(int(i), self._records[int(i)].path) for i in loaded.ids if int(i) in self._records]
+
+    def describe(
+        self,
+        query: Any,
+        *,
+        region: tuple[float, float, float, float] | None = None,
+        classic: tuple[str, ...] | None = None,
+    ) -> QueryDescription:
+        """Describe a query image (a path, bytes, PIL image or (H, W, 3) array) once: its CNN
+        features and the `classic` descriptors (default: those the index stores), to search
+        it in several modes without describing it again."""
+        names = self.settings.classic.descriptors if classic is None else classic
+        settings = replace(self.settings.search, mode="fused", fuse=tuple(names))
+        features, described, size, _ = self._query(self._generation(), query, region, settings)
+        return QueryDescription(features=features, classic=described, size=size)
 
     def _search_settings(self, mode: str | None, fuse: tuple[str, ...] | None) -> SearchSettings:
         settings = self.settings.search

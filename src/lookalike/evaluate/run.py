@@ -28,6 +28,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("LOOKALIKE_CACHE") or Path.home() / ".cache" / "lookalike")
 
 
+def default_index_dir(rset: RetrievalSet) -> Path:
+    """The cache folder for an index of `rset`, named after the set and its root."""
+    digest = hashlib.blake2b(str(rset.root.resolve()).encode(), digest_size=6).hexdigest()
+    return cache_root() / "indexes" / f"{rset.name}-{digest}"
+
+
 def upright_view(rset: RetrievalSet, folder: Path) -> RetrievalSet:
     """The set with every image turned upright: rotated images are written (PNG, lossless)
     into `folder`, the others are linked. Returns the set rooted at `folder`."""
@@ -140,9 +146,7 @@ def evaluate(
     """
     from lookalike.collection import Collection
 
-    if index_dir is None:
-        digest = hashlib.blake2b(str(rset.root.resolve()).encode(), digest_size=6).hexdigest()
-        index_dir = cache_root() / "indexes" / f"{rset.name}-{digest}"
+    index_dir = index_dir or default_index_dir(rset)
     collection = Collection.create(rset.root, index=index_dir, settings=settings, model=model)
     t0 = time.perf_counter()
     collection.index(workers=workers, progress=progress)

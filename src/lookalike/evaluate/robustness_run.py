@@ -1,0 +1,232 @@
+"""The robustness suite: transformed copies of each query image search a collection (the set
+plus distractors) for their untouched original; recall@1 and recall@10 per method and
+transform, with one plot per transform family.
+
+Every method runs in the same loop on the same copies: lookalike's modes (a copy is described
+once, then searched each way) and the peers of `peers.py`.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.evaluate.datasets import RetrievalSet
+from lookalike.evaluate.robustness import FAMILIES, Transform, apply, suite
+
+QUERY_SIDE = 1024
+"""Query images are decoded at most this large before they are transformed."""
+
+K = 10
+
+LOOKALIKE_METHODS: dict[str, dict[str, Any]] = {
+    "lookalike": {},  # the default search: fused first stage, spatial verification
+    "asmk": {"mode": "asmk", "verify": 0},
+    "global": {"mode": "global", "verify": 0},
+    "fused+classic": {"fuse": ("colour", "texture", "shape")},
+    "colour": {"mode": "colour"},
+    "texture": {"mode": "texture"},
+    "shape": {"mode": "shape"},
+}
+"""lookalike's methods: keyword arguments of `Collection.search`."""
+
+PEER_METHODS = ("phash", "gem")
+METHODS = (*LOOKALIKE_METHODS, *PEER_METHODS)
+
+
+@dataclass(frozen=True)
+class RobustnessResult:
+    """`ranks[method][transform name]`: the original's rank for each query (K + 1 when it is
+    not in the top K); `seconds[method]`: median seconds a query (describing a copy is counted
+    once, in 'describe')."""
+
+    dataset: str
+    images: int
+    queries: tuple[str, ...]
+    transforms: tuple[Transform, ...]
+    ranks: dict[str, dict[str, list[int]]]
+    seconds: dict[str, float]
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.ranks)
+
+    def recall(self, method: str, transform: str, k: int) -> float:
+        ranks = self.ranks[method][transform]
+        return sum(r <= k for r in ranks) / len(ranks) if ranks else 0.0
+
+    def family_recall(self, method: str, family: str, k: int) -> float:
+        names = [t.name for t in self.transforms if t.family == family]
+        return float(np.mean([self.recall(method, n, k) for n in names]))
+
+    def average(self, method: str, k: int) -> float:
+        return float(np.mean([self.recall(method, t.name, k) for t in self.transforms]))
+
+    def as_dict(self) -> dict[str, Any]:
+        families = sorted({t.family for t in self.transforms}, key=list(FAMILIES).index)
+        return {
+            "dataset": self.dataset,
+            "images": self.images,
+            "queries": len(self.queries),
+            "transforms": {t.name: t.describe() for t in self.transforms},
+            "methods": {
+                m: {
+                    "average": {"r1": self.average(m, 1), "r10": self.average(m, K)},
+                    "families": {
+                        f: {"r1": self.family_recall(m, f, 1), "r10": self.family_recall(m, f, K)}
+                        for f in families
+                    },
+                    "transforms": {
+                        t.name: {"r1": self.recall(m, t.name, 1), "r10": self.recall(m, t.name, K)}
+                        for t in self.transforms
+                    },
+                    "median_query_seconds": round(self.seconds.get(m, 0.0), 4),
+                }
+                for m in self.methods
+            },
+            "describe_seconds": round(self.seconds.get("describe", 0.0), 4),
+        }
+
+
+def run_robustness(
+    rset: RetrievalSet,
+    collection: Any,
+    *,
+    queries: int | None = 100,
+    families: Sequence[str] = tuple(FAMILIES),
+    methods: Sequence[str] = METHODS,
+    seed: int = 0,
+    peer_cache: Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RobustnessResult:
+    """Transform a seeded sample of `queries` of `rset`'s query images (None: all) with every
+    transform of `families`, and find each original in `collection` (an indexed `Collection`
+    over `rset.root`, distractors and all) with each of `methods`."""
+    from lookalike.evaluate.peers import gem_scores, hamming_scores, phash, phash_collection
+    from lookalike.images import load_image
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
+    chosen = sorted(rset.queries)
+    if queries is not None and queries < len(chosen):
+        rng = np.random.default_rng(seed)
+        chosen = sorted(rng.choice(chosen, size=queries, replace=False).tolist())
+    transforms = suite(tuple(families))
+    images = collection.images()  # (id, path) in index order
+    row_of = {path: row for row, (_, path) in enumerate(images)}
+    id_of = {path: image_id for image_id, path in images}
+    needed = sorted({n for m in methods for n in _classic_of(m)})
+
+    hashes = gem = None
+    if "phash" in methods:
+        cache = peer_cache or collection.index_dir / "peers" / "phash.npz"
+        hashes = phash_collection(
+            collection.root,
+            [p for _, p in images],
+            cache,
+            None if progress is None else lambda d, t: progress("phash", d, t),
+        )
+    if "gem" in methods:
+        gem = np.stack([collection.stored_features(i).global_ for i, _ in images])
+        gem = gem / np.maximum(np.linalg.norm(gem, axis=1, keepdims=True), 1e-12)
+
+    ranks: dict[str, dict[str, list[int]]] = {m: {t.name: [] for t in transforms} for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in [*methods, "describe"]}
+    done, total = 0, len(chosen) * len(transforms)
+    for query in chosen:
+        if query not in row_of:
+            raise ValueError(f"query {query} is not in the index (it failed to index?)")
+        original = load_image(rset.path(query), max_side=QUERY_SIDE)
+        for transform in transforms:
+            rng = np.random.default_rng([seed, zlib.crc32(f"{query}|{transform.name}".encode())])
+            copy = apply(original, transform, rng)
+            t = time.perf_counter()
+            description = collection.describe(copy, classic=tuple(needed))
+            times["describe"].append(time.perf_counter() - t)
+            for method in methods:
+                t = time.perf_counter()
+                if method in LOOKALIKE_METHODS:
+                    hits = collection.search(description, k=K, **LOOKALIKE_METHODS[method])
+                    found = [h.rank for h in hits if h.id == id_of[query]]
+                    rank = found[0] if found else K + 1
+                elif method == "phash":
+                    assert hashes is not None
+                    rank = _capped(hamming_scores(hashes, phash(copy)), row_of[query])
+                else:
+                    assert gem is not None
+                    rank = _capped(gem_scores(gem, description.features.global_), row_of[query])
+                times[method].append(time.perf_counter() - t)
+                ranks[method][transform.name].append(rank)
+            done += 1
+            if progress is not None:
+                progress("robustness", done, total)
+    return RobustnessResult(
+        dataset=rset.name,
+        images=len(images),
+        queries=tuple(chosen),
+        transforms=tuple(transforms),
+        ranks=ranks,
+        seconds={m: float(np.median(v)) for m, v in times.items() if v},
+    )
+
+
+def _classic_of(method: str) -> tuple[str, ...]:
+    kwargs = LOOKALIKE_METHODS.get(method, {})
+    mode = kwargs.get("mode")
+    return (mode,) if mode in ("colour", "texture", "shape") else tuple(kwargs.get("fuse", ()))
+
+
+def _capped(scores: np.ndarray, row: int) -> int:
+    from lookalike.evaluate.peers import rank_of
+
+    return min(rank_of(scores, row), K + 1)
+
+
+def plot_families(result: RobustnessResult, folder: Path) -> list[Path]:
+    """One PNG per transform family: recall@1 and recall@10 against strength, a line per
+    method. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    families = sorted({t.family for t in result.transforms}, key=list(FAMILIES).index)
+    for family in families:
+        levels = [t for t in result.transforms if t.family == family]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for ax, k in zip(axes, (1, K), strict=True):
+            for method in result.methods:
+                ax.plot(
+                    range(1, len(levels) + 1),
+                    [result.recall(method, t.name, k) for t in levels],
+                    marker="o",
+                    label=method,
+                    linewidth=2.5 if method == "lookalike" else 1.2,
+                )
+            ax.set_xticks(range(1, len(levels) + 1))
+            ax.set_xticklabels(
+                [t.describe().removeprefix(family).strip() for t in levels], rotation=20, fontsize=8
+            )
+            ax.set_title(f"recall@{k}")
+            ax.set_ylim(0, 1.02)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("share of queries finding their original")
+        axes[1].legend(fontsize=8, loc="lower left")
+        fig.suptitle(
+            f"{family}: {len(result.queries)} {result.dataset} queries among {result.images} images"
+        )
+        fig.tight_layout()
+        path = folder / f"robustness-{family}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
