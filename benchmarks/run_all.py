@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["holidays.py", "corel.py", "rerank.py", "dedup.py"]
+SCRIPTS = ["holidays.py", "corel.py", "rerank.py", "dedup.py", "robustness.py"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

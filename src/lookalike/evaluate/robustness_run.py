@@ -98,26 +98,23 @@ def run_robustness(
     rset: RetrievalSet,
     collection: Any,
     *,
-    queries: int | None = 100,
+    queries: int | Sequence[str] | None = 100,
     families: Sequence[str] = tuple(FAMILIES),
     methods: Sequence[str] = METHODS,
     seed: int = 0,
     peer_cache: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> RobustnessResult:
-    """Transform a seeded sample of `queries` of `rset`'s query images (None: all) with every
-    transform of `families`, and find each original in `collection` (an indexed `Collection`
-    over `rset.root`, distractors and all) with each of `methods`."""
+    """Transform a seeded sample of `queries` of `rset`'s query images (None: all; a list:
+    those) with every transform of `families`, and find each original in `collection` (an
+    indexed `Collection` over `rset.root`, distractors and all) with each of `methods`."""
     from lookalike.evaluate.peers import gem_scores, hamming_scores, phash, phash_collection
     from lookalike.images import load_image
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
-    chosen = sorted(rset.queries)
-    if queries is not None and queries < len(chosen):
-        rng = np.random.default_rng(seed)
-        chosen = sorted(rng.choice(chosen, size=queries, replace=False).tolist())
+    chosen = sample_queries(rset, queries, seed)
     transforms = suite(tuple(families))
     images = collection.images()  # (id, path) in index order
     row_of = {path: row for row, (_, path) in enumerate(images)}
@@ -175,6 +172,37 @@ def run_robustness(
         ranks=ranks,
         seconds={m: float(np.median(v)) for m, v in times.items() if v},
     )
+
+
+def sample_queries(
+    rset: RetrievalSet, queries: int | Sequence[str] | None, seed: int = 0
+) -> list[str]:
+    """The query images a run uses: all (None), a seeded sample of a count, or a given list."""
+    everything = sorted(rset.queries)
+    if queries is None:
+        return everything
+    if not isinstance(queries, int):
+        missing = [q for q in queries if q not in rset.queries]
+        if missing:
+            raise ValueError(f"{missing[0]} is not a query of {rset.name}")
+        return list(queries)
+    if queries >= len(everything):
+        return everything
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(everything, size=queries, replace=False).tolist())
+
+
+def merge(parts: Sequence[RobustnessResult]) -> RobustnessResult:
+    """One result from runs over disjoint slices of the queries (same transforms and methods);
+    query times are the mean of the parts' medians."""
+    first = parts[0]
+    ranks = {
+        m: {t.name: [r for p in parts for r in p.ranks[m][t.name]] for t in first.transforms}
+        for m in first.methods
+    }
+    seconds = {k: float(np.mean([p.seconds[k] for p in parts])) for k in first.seconds}
+    queries = tuple(q for p in parts for q in p.queries)
+    return RobustnessResult(first.dataset, first.images, queries, first.transforms, ranks, seconds)
 
 
 def _classic_of(method: str) -> tuple[str, ...]:

@@ -1,0 +1,129 @@
+"""Robustness side by side: transformed copies of the Holidays query images (8 families x 5
+strengths) search Holidays plus the 10,800 Corel photographs for their untouched original,
+with every lookalike mode and the peers (PHash, off-the-shelf GeM) in the same loop.
+Writes results/robustness.json and results/robustness-<family>.png.
+
+    .venv/bin/python benchmarks/robustness.py [--queries 300] [--parts 2]
+
+The queries are split into `--parts` slices, each searched by its own process (one core
+each); the slices' ranks are merged. Query times are medians within a part, averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, machine, save_result
+from lookalike.collection import Collection
+from lookalike.evaluate import RetrievalSet, data_root, holidays
+from lookalike.evaluate.peers import phash_collection
+from lookalike.evaluate.robustness import suite
+from lookalike.evaluate.robustness_run import (
+    RobustnessResult,
+    merge,
+    plot_families,
+    run_robustness,
+    sample_queries,
+)
+from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
+
+
+def collection_and_view() -> tuple[Collection, RetrievalSet]:
+    view = merged_view(
+        holidays(), [data_root() / "corel"], cache_root() / "views" / "holidays+corel"
+    )
+    return Collection.create(view.root, index=default_index_dir(view)), view
+
+
+def run_part(queries: list[str], out: Path) -> None:
+    collection, view = collection_and_view()
+    result = run_robustness(view, collection, queries=queries)
+    out.write_text(
+        json.dumps(
+            {
+                "images": result.images,
+                "queries": list(result.queries),
+                "ranks": result.ranks,
+                "seconds": result.seconds,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=300, help="a seeded sample (300: all)")
+    parser.add_argument("--parts", type=int, default=2, help="processes, one slice each")
+    parser.add_argument("--part-queries", help=argparse.SUPPRESS)  # a worker's slice (JSON)
+    parser.add_argument("--part-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part_queries:
+        run_part(json.loads(args.part_queries), Path(args.part_out))
+        return
+
+    collection, view = collection_and_view()
+    t = time.perf_counter()
+    report = collection.index(workers=2)
+    index_seconds = time.perf_counter() - t
+    queries = sample_queries(view, args.queries)
+    # the peers' hashes once, before the parts read them from the cache
+    phash_collection(
+        collection.root,
+        [path for _, path in collection.images()],
+        collection.index_dir / "peers" / "phash.npz",
+    )
+    slices = [queries[i :: args.parts] for i in range(args.parts)]
+    work = cache_root() / "bench-robustness"
+    work.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    running = []
+    for i, part in enumerate(slices):
+        out = work / f"part-{i}.json"
+        cmd = [sys.executable, __file__, "--part-queries", json.dumps(part), "--part-out", str(out)]
+        # one core each: no BLAS or OpenMP threads fighting the other part
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        running.append((subprocess.Popen(cmd, env=env), out))
+    for process, _ in running:
+        if process.wait() != 0:
+            raise SystemExit(f"a part failed with exit code {process.returncode}")
+    seconds = time.perf_counter() - t
+    transforms = tuple(suite())
+    parts = []
+    for _, out in running:
+        data = json.loads(out.read_text())
+        parts.append(
+            RobustnessResult(
+                dataset=view.name,
+                images=data["images"],
+                queries=tuple(data["queries"]),
+                transforms=transforms,
+                ranks=data["ranks"],
+                seconds=data["seconds"],
+            )
+        )
+    result = merge(parts)
+    plots = plot_families(result, RESULTS)
+    results = {
+        "machine": machine(),
+        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}",
+        "index_images": report.images,
+        "index_seconds_this_run": round(index_seconds, 1),
+        "run_seconds": round(seconds, 1),
+        "parts": args.parts,
+        **result.as_dict(),
+        "plots": [p.name for p in plots],
+    }
+    path = save_result("robustness", results)
+    for method, m in results["methods"].items():
+        print(f"{method:14s} R@1 {m['average']['r1']:.3f}  R@10 {m['average']['r10']:.3f}")
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
