@@ -6,7 +6,9 @@ Writes results/robustness.json and results/robustness-<family>.png.
     .venv/bin/python benchmarks/robustness.py [--queries 300] [--parts 2]
 
 The queries are split into `--parts` slices, each searched by its own process (one core
-each); the slices' ranks are merged. Query times are medians within a part, averaged.
+each) a few queries at a time, appended to a log in the cache: a killed run, started again
+with the same arguments, carries on. The slices' ranks are merged; query times are medians
+within each chunk, averaged.
 """
 
 from __future__ import annotations
@@ -41,19 +43,40 @@ def collection_and_view() -> tuple[Collection, RetrievalSet]:
     return Collection.create(view.root, index=default_index_dir(view)), view
 
 
-def run_part(queries: list[str], out: Path) -> None:
+CHUNK = 5
+"""Queries a part runs between two appends to its log: a killed run loses at most these."""
+
+
+def done_chunks(log: Path) -> list[dict]:
+    """The chunks a part has finished (one JSON object a line; a torn last line is ignored)."""
+    if not log.is_file():
+        return []
+    chunks = []
+    for line in log.read_text().splitlines():
+        try:
+            chunks.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return chunks
+
+
+def run_part(queries: list[str], log: Path) -> None:
+    """Run `queries` a chunk at a time, appending each chunk's ranks to `log`; queries already
+    in the log are skipped, so a killed run carries on where it stopped."""
     collection, view = collection_and_view()
-    result = run_robustness(view, collection, queries=queries)
-    out.write_text(
-        json.dumps(
-            {
-                "images": result.images,
-                "queries": list(result.queries),
-                "ranks": result.ranks,
-                "seconds": result.seconds,
-            }
-        )
-    )
+    done = {q for chunk in done_chunks(log) for q in chunk["queries"]}
+    todo = [q for q in queries if q not in done]
+    for start in range(0, len(todo), CHUNK):
+        result = run_robustness(view, collection, queries=todo[start : start + CHUNK])
+        line = {
+            "images": result.images,
+            "queries": list(result.queries),
+            "ranks": result.ranks,
+            "seconds": result.seconds,
+        }
+        with log.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(f"part {log.stem}: {len(done) + start + len(result.queries)}/{len(queries)}")
 
 
 def main() -> None:
@@ -79,12 +102,12 @@ def main() -> None:
         collection.index_dir / "peers" / "phash.npz",
     )
     slices = [queries[i :: args.parts] for i in range(args.parts)]
-    work = cache_root() / "bench-robustness"
+    work = cache_root() / "bench-robustness" / f"q{args.queries}-p{args.parts}"
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     running = []
     for i, part in enumerate(slices):
-        out = work / f"part-{i}.json"
+        out = work / f"part-{i}.jsonl"
         cmd = [sys.executable, __file__, "--part-queries", json.dumps(part), "--part-out", str(out)]
         # one core each: no BLAS or OpenMP threads fighting the other part
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -94,19 +117,18 @@ def main() -> None:
             raise SystemExit(f"a part failed with exit code {process.returncode}")
     seconds = time.perf_counter() - t
     transforms = tuple(suite())
-    parts = []
-    for _, out in running:
-        data = json.loads(out.read_text())
-        parts.append(
-            RobustnessResult(
-                dataset=view.name,
-                images=data["images"],
-                queries=tuple(data["queries"]),
-                transforms=transforms,
-                ranks=data["ranks"],
-                seconds=data["seconds"],
-            )
+    parts = [
+        RobustnessResult(
+            dataset=view.name,
+            images=data["images"],
+            queries=tuple(data["queries"]),
+            transforms=transforms,
+            ranks=data["ranks"],
+            seconds=data["seconds"],
         )
+        for _, out in running
+        for data in done_chunks(out)
+    ]
     result = merge(parts)
     plots = plot_families(result, RESULTS)
     results = {
