@@ -135,3 +135,30 @@ def test_cli_fuse_checks_names_and_reports_them(demo_collection: Collection) -> 
     assert ok.exit_code == 0, (ok.stdout, ok.stderr)
     data = json.loads(ok.stdout)
     assert data["fuse"] == ["colour"] and len(data["hits"]) == 3
+
+
+def test_a_leftover_classic_folder_does_not_block_the_next_shard(
+    demo: DemoCollection, tmp_path: Path
+) -> None:
+    """A run killed after writing a shard's classic descriptors but before the catalog named
+    the shard leaves a folder whose number a later shard reuses."""
+    from lookalike.index.classic_store import classic_shard
+    from lookalike.index.store import existing_shards
+
+    folder = tmp_path / "photos"
+    originals = sorted((demo.root / "originals").glob("*.jpg"))
+    folder.mkdir()
+    for path in originals[:4]:
+        shutil.copyfile(path, folder / path.name)
+    collection = Collection.create(folder)
+    collection.index(workers=1)
+    features = collection.index_dir / build.FEATURES_DIR
+    next_shard = max(existing_shards(features)) + 1
+    leftover = classic_shard(collection.index_dir, ClassicSettings(), next_shard)
+    leftover.mkdir(parents=True)
+    np.save(leftover / "colour.npy", np.zeros((1, 3), np.float32))  # the wrong shape, even
+    shutil.copyfile(originals[4], folder / originals[4].name)
+    report = collection.index(workers=1)
+    assert report.added == [originals[4].name]
+    matrix = np.load(_generation(collection) / "classic-colour.npy")
+    assert matrix.shape[0] == 5 and np.all(np.linalg.norm(matrix, axis=1) > 0.99)

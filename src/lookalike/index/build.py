@@ -186,14 +186,16 @@ def extract_into_shards(
         nonlocal next_shard, last_flush
         if not buffer:
             return
-        if classic is not None and classic.descriptors:  # before the shard the catalog names
-            classic_store.write_classic(index_dir, classic, next_shard, [b.classic for b in buffer])
         write_shard(
             features_dir,
             next_shard,
             [b.features for b in buffer if b.features is not None],
             {"features": settings.key},
         )
+        # after the features shard (whose folder claims the number, even if we are killed
+        # now) and before the catalog names it
+        if classic is not None and classic.descriptors:
+            classic_store.write_classic(index_dir, classic, next_shard, [b.classic for b in buffer])
         with catalog.transaction(durable=True):
             for row, item in enumerate(buffer):
                 size, mtime_ns = files[item.path]

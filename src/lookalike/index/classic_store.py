@@ -44,6 +44,8 @@ def write_classic(
     not be read again), durably."""
     final = classic_shard(index_dir, settings, shard)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # left by a shard that never reached the catalog: its number is reused
+        shutil.rmtree(final)
     with atomic_dir(final) as tmp:
         for name in settings.descriptors:
             matrix = np.zeros((len(rows), settings.dims(name)), np.float32)
