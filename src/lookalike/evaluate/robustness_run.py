@@ -206,9 +206,12 @@ def merge(parts: Sequence[RobustnessResult]) -> RobustnessResult:
 
 
 def _classic_of(method: str) -> tuple[str, ...]:
+    """The classic descriptors a method's searches need (none for the peers)."""
+    from lookalike.settings import SearchSettings
+
     kwargs = LOOKALIKE_METHODS.get(method, {})
-    mode = kwargs.get("mode")
-    return (mode,) if mode in ("colour", "texture", "shape") else tuple(kwargs.get("fuse", ()))
+    mode, fuse = kwargs.get("mode", "fused"), tuple(kwargs.get("fuse", ()))
+    return SearchSettings(mode=mode, fuse=fuse).classic
 
 
 def _capped(scores: np.ndarray, row: int) -> int:
