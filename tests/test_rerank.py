@@ -77,6 +77,28 @@ def test_hits_carry_the_match(demo: DemoCollection, demo_collection: Collection)
     assert all(h.match is None and h.as_dict()["inliers"] is None for h in unverified)
 
 
+def test_a_described_query_verifies_each_image_once_and_ranks_as_a_fresh_search(
+    demo: DemoCollection, demo_collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lookalike.search.rerank as rerank
+
+    copy = next(c for c in demo.originals if _kind(c) == "crop")
+    described = demo_collection.describe(demo.root / copy)
+    fused = {
+        fuse: demo_collection.search(demo.root / copy, k=10, verify=10, fuse=fuse)
+        for fuse in ((), ("colour", "texture"))
+    }
+    calls = []
+    real = rerank.verify_pair
+    monkeypatch.setattr(rerank, "verify_pair", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    for fuse, fresh in fused.items():
+        again = demo_collection.search(described, k=10, verify=10, fuse=fuse)
+        assert [(h.id, h.inliers) for h in again] == [(h.id, h.inliers) for h in fresh]
+        np.testing.assert_allclose([h.score for h in again], [h.score for h in fresh], atol=1e-5)
+    # each image was verified once, though both shortlists held it
+    assert 10 <= len(calls) == len(described.memo) < 20
+
+
 def test_a_region_query_finds_its_photograph(
     demo: DemoCollection, demo_collection: Collection
 ) -> None:

@@ -85,11 +85,13 @@ class Hit:
 class QueryDescription:
     """A query image described once, to be searched many ways (`Collection.search` takes it
     as its query): CNN features with positions in the query's pixels, classic descriptors by
-    name, and the query's (width, height)."""
+    name, and the query's (width, height). Spatial verification outcomes are kept in `memo`,
+    so that searching it again verifies only images not verified before."""
 
     features: Any
     classic: dict[str, np.ndarray]
     size: tuple[int, int]
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -484,7 +486,8 @@ class Collection:
         final, verified = scores.final, {}
         if second.shortlist > 0 and features is not None:
             stored = _StoredImages(self.index_dir, loaded, self._records)
-            reranked = rerank(loaded, features, scores, stored, settings, second, self_rows)
+            memo = query.memo if isinstance(query, QueryDescription) else None
+            reranked = rerank(loaded, features, scores, stored, settings, second, self_rows, memo)
             final, verified = reranked.final, reranked.verified
         rows = top_rows(final, k, self_rows if exclude_self else None)
         query_box = region or (0.0, 0.0, float(size[0]), float(size[1]))

@@ -19,6 +19,22 @@ from lookalike.search.query import LoadedGeneration, QueryScores, fuse, top_rows
 from lookalike.search.verify import Verified, inlier_bonus, mutual_nearest_many, verify_pair
 from lookalike.settings import RerankSettings, SearchSettings
 
+VerifyMemo = dict[tuple[tuple[object, ...], int], Verified]
+"""Verification outcomes of one query: (generation and matching settings, row) -> outcome."""
+
+
+def _memo_key(loaded: LoadedGeneration, settings: RerankSettings) -> tuple[object, ...]:
+    """What a row's verification outcome depends on besides the query and the row."""
+    s = settings
+    return (
+        loaded.generation,
+        s.features,
+        s.match_dims,
+        s.min_similarity,
+        s.model,
+        s.inlier_threshold,
+    )
+
 
 class StoredImages(Protocol):
     """What the second stage reads of an indexed image, by row of the loaded generation."""
@@ -52,12 +68,23 @@ def verify_shortlist(
     rows: np.ndarray,
     stored: StoredImages,
     settings: RerankSettings,
+    memo: VerifyMemo | None = None,
 ) -> dict[int, Verified]:
     """Verify each of `rows` against the query's local features (positions in query pixels).
 
     Descriptors are compared over the `settings.match_dims` strongest whitened directions: on
     Holidays as many positives pass as with all of them, and the products cost half as much.
+
+    memo: outcomes of earlier calls for the same query; rows found there are not verified
+    again, and new outcomes are added (RANSAC is seeded, so an outcome never changes).
     """
+    if memo is not None:
+        key = _memo_key(loaded, settings)
+        known = {int(r): memo[(key, int(r))] for r in rows if (key, int(r)) in memo}
+        todo = np.array([r for r in rows if int(r) not in known], dtype=np.int64)
+        fresh = verify_shortlist(loaded, query, todo, stored, settings) if len(todo) else {}
+        memo.update({(key, row): outcome for row, outcome in fresh.items()})
+        return {int(r): known[int(r)] if int(r) in known else fresh[int(r)] for r in rows}
     whitening = loaded.model.local_whitening
     if settings.match_dims:
         whitening = whitening.leading(settings.match_dims)
@@ -89,15 +116,16 @@ def rerank(
     search: SearchSettings,
     settings: RerankSettings,
     self_rows: np.ndarray | None = None,
+    memo: VerifyMemo | None = None,
 ) -> Reranked:
     """Verify the top `settings.shortlist` rows of `first`, add the inlier bonus, and (with
     `settings.expand`) expand the query with the best verified images and score again.
 
     Scores are first scaled so that the best first-stage score (leaving out `self_rows`) is 1;
-    a verified image then gains up to `settings.weight`.
+    a verified image then gains up to `settings.weight`. `memo`: see `verify_shortlist`.
     """
     shortlist = top_rows(first.final, settings.shortlist)
-    verified = verify_shortlist(loaded, query.local, shortlist, stored, settings)
+    verified = verify_shortlist(loaded, query.local, shortlist, stored, settings, memo)
     inliers = np.array([verified[int(r)].inliers for r in shortlist], dtype=np.int64)
     bonus = inlier_bonus(inliers, settings)
 
