@@ -272,17 +272,21 @@ def test_eval_groups_scores_a_tiny_set(
     cache = tmp_path / "cache"
     monkeypatch.setenv("LOOKALIKE_CACHE", str(cache))
     args = ["eval", "groups", groups_tree, "--json", "--modes", "fused", "--workers", 1]
+    methods = ["fused", "fused+classic", "colour", "phash", "gem"]
 
-    data = _json(_run(*args))
+    data = _json(_run(*args[:-3], ",".join(methods), *args[-2:]))
     assert (data["dataset"], data["images"]) == ("groups", 9)
     assert Path(data["index"]).is_relative_to(cache)  # written in the cache, not in the set
     assert not (groups_tree / ".lookalike").exists()
-    assert list(data["modes"]) == ["fused"]
+    assert list(data["modes"]) == methods
+    assert all(data["modes"][m]["n_queries"] == 9 for m in methods)
     fused = data["modes"]["fused"]
-    assert fused["n_queries"] == 9
     assert fused["map"] >= 0.8
     assert fused["p_at_1"] >= 0.8
     assert 1.5 <= fused["ns_score"] <= 2.0  # 2 other images per group: 2 is perfect
+    assert data["modes"]["fused+classic"]["map"] >= 0.8
+    # a perceptual hash does not survive crops and turns; the CNN's raw descriptor partly does
+    assert data["modes"]["phash"]["map"] < data["modes"]["gem"]["map"] <= fused["map"]
 
     distractors = _copy(
         demo,
@@ -304,6 +308,8 @@ def test_eval_groups_errors_are_messages(
     monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
     message = _failed_cleanly(_run("eval", "groups", groups_tree, "--modes", "fused,nearest"))
     assert "nearest" in message and _flat(f"allowed: {', '.join(SEARCH_MODES)}") in _flat(message)
+    message = _failed_cleanly(_run("eval", "groups", groups_tree, "--modes", "fused+sift"))
+    assert _flat("cannot fuse 'sift'") in _flat(message)
 
     missing = tmp_path / "no distractors here"
     message = _failed_cleanly(_run("eval", "groups", groups_tree, "--distractors", missing))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -118,6 +119,12 @@ def test_incremental_add_change_remove_and_bad_files(demo: DemoCollection, tmp_p
 
     again = collection.index(workers=1)
     assert again.skipped == 4 and not again.added and again.generation == 1
+
+    # copied or restored: a new modification time, the same bytes, so nothing to describe
+    os.utime(root / "astronaut.jpg", ns=(1_000_000_000, 1_000_000_000))
+    touched = collection.index(workers=1)
+    assert touched.skipped == 4 and not touched.updated and touched.generation == 1
+    assert collection.index(workers=1).skipped == 4  # the new time was recorded
 
     shutil.copyfile(demo.root / "originals/camera.jpg", root / "new camera.jpg")
     (root / "broken.jpg").write_bytes(b"<html>not an image</html>")

@@ -523,6 +523,14 @@ class Catalog:
         assert result is not None
         return int(result[0])
 
+    def touch(self, stamps: Mapping[str, int]) -> None:
+        """Record new ``mtime_ns`` values (path -> mtime_ns) of files whose bytes are unchanged."""
+        rows = [(m, p) for p, m in stamps.items() if _encodable(p)]
+        if not rows:
+            return
+        with self.transaction(), self._sql_errors("recording modification times"):
+            self._connection().executemany("UPDATE images SET mtime_ns = ? WHERE path = ?", rows)
+
     def remove(self, paths: Iterable[str]) -> int:
         """Forget ``paths``; returns how many records were removed (unknown paths are ignored)."""
         wanted = [(p,) for p in dict.fromkeys(paths) if _encodable(p)]

@@ -517,7 +517,15 @@ def _print_eval(result: Any, as_json: bool) -> None:
     out.print(table)
 
 
-ModesOpt = Annotated[str, typer.Option("--modes", help="Comma-separated search modes to score.")]
+ModesOpt = Annotated[
+    str,
+    typer.Option(
+        "--modes",
+        help="Comma-separated methods to score: search modes (fused, asmk, global, colour, "
+        "texture, shape), a CNN mode with classic descriptors fused in (fused+classic, "
+        "fused+colour+texture), or peers (phash, gem).",
+    ),
+]
 EvalVerifyOpt = Annotated[
     int | None,
     typer.Option(
@@ -534,12 +542,16 @@ EvalExpandOpt = Annotated[
 
 
 def _modes(modes: str) -> list[str]:
-    from lookalike.settings import SEARCH_MODES
+    from lookalike.evaluate.methods import methods_help, parse_method
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
-    bad = [m for m in chosen if m not in SEARCH_MODES]
-    if bad or not chosen:
-        raise _fail(f"unknown mode(s) {bad}; allowed: {', '.join(SEARCH_MODES)}")
+    if not chosen:
+        raise _fail(f"no method given; {methods_help()}")
+    try:
+        for name in chosen:
+            parse_method(name)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     return chosen
 
 

@@ -236,7 +236,9 @@ class Collection:
                 files[path.relative_to(self.root).as_posix()] = (st.st_size, st.st_mtime_ns)
             plan = catalog.plan(files)
             catalog.remove(plan.removed)
-            todo = plan.new + plan.changed
+            touched = _same_bytes(catalog, self.root, plan.changed, files)
+            catalog.touch({path: files[path][1] for path in touched})
+            todo = plan.new + [p for p in plan.changed if p not in touched]
             model = self._current_model()
             weights = model.weights if model is not None else None
             extracted_with = _extractor_key(self.settings.features.key, weights)
@@ -308,7 +310,7 @@ class Collection:
                 if progress is not None:
                     progress("build", 1, 1)
                 timings["build"] = time.perf_counter() - t
-            unchanged = set(plan.unchanged)
+            unchanged = set(plan.unchanged) | touched
             unchanged_failed = [
                 (r.path, r.error or "") for r in catalog.records("failed") if r.path in unchanged
             ]
@@ -317,7 +319,7 @@ class Collection:
                 added=[p for p in plan.new if p not in failed_paths],
                 updated=[p for p in sorted(redone) if p not in failed_paths],
                 removed=plan.removed,
-                skipped=len(set(plan.unchanged) - redone),
+                skipped=len(unchanged - redone),
                 failed=[(f.path, f.error or "") for f in failures] + unchanged_failed,
                 images=len(records),
                 model=model.origin,
@@ -788,6 +790,27 @@ def _built_with(folder: Path, what: str = "model_id") -> str | None:
     except (OSError, ValueError):
         return None
     return None if value is None else str(value)
+
+
+def _same_bytes(
+    catalog: Catalog, root: Path, changed: list[str], files: dict[str, tuple[int, int]]
+) -> set[str]:
+    """Those of `changed` (files whose modification time moved) with the size and content hash
+    they were indexed with: copied, restored or touched, not edited. They are not described
+    again."""
+    from lookalike.images import ImageError, content_hash
+
+    same = set()
+    for path in changed:
+        record = catalog.get(path)
+        if record is None or record.hash is None or record.size != files[path][0]:
+            continue
+        try:
+            if content_hash(root / path) == record.hash:
+                same.add(path)
+        except ImageError:
+            continue  # unreadable now: extraction reports it
+    return same
 
 
 def _inside(path: Path, folder: Path) -> bool:

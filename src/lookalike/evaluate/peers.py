@@ -15,6 +15,7 @@ import contextlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -62,6 +63,13 @@ def hamming_scores(hashes: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Negated Hamming distances `(n,)` of `hashes: (n, 64)` to `query: (64,)`: higher is
     closer, so they rank like similarities."""
     return -(hashes != query[None]).sum(axis=1).astype(np.float32)
+
+
+def gem_matrix(collection: Any, ids: Sequence[int]) -> np.ndarray:
+    """`(len(ids), G)` unit rows: the raw pooled descriptors stored for these images of an
+    indexed `Collection` (before the whitening lookalike learns)."""
+    matrix = np.stack([collection.stored_features(i).global_ for i in ids]).astype(np.float32)
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
 def gem_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:

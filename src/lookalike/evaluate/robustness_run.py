@@ -108,7 +108,13 @@ def run_robustness(
     """Transform a seeded sample of `queries` of `rset`'s query images (None: all; a list:
     those) with every transform of `families`, and find each original in `collection` (an
     indexed `Collection` over `rset.root`, distractors and all) with each of `methods`."""
-    from lookalike.evaluate.peers import gem_scores, hamming_scores, phash, phash_collection
+    from lookalike.evaluate.peers import (
+        gem_matrix,
+        gem_scores,
+        hamming_scores,
+        phash,
+        phash_collection,
+    )
     from lookalike.images import load_image
 
     unknown = [m for m in methods if m not in METHODS]
@@ -131,8 +137,7 @@ def run_robustness(
             None if progress is None else lambda d, t: progress("phash", d, t),
         )
     if "gem" in methods:
-        gem = np.stack([collection.stored_features(i).global_ for i, _ in images])
-        gem = gem / np.maximum(np.linalg.norm(gem, axis=1, keepdims=True), 1e-12)
+        gem = gem_matrix(collection, [i for i, _ in images])
 
     ranks: dict[str, dict[str, list[int]]] = {m: {t.name: [] for t in transforms} for m in methods}
     times: dict[str, list[float]] = {m: [] for m in [*methods, "describe"]}

@@ -137,7 +137,9 @@ def evaluate(
     expand: bool | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> EvalResult:
-    """Index `rset.root` into `index_dir` (a cache folder by default) and score every query.
+    """Index `rset.root` into `index_dir` (a cache folder by default) and score every query
+    with each of `modes` (methods named as in `evaluate.methods`: search modes, fusions and
+    peers).
 
     Queries use their stored features (as re-extracting the same file would give); the query
     itself is removed from its ranking by the set's junk lists. `max_queries` draws a seeded
@@ -145,7 +147,9 @@ def evaluate(
     the collection's settings; `verify=0` ranks by the first stage alone).
     """
     from lookalike.collection import Collection
+    from lookalike.evaluate.methods import parse_method, ranker
 
+    methods = [parse_method(m) for m in modes]
     index_dir = index_dir or default_index_dir(rset)
     collection = Collection.create(rset.root, index=index_dir, settings=settings, model=model)
     t0 = time.perf_counter()
@@ -159,7 +163,9 @@ def evaluate(
     n = len(rset.images)
     reports: dict[str, RetrievalReport] = {}
     query_seconds: dict[str, float] = {}
-    for mode in modes:
+    for method in methods:
+        mode = method.name
+        rank = ranker(collection, method, verify=verify, expand=expand, seed=seed)
         rankings: dict[str, list[str]] = {}
         times = []
         for i, q in enumerate(queries):
@@ -168,9 +174,8 @@ def evaluate(
                 rankings[q] = []  # the query failed to index: it scores 0
                 continue
             t = time.perf_counter()
-            hits = collection.search(image_id, k=n, mode=mode, verify=verify, expand=expand)
+            rankings[q] = rank(image_id)
             times.append(time.perf_counter() - t)
-            rankings[q] = [h.path for h in hits]
             if progress is not None:
                 progress(f"query ({mode})", i + 1, len(queries))
         reports[mode] = summarize(
