@@ -174,9 +174,12 @@ def evaluate_rootsift(
     seed: int = 0,
     settings: SiftSettings = SiftSettings(),
     whiten: bool = False,
+    max_queries: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Score every query of `rset` with RootSIFT + ASMK; a JSON-ready dict of the figures.
+    """Score every query of `rset` (or a sample of `max_queries`, drawn with `seed` as
+    `lookalike.evaluate.run.evaluate` draws it) with RootSIFT + ASMK; a JSON-ready dict of the
+    figures.
 
     The codebook (`codebook_size` words, fewer when there are under 39 descriptors a word) is
     fitted on a sample of `LearnSettings().sample_features` descriptors drawn with `seed`.
@@ -203,6 +206,9 @@ def evaluate_rootsift(
     index_seconds = time.perf_counter() - t0
 
     queries = sorted(rset.queries)
+    if max_queries is not None and max_queries < len(queries):
+        rng = np.random.default_rng(seed)
+        queries = sorted(rng.choice(queries, size=max_queries, replace=False).tolist())
     rankings: dict[str, list[str]] = {}
     times: list[float] = []
     for i, q in enumerate(queries):

@@ -1,0 +1,181 @@
+"""Speed side by side: how fast each method describes an image for its index, and how long a
+query from a file takes, in one process on the same images. Writes results/speed.json.
+
+    .venv/bin/python benchmarks/speed.py [--images 100] [--queries 50]
+
+Indexing: a seeded sample of Holidays images is described once per method on one core (torch
+and OpenCV single-threaded; `lookalike index` runs one such worker per core), decoding
+included. The CNN pass gives lookalike's local features and the global descriptor at once;
+GeM, the raw pooled descriptor, comes from the same pass.
+
+Queries: a seeded sample of Holidays queries searches the 811-image Holidays index with every
+method, from the file to the top 20, with the machine's default threads. RootSIFT + ASMK gets
+its own codebook and inverted file over the same images first (not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from common import machine, median, percentile, save_result
+from lookalike.collection import Collection
+from lookalike.evaluate import holidays
+from lookalike.evaluate.peers import (
+    HASH_SIDE,
+    gem_matrix,
+    gem_scores,
+    hamming_scores,
+    phash,
+    phash_collection,
+)
+from lookalike.evaluate.run import default_index_dir
+from lookalike.features.classic import describe, rootsift_file
+from lookalike.images import load_image
+from lookalike.search.query import top_rows
+
+K = 20
+SEARCH_METHODS: dict[str, dict[str, Any]] = {
+    "lookalike": {},  # the default: fused first stage, then verification of the top 100
+    "fused": {"verify": 0},
+    "asmk": {"mode": "asmk", "verify": 0},
+    "global": {"mode": "global", "verify": 0},
+    "fused+classic": {"fuse": ("colour", "texture", "shape")},
+    "colour": {"mode": "colour"},
+    "texture": {"mode": "texture"},
+    "shape": {"mode": "shape"},
+}
+
+
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t) / repeat
+
+
+def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, float]]:
+    """Seconds per image for each method's description, on one core."""
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    decode = collection.settings.features.decode_size
+    extractor = collection.extractor()
+    classic = collection.settings.classic
+
+    steps: dict[str, Callable[[Any], object]] = {
+        "lookalike (CNN pass: local + global)": lambda p: extractor.extract(load_image(p, decode)),
+        "colour": lambda p: describe(load_image(p, decode), ("colour",), classic),
+        "texture": lambda p: describe(load_image(p, decode), ("texture",), classic),
+        "shape": lambda p: describe(load_image(p, decode), ("shape",), classic),
+        "rootsift": lambda p: rootsift_file(p),
+        "phash": lambda p: phash(load_image(p, HASH_SIDE)),
+    }
+    extractor.extract(load_image(paths[0], decode))  # build the network
+    out = {}
+    for name, step in steps.items():
+        seconds = [timed(lambda s=step, p=p: s(p)) for p in paths]
+        out[name] = {
+            "median_ms": 1000 * median(seconds),
+            "images_per_second_one_core": len(seconds) / sum(seconds),
+        }
+        print(f"index {name}: {out[name]['images_per_second_one_core']:.1f} images/s", flush=True)
+    torch.set_num_threads(threads[0])
+    cv2.setNumThreads(threads[1])
+    return out
+
+
+def rootsift_searcher(rset: Any) -> Callable[[Any], object]:
+    """A query function over a RootSIFT + ASMK index of `rset` (built here, not timed)."""
+    from lookalike.index.asmk_index import AsmkIndex, Vocabulary
+    from lookalike.learn.codebook import fit_codebook
+    from lookalike.settings import LearnSettings, SearchSettings
+    from rootsift import encode_database, extract_all, sample_descriptors
+
+    learn, search = LearnSettings(), SearchSettings(mode="asmk")
+    descs, _ = extract_all(rset)
+    indexed = [r for r in rset.images if r in descs]
+    sample = sample_descriptors([descs[r] for r in indexed], learn.sample_features, 0)
+    vocabulary = Vocabulary(
+        fit_codebook(sample, learn.codebook_size, iterations=learn.kmeans_iterations, seed=0)
+    )
+    index = AsmkIndex.build(
+        vocabulary, encode_database(vocabulary, [descs[r] for r in indexed], None)
+    )
+
+    def query(path: Any) -> object:
+        desc = np.asarray(rootsift_file(path).desc, np.float32)
+        code = vocabulary.encode(desc, search.query_assignments)
+        scores = index.scores(code, alpha=search.alpha, threshold=search.similarity_threshold)
+        return top_rows(scores, K)
+
+    return query
+
+
+def querying(collection: Collection, rset: Any, queries: list[Any]) -> dict[str, dict[str, Any]]:
+    images = collection.images()
+    hashes = phash_collection(
+        collection.root, [p for _, p in images], collection.index_dir / "peers" / "phash.npz"
+    )
+    gem = gem_matrix(collection, [i for i, _ in images])
+    decode = collection.settings.features.decode_size
+    extractor = collection.extractor()
+
+    methods: dict[str, Callable[[Any], object]] = {
+        name: (lambda p, kw=kw: collection.search(p, k=K, **kw))
+        for name, kw in SEARCH_METHODS.items()
+    }
+    methods["phash"] = lambda p: top_rows(
+        hamming_scores(hashes, phash(load_image(p, HASH_SIDE))), K
+    )
+    methods["gem"] = lambda p: top_rows(
+        gem_scores(gem, extractor.extract(load_image(p, decode)).global_), K
+    )
+    methods["rootsift"] = rootsift_searcher(rset)
+    for fn in methods.values():
+        fn(queries[0])  # warm: the network, the index, the caches
+    out = {}
+    for name, fn in methods.items():
+        seconds = [timed(lambda f=fn, q=q: f(q)) for q in queries]
+        out[name] = {
+            "median_ms": 1000 * median(seconds),
+            "p95_ms": 1000 * percentile(seconds, 95),
+            "queries": len(seconds),
+        }
+        print(f"query {name}: {out[name]['median_ms']:.0f} ms", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=100, help="images described per method")
+    parser.add_argument("--queries", type=int, default=50, help="queries searched per method")
+    args = parser.parse_args()
+
+    rset = holidays()
+    collection = Collection.create(rset.root, index=default_index_dir(rset))
+    collection.index(workers=2)  # up to date (the cached index of `lookalike eval holidays`)
+    rng = np.random.default_rng(0)
+    sample = sorted(rng.choice(list(rset.images), size=args.images, replace=False).tolist())
+    queries = sorted(rng.choice(sorted(rset.queries), size=args.queries, replace=False).tolist())
+    results = {
+        "machine": machine(),
+        "command": f"python benchmarks/speed.py --images {args.images} --queries {args.queries}",
+        "collection_images": len(collection.images()),
+        "index": indexing(collection, [rset.path(r) for r in sample]),
+        "query": querying(collection, rset, [rset.path(q) for q in queries]),
+    }
+    path = save_result("speed", results)
+    print(json.dumps({k: results[k] for k in ("index", "query")}, indent=2))
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
