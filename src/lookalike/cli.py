@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -165,6 +166,14 @@ def index(
     refit: Annotated[
         bool, typer.Option("--refit", help="Learn whitening and codebook again.")
     ] = False,
+    sift: Annotated[
+        bool | None,
+        typer.Option(
+            "--sift/--no-sift",
+            help="Store RootSIFT features too, for `search --mode rootsift` (slower indexing, "
+            "about twice the disk); kept for later runs. Default: as the index was made (off).",
+        ),
+    ] = None,
     workers: WorkersOpt = 0,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -181,6 +190,9 @@ def index(
         settings = PRESETS[preset]
     try:
         collection = Collection.create(folder, index=index, settings=settings, model=model)
+        if sift is not None and sift != collection.settings.sift.enabled:
+            current = collection.settings
+            collection.configure(replace(current, sift=replace(current.sift, enabled=sift)))
         with _progress(not quiet and not as_json) as bar:
             report = collection.index(workers=workers, refit=refit, progress=bar)
     except (FileNotFoundError, CatalogError, ValueError) as exc:
@@ -312,7 +324,8 @@ def search(
         str,
         typer.Option(
             help="fused (default), asmk (local features) or global (kNN); or a classic "
-            "descriptor alone: colour (HSV histogram), texture (LBP) or shape (HOG)."
+            "descriptor alone: colour (HSV histogram), texture (LBP), shape (HOG), or rootsift "
+            "(RootSIFT + ASMK, in an index made with --sift)."
         ),
     ] = "fused",
     fuse: Annotated[

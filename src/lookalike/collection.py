@@ -22,9 +22,9 @@ import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError, ImageRecord, writer_lock
 from lookalike.images import find_images, load_image
-from lookalike.index import build
+from lookalike.index import build, classic_store, sift_store
 from lookalike.settings import (
-    CLASSIC_DESCRIPTORS,
+    CNN_MODES,
     DEDUP_THRESHOLD,
     SEARCH_MODES,
     RerankSettings,
@@ -189,6 +189,14 @@ class Collection:
         root = Path(root_meta) if root_meta else index_dir.parent
         return cls(root, index_dir, settings)
 
+    def configure(self, settings: Settings) -> None:
+        """Store new settings for this collection; the next `index` run applies them (adding
+        what they ask for, such as RootSIFT features, to the images already indexed)."""
+        with writer_lock(self.index_dir), Catalog.open(self.index_dir) as catalog:
+            catalog.set_meta(SETTINGS_KEY, json.dumps(settings.as_dict()))
+        self.settings = settings
+        self._loaded = None
+
     def use_model(self, model_dir: Path) -> None:
         """Index with a model bundle (weights, whitening, codebook) instead of learning one."""
         from lookalike.learn.model import Model
@@ -251,6 +259,7 @@ class Collection:
 
             t = time.perf_counter()
             done = 0
+            extras = build.Extras(self.settings.classic, self.settings.sift)
 
             def on_result(_: build.Extracted) -> None:
                 nonlocal done
@@ -271,7 +280,7 @@ class Collection:
                 workers=workers,
                 shard_size=shard_size,
                 on_result=on_result,
-                classic=self.settings.classic,
+                extras=extras,
             )
             timings["extract"] = time.perf_counter() - t
             catalog.set_meta("extracted_with", extracted_with)
@@ -279,9 +288,16 @@ class Collection:
 
             records = catalog.records("ok")
             t = time.perf_counter()
-            described = self._backfill_classic(records, progress)
+            described = self._backfill(records, progress)
             if described:
-                timings["classic"] = time.perf_counter() - t
+                timings["backfill"] = time.perf_counter() - t
+            t = time.perf_counter()
+            sift_codebook = None
+            if extras.has_sift:
+                sift_codebook = sift_store.codebook(
+                    self.index_dir, self.settings.sift, records, self.settings.learn, refit
+                )
+                timings["rootsift"] = time.perf_counter() - t
             t = time.perf_counter()
             model, fitted = self._ensure_model(catalog, records, refit=refit, progress=progress)
             timings["learn"] = time.perf_counter() - t
@@ -292,6 +308,8 @@ class Collection:
                 not (current / "global.json").is_file()
                 or _built_with(current) != model.id
                 or _built_with(current, "classic") != self.settings.classic.key
+                or _built_with(current, "sift")
+                != (self.settings.sift.key if extras.has_sift else None)
             )
             if todo or plan.removed or fitted or stale or described:
                 t = time.perf_counter()
@@ -299,14 +317,17 @@ class Collection:
                     progress("build", 0, 1)
                 generation += 1
                 build.build_generation(
-                    self.index_dir, model, records, generation, self.settings.classic
+                    self.index_dir,
+                    model,
+                    records,
+                    generation,
+                    extras,
+                    sift_codebook,
                 )
                 with catalog.transaction(durable=True):
                     catalog.set_meta("generation", str(generation))
                     catalog.set_meta("last_run", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                build.remove_stale(
-                    self.index_dir, catalog, model, generation, self.settings.classic
-                )
+                build.remove_stale(self.index_dir, catalog, model, generation, extras)
                 if progress is not None:
                     progress("build", 1, 1)
                 timings["build"] = time.perf_counter() - t
@@ -331,23 +352,31 @@ class Collection:
         self._loaded = None
         return report
 
-    def _backfill_classic(
-        self, records: list[ImageRecord], progress: ProgressCallback | None
-    ) -> int:
-        """Classic descriptors for images extracted before they were stored (or before the
-        classic settings changed): decodes those images again. Returns how many."""
-        from lookalike.index import classic_store
+    def _backfill(self, records: list[ImageRecord], progress: ProgressCallback | None) -> int:
+        """Classic descriptors and RootSIFT features for images extracted before they were
+        stored (or before their settings changed): decodes those images again, without the
+        network. Returns how many images were described (once per kind)."""
         from lookalike.index.store import open_shard
 
         features_dir = self.index_dir / build.FEATURES_DIR
+
+        def rows(shard: int) -> int:
+            return len(open_shard(features_dir, shard))
+
+        def stage(name: str) -> Callable[[int, int], None] | None:
+            return None if progress is None else lambda done, total: progress(name, done, total)
+
+        settings = self.settings
         return classic_store.backfill(
             self.index_dir,
             self.root,
             records,
-            self.settings.classic,
-            self.settings.features.decode_size,
-            lambda shard: len(open_shard(features_dir, shard)),
-            None if progress is None else lambda done, total: progress("classic", done, total),
+            settings.classic,
+            settings.features.decode_size,
+            rows,
+            stage("classic"),
+        ) + sift_store.backfill(
+            self.index_dir, self.root, records, settings.sift, rows, stage("rootsift")
         )
 
     def _current_model(self) -> Any:
@@ -607,16 +636,18 @@ class Collection:
         descriptors `settings` needs; the query's (width, height); its rows in `loaded`, the
         generation being searched, when it is an indexed image)."""
         from lookalike.features import ImageFeatures, LocalFeatures
-        from lookalike.features.classic import describe
+        from lookalike.features.classic import describe, rootsift
         from lookalike.images import source_size
         from lookalike.search.region import clip_region, query_pixels
 
         self_rows = None
-        cnn = settings.mode not in CLASSIC_DESCRIPTORS
+        cnn = settings.mode in CNN_MODES
+        sift = settings.mode == "rootsift"
+        needed = (*settings.classic, *(("rootsift",) if sift else ()))
         if isinstance(query, QueryDescription):
             if region is not None:
                 raise ValueError("a described query is searched whole: describe the region")
-            missing = [n for n in settings.classic if n not in query.classic]
+            missing = [n for n in needed if n not in query.classic]
             if missing:
                 raise ValueError(f"the described query has no {missing[0]!r} descriptor")
             return query.features if cnn else None, query.classic, query.size, None
@@ -627,8 +658,21 @@ class Collection:
             self_rows = np.flatnonzero(loaded.ids == int(query))
             size = (record.width or 0, record.height or 0)
             stored = [n for n in settings.classic if n in loaded.classic]
-            if region is None and len(self_rows) and len(stored) == len(settings.classic):
+            has_sift = record.shard is not None and sift_store.has_sift(
+                self.index_dir, self.settings.sift, record.shard
+            )
+            if (
+                region is None
+                and len(self_rows)
+                and len(stored) == len(settings.classic)
+                and (has_sift or not sift)
+            ):
                 classic = {n: np.asarray(loaded.classic[n][self_rows[0]]) for n in stored}
+                if sift:
+                    assert record.shard is not None
+                    classic["rootsift"] = sift_store.read_sift(
+                        self.index_dir, self.settings.sift, record.shard, record.row or 0
+                    )
                 features = self.stored_features(int(query)) if cnn else None
                 return features, classic, size, self_rows
             query = self.root / record.path
@@ -636,6 +680,9 @@ class Collection:
         box = None if region is None else clip_region(region, size)
         pixels = query_pixels(query, size, self.settings.features.decode_size, box)
         classic = describe(pixels.image, settings.classic, self.settings.classic)
+        if sift:
+            sharp = query_pixels(query, size, self.settings.sift.max_side, box)
+            classic["rootsift"] = rootsift(sharp.image, self.settings.sift).desc
         if not cnn:
             return None, classic, size, self_rows
         features = self.extractor().extract(pixels.image)
@@ -661,11 +708,16 @@ class Collection:
         classic: tuple[str, ...] | None = None,
     ) -> QueryDescription:
         """Describe a query image (a path, bytes, PIL image or (H, W, 3) array) once: its CNN
-        features and the `classic` descriptors (default: those the index stores), to search
-        it in several modes without describing it again."""
+        features, the `classic` descriptors (default: those the index stores) and its RootSIFT
+        features when the index has them, to search it in several modes without describing it
+        again."""
         names = self.settings.classic.descriptors if classic is None else classic
         settings = replace(self.settings.search, mode="fused", fuse=tuple(names))
-        features, described, size, _ = self._query(self._generation(), query, region, settings)
+        loaded = self._generation()
+        features, described, size, _ = self._query(loaded, query, region, settings)
+        if loaded.sift is not None:
+            sift = replace(settings, mode="rootsift", fuse=())
+            described = {**described, **self._query(loaded, query, region, sift)[1]}
         return QueryDescription(features=features, classic=described, size=size)
 
     def _search_settings(self, mode: str | None, fuse: tuple[str, ...] | None) -> SearchSettings:
@@ -724,6 +776,8 @@ class Collection:
         sizes = {
             "features": _du(self.index_dir / build.FEATURES_DIR),
             "codes": _du(self.index_dir / build.CODES_DIR),
+            "classic": _du(self.index_dir / classic_store.CLASSIC_DIR),
+            "rootsift": _du(self.index_dir / sift_store.SIFT_DIR),
             "model": _du(self.index_dir / build.MODEL_DIR),
             "indexes": _du(build.generation_dir(self.index_dir, generation)),
             "catalog": sum(_du(p) for p in self.index_dir.glob("catalog.sqlite*")),

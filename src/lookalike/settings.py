@@ -78,7 +78,8 @@ class LearnSettings:
 @dataclass(frozen=True)
 class SearchSettings:
     """How a query is scored: ASMK over local features, global kNN, or both fused (`mode`);
-    or by one classic descriptor alone ('colour', 'texture' or 'shape').
+    or by one classic descriptor alone ('colour', 'texture' or 'shape'); or by RootSIFT
+    features through their own ASMK inverted file ('rootsift', see `SiftSettings`).
 
     `fuse`: classic descriptors whose scores are added to a CNN mode's, each scaled so that the
     collection's median is 0 and its best match 1, their mean weighted by `fuse_weight`.
@@ -103,7 +104,7 @@ class SearchSettings:
             raise ValueError(
                 f"cannot fuse {unknown[0]!r}; allowed: {', '.join(CLASSIC_DESCRIPTORS)}"
             )
-        if self.fuse and self.mode in CLASSIC_DESCRIPTORS:
+        if self.fuse and self.mode not in CNN_MODES:
             raise ValueError(f"--fuse adds classic scores to a CNN mode, not to {self.mode!r}")
         if self.fuse_weight < 0:
             raise ValueError(f"fuse_weight must be >= 0, got {self.fuse_weight}")
@@ -115,7 +116,8 @@ class SearchSettings:
 
 
 CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
-SEARCH_MODES = ("fused", "asmk", "global", *CLASSIC_DESCRIPTORS)
+SEARCH_MODES = ("fused", "asmk", "global", *CLASSIC_DESCRIPTORS, "rootsift")
+CNN_MODES = ("fused", "asmk", "global")
 
 DEDUP_THRESHOLD = 150
 """Inliers (of the `RerankSettings.features` compared) that make two images near duplicates
@@ -241,6 +243,41 @@ class ClassicSettings:
 
 
 @dataclass(frozen=True)
+class SiftSettings:
+    """RootSIFT local features (OpenCV SIFT), stored for every image when `enabled` (search
+    mode 'rootsift'), and how they are detected and described. They get their own codebook
+    (`LearnSettings.codebook_size` words, fitted on the collection) and ASMK inverted file.
+
+    The image is shrunk (never enlarged) so that its longer side is at most `max_side`, then the
+    `max_features` keypoints of highest response are kept. The other fields are OpenCV's
+    `SIFT_create` parameters, with its defaults.
+    """
+
+    enabled: bool = False
+    max_features: int = 1000
+    max_side: int = 1024
+    n_octave_layers: int = 3
+    contrast_threshold: float = 0.04
+    edge_threshold: float = 10.0
+    sigma: float = 1.6
+
+    def __post_init__(self) -> None:
+        if self.max_features < 1:
+            raise ValueError(f"max_features must be positive, got {self.max_features}")
+        if self.max_side < 16:
+            raise ValueError(f"max_side must be at least 16, got {self.max_side}")
+        if self.n_octave_layers < 1:
+            raise ValueError(f"n_octave_layers must be positive, got {self.n_octave_layers}")
+        if self.sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {self.sigma}")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying the key parameters, e.g. `rootsift-n1000-r1024`."""
+        return f"rootsift-n{self.max_features}-r{self.max_side}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything an index was built with; stored in the index folder."""
 
@@ -249,6 +286,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     rerank: RerankSettings = field(default_factory=RerankSettings)
     classic: ClassicSettings = field(default_factory=ClassicSettings)
+    sift: SiftSettings = field(default_factory=SiftSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -261,6 +299,7 @@ class Settings:
             "search": SearchSettings,
             "rerank": RerankSettings,
             "classic": ClassicSettings,
+            "sift": SiftSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:

@@ -1,6 +1,6 @@
 """The methods an evaluation can score, by name, each ranking a whole collection for a query:
 
-- a search mode: 'fused', 'asmk', 'global', 'colour', 'texture' or 'shape';
+- a search mode: 'fused', 'asmk', 'global', 'colour', 'texture', 'shape' or 'rootsift';
 - a CNN mode with classic descriptors fused into it: 'fused+classic' (every classic
   descriptor) or e.g. 'fused+colour+texture';
 - a peer (`peers.py`): 'phash' or 'gem'.

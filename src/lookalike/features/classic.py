@@ -13,14 +13,18 @@ histogram), so the inner product of two descriptors is their Bhattacharyya coeff
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from lookalike.features.local import LocalFeatures
 from lookalike.images import image_size, load_image
-from lookalike.settings import CLASSIC_DESCRIPTORS, COLOUR_NORMALISATIONS, ClassicSettings
+from lookalike.settings import (
+    CLASSIC_DESCRIPTORS,
+    COLOUR_NORMALISATIONS,
+    ClassicSettings,
+    SiftSettings,
+)
 
 SIFT_DIM = 128
 
@@ -139,38 +143,6 @@ def _hellinger(counts: np.ndarray) -> np.ndarray:
     if total <= 0:
         return np.zeros(len(counts), np.float32)
     return np.sqrt(counts / total).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class SiftSettings:
-    """How SIFT keypoints are detected and described.
-
-    The image is shrunk (never enlarged) so that its longer side is at most `max_side`, then the
-    `max_features` keypoints of highest response are kept. The other fields are OpenCV's
-    `SIFT_create` parameters, with its defaults.
-    """
-
-    max_features: int = 1000
-    max_side: int = 1024
-    n_octave_layers: int = 3
-    contrast_threshold: float = 0.04
-    edge_threshold: float = 10.0
-    sigma: float = 1.6
-
-    def __post_init__(self) -> None:
-        if self.max_features < 1:
-            raise ValueError(f"max_features must be positive, got {self.max_features}")
-        if self.max_side < 16:
-            raise ValueError(f"max_side must be at least 16, got {self.max_side}")
-        if self.n_octave_layers < 1:
-            raise ValueError(f"n_octave_layers must be positive, got {self.n_octave_layers}")
-        if self.sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {self.sigma}")
-
-    @property
-    def key(self) -> str:
-        """Short name carrying the key parameters, e.g. `rootsift-n1000-r1024`."""
-        return f"rootsift-n{self.max_features}-r{self.max_side}"
 
 
 def rootsift(image: np.ndarray, settings: SiftSettings = SiftSettings()) -> LocalFeatures:

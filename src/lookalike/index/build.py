@@ -23,7 +23,7 @@ import numpy as np
 from lookalike.catalog import Catalog, ImageRecord
 from lookalike.features import Extractor, ImageFeatures
 from lookalike.images import ImageError, content_hash, image_size, load_image
-from lookalike.index import classic_store
+from lookalike.index import classic_store, sift_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
 from lookalike.index.global_index import GlobalIndex
@@ -31,7 +31,7 @@ from lookalike.index.store import existing_shards, open_shard, write_shard
 from lookalike.learn.codebook import fit_codebook
 from lookalike.learn.model import Model
 from lookalike.learn.whitening import fit_whitening
-from lookalike.settings import ClassicSettings, FeatureSettings, LearnSettings
+from lookalike.settings import ClassicSettings, FeatureSettings, LearnSettings, SiftSettings
 
 logger = logging.getLogger("lookalike")
 
@@ -55,35 +55,55 @@ class Extracted:
     hash: str | None
     error: str | None
     classic: dict[str, np.ndarray] | None = None
+    sift: np.ndarray | None = None  # (N, 128) float16 RootSIFT descriptors
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What is stored for each image besides its CNN features: the `classic` descriptors its
+    settings name, and RootSIFT features when `sift` is given and enabled."""
+
+    classic: ClassicSettings | None = None
+    sift: SiftSettings | None = None
+
+    @property
+    def has_classic(self) -> bool:
+        return self.classic is not None and bool(self.classic.descriptors)
+
+    @property
+    def has_sift(self) -> bool:
+        return self.sift is not None and self.sift.enabled
 
 
 _worker_extractor: Extractor | None = None
-_worker_classic: ClassicSettings | None = None
+_worker_extras = Extras()
 
 
-def _init_worker(
-    settings: FeatureSettings, weights: str | None, classic: ClassicSettings | None
-) -> None:
-    global _worker_extractor, _worker_classic
+def _init_worker(settings: FeatureSettings, weights: str | None, extras: Extras) -> None:
+    global _worker_extractor, _worker_extras
     _worker_extractor = Extractor(settings, weights=weights, threads=1)
-    _worker_classic = classic
+    _worker_extras = extras
 
 
 def extract_file(
-    extractor: Extractor, root: Path, rel: str, classic: ClassicSettings | None = None
+    extractor: Extractor, root: Path, rel: str, extras: Extras = Extras()
 ) -> Extracted:
-    """Decode and describe `root / rel` (with the `classic` descriptors too, when given); a bad
-    file gives an `Extracted` with its error."""
+    """Decode and describe `root / rel` (with the `extras` too); a bad file gives an `Extracted`
+    with its error."""
     path = root / rel
     try:
         width, height = image_size(path)
         image = load_image(path, max_side=extractor.settings.decode_size)
         features = extractor.extract(image)
-        described = None
-        if classic is not None and classic.descriptors:
+        described = sift = None
+        if extras.has_classic:
             from lookalike.features.classic import describe
 
-            described = describe(image, classic.descriptors, classic)
+            assert extras.classic is not None
+            described = describe(image, extras.classic.descriptors, extras.classic)
+        if extras.has_sift:
+            assert extras.sift is not None
+            sift = sift_store.describe_file(path, extras.sift)  # decoded at its own size
         factor = max(width, height) / max(image.shape[:2])
         local = features.local
         if factor != 1.0:
@@ -101,6 +121,7 @@ def extract_file(
             content_hash(path),
             None,
             described,
+            sift,
         )
     except ImageError as exc:
         return Extracted(rel, None, 0, 0, None, exc.reason)
@@ -113,7 +134,7 @@ def extract_file(
 
 def _worker_extract(root: Path, rel: str) -> Extracted:
     assert _worker_extractor is not None
-    return extract_file(_worker_extractor, root, rel, _worker_classic)
+    return extract_file(_worker_extractor, root, rel, _worker_extras)
 
 
 def iter_extract(
@@ -123,10 +144,10 @@ def iter_extract(
     *,
     weights: Path | None = None,
     workers: int = 0,
-    classic: ClassicSettings | None = None,
+    extras: Extras = Extras(),
 ) -> Iterator[Extracted]:
     """Extract `paths` (relative to `root`) in order, in `workers` processes (0: automatic),
-    with the `classic` descriptors when given."""
+    with the `extras`."""
     if workers <= 0:
         workers = min(os.cpu_count() or 1, 4)
     workers = min(workers, max(1, len(paths) // 4))
@@ -136,14 +157,14 @@ def iter_extract(
     if workers == 1:
         extractor = Extractor(settings, weights=weights)
         for rel in paths:
-            yield extract_file(extractor, root, rel, classic)
+            yield extract_file(extractor, root, rel, extras)
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(settings, str(weights) if weights else None, classic),
+        initargs=(settings, str(weights) if weights else None, extras),
     ) as pool:
         # A bounded window keeps memory flat on huge collections.
         window = workers * 4
@@ -169,10 +190,10 @@ def extract_into_shards(
     workers: int = 0,
     shard_size: int = 64,
     on_result: Callable[[Extracted], None] | None = None,
-    classic: ClassicSettings | None = None,
+    extras: Extras = Extras(),
 ) -> list[Extracted]:
-    """Extract `paths` and record them: features (and `classic` descriptors) go to new shards,
-    failures to the catalog.
+    """Extract `paths` and record them: features (and the `extras`) go to new shards, failures
+    to the catalog.
 
     The catalog points at a shard only after the shard is durable. Returns the failures.
     """
@@ -194,8 +215,12 @@ def extract_into_shards(
         )
         # after the features shard (whose folder claims the number, even if we are killed
         # now) and before the catalog names it
-        if classic is not None and classic.descriptors:
-            classic_store.write_classic(index_dir, classic, next_shard, [b.classic for b in buffer])
+        if extras.classic is not None and extras.has_classic:
+            classic_store.write_classic(
+                index_dir, extras.classic, next_shard, [b.classic for b in buffer]
+            )
+        if extras.sift is not None and extras.has_sift:
+            sift_store.write_sift(index_dir, extras.sift, next_shard, [b.sift for b in buffer])
         with catalog.transaction(durable=True):
             for row, item in enumerate(buffer):
                 size, mtime_ns = files[item.path]
@@ -214,7 +239,7 @@ def extract_into_shards(
         last_flush = time.monotonic()
 
     for item in iter_extract(
-        root, paths, settings, weights=weights, workers=workers, classic=classic
+        root, paths, settings, weights=weights, workers=workers, extras=extras
     ):
         if item.features is None:
             size, mtime_ns = files[item.path]
@@ -352,10 +377,12 @@ def build_generation(
     model: Model,
     records: Sequence[ImageRecord],
     generation: int,
-    classic: ClassicSettings | None = None,
+    extras: Extras = Extras(),
+    sift_codebook: np.ndarray | None = None,
 ) -> Path:
-    """Write the global index and ASMK inverted file over `records` (row i = records[i]), and
-    the matrices of their `classic` descriptors when given (see `classic_store.backfill`)."""
+    """Write the global index and ASMK inverted file over `records` (row i = records[i]); the
+    matrices of their classic descriptors (see `classic_store.backfill`); and with RootSIFT
+    enabled, its inverted file under `sift_codebook` (see `sift_store.codebook`)."""
     features_dir = index_dir / FEATURES_DIR
     vocabulary = Vocabulary(model.codebook)
     by_shard: dict[int, list[tuple[int, int]]] = {}
@@ -370,7 +397,12 @@ def build_generation(
             codes[i] = code
             globals_[i] = g
     asmk = AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
+    classic = extras.classic
     described = {} if classic is None else classic_store.gather(index_dir, classic, records)
+    sift = None
+    if extras.sift is not None and extras.has_sift:
+        assert sift_codebook is not None, "RootSIFT is enabled: its codebook is needed"
+        sift = sift_store.build_index(index_dir, extras.sift, records, sift_codebook)
     final = generation_dir(index_dir, generation)
     if final.exists():
         shutil.rmtree(final)
@@ -380,6 +412,9 @@ def build_generation(
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
         for name, matrix in described.items():
             save_npy(tmp, f"classic-{name}", matrix)
+        if sift is not None and sift_codebook is not None:
+            sift.save(tmp / "sift-asmk")
+            save_npy(tmp, "sift-codebook", sift_codebook)
         write_json_atomic(
             tmp / "global.json",
             {
@@ -391,6 +426,7 @@ def build_generation(
                 "codebook_size": vocabulary.size,
                 "classic": None if classic is None else classic.key,
                 "classic_descriptors": sorted(described),
+                "sift": extras.sift.key if sift is not None and extras.sift else None,
             },
         )
     return final
@@ -401,13 +437,15 @@ def remove_stale(
     catalog: Catalog,
     model: Model,
     keep_generation: int,
-    classic: ClassicSettings | None = None,
+    extras: Extras = Extras(),
 ) -> None:
-    """Delete shards no image points at, codes of other models, classic descriptors of other
-    settings and old generations."""
+    """Delete shards no image points at, codes of other models, classic descriptors and
+    RootSIFT features of other settings, and old generations."""
     in_use = catalog.shards_in_use()
-    if classic is not None:
-        classic_store.remove_unused(index_dir, classic, set(in_use))
+    if extras.classic is not None:
+        classic_store.remove_unused(index_dir, extras.classic, set(in_use))
+    if extras.sift is not None:
+        sift_store.remove_unused(index_dir, extras.sift, set(in_use))
     features_dir = index_dir / FEATURES_DIR
     for shard in existing_shards(features_dir):
         if shard not in in_use:

@@ -13,6 +13,7 @@ import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from lookalike.settings import ClassicSettings
 logger = logging.getLogger("lookalike")
 
 CLASSIC_DIR = "classic"
+
+T = TypeVar("T")
 
 Descriptors = Mapping[str, np.ndarray]
 """One image's classic descriptors: name -> `(d,)` float32."""
@@ -77,29 +80,53 @@ def backfill(
 
     if not settings.descriptors:
         return 0
+
+    def described(record: ImageRecord) -> Descriptors | None:
+        try:
+            image = load_image(root / record.path, max_side=decode_size)
+            return describe(image, settings.descriptors, settings)
+        except (ImageError, OSError) as exc:  # changed or gone since it was indexed
+            logger.warning("classic descriptors of %s: %s", record.path, exc)
+            return None
+
+    return backfill_shards(
+        records,
+        lambda shard: has_classic(index_dir, settings, shard),
+        shard_rows,
+        described,
+        lambda shard, rows: write_classic(index_dir, settings, shard, rows),
+        progress,
+    )
+
+
+def backfill_shards(
+    records: Sequence[ImageRecord],
+    has: Callable[[int], bool],
+    shard_rows: Callable[[int], int],
+    describe: Callable[[ImageRecord], T | None],
+    write: Callable[[int, list[T | None]], object],
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """For every shard of `records` that lacks something (`has(shard)` is false), `describe`
+    each of its rows' images (None for a row no record points at, or that fails) and `write`
+    them in row order. Returns the number of images described."""
     by_shard: dict[int, dict[int, ImageRecord]] = {}
     for record in records:
         if record.shard is not None:
             by_shard.setdefault(record.shard, {})[record.row or 0] = record
-    missing = sorted(s for s in by_shard if not has_classic(index_dir, settings, s))
+    missing = sorted(s for s in by_shard if not has(s))
     total = sum(len(by_shard[s]) for s in missing)
     done = 0
     for shard in missing:
-        rows: list[Descriptors | None] = []
+        rows: list[T | None] = []
         for row in range(shard_rows(shard)):
             found = by_shard[shard].get(row)
-            descriptors = None
+            rows.append(None if found is None else describe(found))
             if found is not None:
-                try:
-                    image = load_image(root / found.path, max_side=decode_size)
-                    descriptors = describe(image, settings.descriptors, settings)
-                except (ImageError, OSError) as exc:  # changed or gone since it was indexed
-                    logger.warning("classic descriptors of %s: %s", found.path, exc)
                 done += 1
                 if progress is not None:
                     progress(done, total)
-            rows.append(descriptors)
-        write_classic(index_dir, settings, shard, rows)
+        write(shard, rows)
     return total
 
 
@@ -125,11 +152,16 @@ def gather(
 
 def remove_unused(index_dir: Path, settings: ClassicSettings, shards_in_use: set[int]) -> None:
     """Delete descriptors made with other settings, and those of shards no image points at."""
-    top = index_dir / CLASSIC_DIR
+    prune(index_dir / CLASSIC_DIR, settings.key, shards_in_use)
+
+
+def prune(top: Path, keep: str | None, shards_in_use: set[int]) -> None:
+    """In `top/<key>/shard-N/`: delete every key but `keep` (all when None), and the shards no
+    image points at."""
     if not top.is_dir():
         return
     for folder in top.iterdir():
-        if folder.name != settings.key:
+        if folder.name != keep:
             shutil.rmtree(folder, ignore_errors=True)
             continue
         for shard in folder.glob("shard-*"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.features import ImageFeatures
+from lookalike.features.classic import SIFT_DIM
 from lookalike.index.asmk_index import AsmkIndex, Vocabulary
 from lookalike.index.global_index import GlobalIndex
 from lookalike.learn.model import Model
@@ -27,6 +28,7 @@ class LoadedGeneration:
     model: Model
     meta: dict[str, object]
     classic: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d) float32
+    sift: AsmkIndex | None = None  # RootSIFT's inverted file, when the index has one
 
     @property
     def n_images(self) -> int:
@@ -52,6 +54,9 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
             name: np.load(folder / f"classic-{name}.npy", mmap_mode="r")
             for name in meta.get("classic_descriptors", [])
         },
+        sift=AsmkIndex.load(folder / "sift-asmk", Vocabulary(np.load(folder / "sift-codebook.npy")))
+        if meta.get("sift")
+        else None,
     )
 
 
@@ -79,6 +84,10 @@ def score(
     if settings.mode in CLASSIC_DESCRIPTORS:
         final = classic_scores(loaded, settings.mode, classic)
         return QueryScores(asmk=None, global_=None, final=final)
+    if settings.mode == "rootsift":
+        return QueryScores(
+            asmk=None, global_=None, final=rootsift_scores(loaded, settings, classic)
+        )
     if features is None:
         raise ValueError(f"mode {settings.mode!r} needs the query's CNN features")
     model = loaded.model
@@ -105,6 +114,22 @@ def score(
         added = [_stretched(classic_scores(loaded, n, classic), self_rows) for n in settings.fuse]
         final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
     return QueryScores(asmk=asmk_scores, global_=global_scores, final=final)
+
+
+def rootsift_scores(
+    loaded: LoadedGeneration, settings: SearchSettings, classic: Mapping[str, np.ndarray] | None
+) -> np.ndarray:
+    """`(n,)` float32 ASMK similarities of the query's RootSIFT features (`classic['rootsift']:
+    (N, 128)`) to the collection's, through RootSIFT's own codebook and inverted file."""
+    if loaded.sift is None:
+        raise ValueError(
+            "this index has no RootSIFT features: run `lookalike index FOLDER --sift` to add them"
+        )
+    if classic is None or "rootsift" not in classic:
+        raise ValueError("the query has no RootSIFT features")
+    desc = np.asarray(classic["rootsift"], np.float32).reshape(-1, SIFT_DIM)
+    code = loaded.sift.vocabulary.encode(desc, settings.query_assignments)
+    return loaded.sift.scores(code, alpha=settings.alpha, threshold=settings.similarity_threshold)
 
 
 def classic_scores(
