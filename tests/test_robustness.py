@@ -166,9 +166,10 @@ def test_the_suite_finds_originals_with_every_method_and_plots_each_family(
         families=("jpeg", "rotation"),
         peer_cache=tmp_path / "phash.npz",
     )
-    assert result.methods == METHODS and result.queries == tuple(originals)
+    available = tuple(m for m in METHODS if m != "rootsift")  # the demo index has no RootSIFT
+    assert result.methods == available and result.queries == tuple(originals)
     assert len(result.transforms) == 10 and result.images == len(demo.images)
-    for method in METHODS:
+    for method in available:
         assert all(len(r) == 2 for r in result.ranks[method].values())
     # after a mild recompression every method has the original in its top 10, and lookalike
     # first (the demo's own copies of it are close rivals)

@@ -676,7 +676,10 @@ def eval_robustness(
         typer.Option(help="Comma-separated transform families (default: all eight)."),
     ] = None,
     methods: Annotated[
-        str | None, typer.Option(help="Comma-separated methods (default: all).")
+        str | None,
+        typer.Option(
+            help="Comma-separated methods (default: all; rootsift when the index has --sift)."
+        ),
     ] = None,
     plots: Annotated[
         Path | None, typer.Option(help="Write one PNG per transform family into this folder.")
@@ -696,7 +699,7 @@ def eval_robustness(
     from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
 
     chosen_families = _names(families, tuple(FAMILIES), "transform family")
-    chosen_methods = _names(methods, METHODS, "method")
+    chosen_methods = None if methods is None else _names(methods, METHODS, "method")
     try:
         folder = Path(dataset)
         rset = groups(folder) if folder.is_dir() else load_dataset(dataset)

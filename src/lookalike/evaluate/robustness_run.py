@@ -33,6 +33,7 @@ LOOKALIKE_METHODS: dict[str, dict[str, Any]] = {
     "colour": {"mode": "colour"},
     "texture": {"mode": "texture"},
     "shape": {"mode": "shape"},
+    "rootsift": {"mode": "rootsift"},  # an index made with --sift only
 }
 """lookalike's methods: keyword arguments of `Collection.search`."""
 
@@ -100,14 +101,15 @@ def run_robustness(
     *,
     queries: int | Sequence[str] | None = 100,
     families: Sequence[str] = tuple(FAMILIES),
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     seed: int = 0,
     peer_cache: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> RobustnessResult:
     """Transform a seeded sample of `queries` of `rset`'s query images (None: all; a list:
     those) with every transform of `families`, and find each original in `collection` (an
-    indexed `Collection` over `rset.root`, distractors and all) with each of `methods`."""
+    indexed `Collection` over `rset.root`, distractors and all) with each of `methods`
+    (default: all, 'rootsift' only when the collection stores RootSIFT features)."""
     from lookalike.evaluate.peers import (
         gem_matrix,
         gem_scores,
@@ -117,6 +119,9 @@ def run_robustness(
     )
     from lookalike.images import load_image
 
+    if methods is None:
+        sift = collection.settings.sift.enabled
+        methods = [m for m in METHODS if m != "rootsift" or sift]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
