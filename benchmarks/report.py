@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from common import REPO, TRAIN_PLOT, load_result
+from lookalike.evaluate.robustness_run import METHODS
 from lookalike.settings import DEDUP_THRESHOLD
 
 TRAIN_EXPERIMENTS = ("holidays", "transfer", "scratch", "fingerprints")
@@ -247,7 +248,9 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         "| method | " + " | ".join(families) + " | average | median query |",
         "|---|" + "---:|" * (len(families) + 2),
     ]
-    for method, m in r["methods"].items():
+    order = [m for m in METHODS if m in r["methods"]] + sorted(set(r["methods"]) - set(METHODS))
+    for method in order:
+        m = r["methods"][method]
         cells = [f"{m['families'][f]['r1']:.2f} / {m['families'][f]['r10']:.2f}" for f in families]
         average = f"**{m['average']['r1']:.3f}** / {m['average']['r10']:.3f}"
         ms = f"{1000 * m['median_query_seconds']:.0f} ms"
@@ -256,7 +259,8 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         "",
         f"Describing a transformed copy (CNN and classic descriptors, once for every lookalike "
         f"method) took {1000 * r['describe_seconds']:.0f} ms (median); the query times above "
-        "come on top of it. The parameters of each strength:",
+        "come on top of it (both measured while the two parts shared the cores: the speed "
+        "table above has uncontended figures). The parameters of each strength:",
         "",
         "; ".join(f"{name}: {words}" for name, words in r["transforms"].items()) + ".",
         "",
@@ -603,15 +607,16 @@ def main() -> None:
         "corel": corel_section,
         "rerank": rerank_section,
         "dedup": dedup_section,
-        "robustness": robustness_section,
     }
     for name, section in sections.items():
         result = load_result(name)
         if result:
             lines += section(result)
-    compare, speed = load_result("compare"), load_result("speed")
+    compare, speed, robust = load_result("compare"), load_result("speed"), load_result("robustness")
     if compare or speed:
-        lines += side_by_side_section(compare, load_result("robustness"), speed)
+        lines += side_by_side_section(compare, robust, speed)
+    if robust:
+        lines += robustness_section(robust)
     holidays = load_result("holidays")
     trained = [load_result(f"train-{name}") for name in TRAIN_EXPERIMENTS]
     if any(trained):

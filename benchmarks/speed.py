@@ -9,8 +9,9 @@ included. The CNN pass gives lookalike's local features and the global descripto
 GeM, the raw pooled descriptor, comes from the same pass.
 
 Queries: a seeded sample of Holidays queries searches the 811-image Holidays index with every
-method, from the file to the top 20, with the machine's default threads. RootSIFT + ASMK gets
-its own codebook and inverted file over the same images first (not timed).
+method, from the file to the top 20, with the machine's default threads. RootSIFT is switched
+on in that index first (`lookalike index --sift`: its features, codebook and inverted file;
+not timed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -37,8 +39,9 @@ from lookalike.evaluate.peers import (
     phash_collection,
 )
 from lookalike.evaluate.run import default_index_dir
-from lookalike.features.classic import describe, rootsift_file
+from lookalike.features.classic import describe
 from lookalike.images import load_image
+from lookalike.index import sift_store
 from lookalike.search.query import top_rows
 
 K = 20
@@ -51,6 +54,7 @@ SEARCH_METHODS: dict[str, dict[str, Any]] = {
     "colour": {"mode": "colour"},
     "texture": {"mode": "texture"},
     "shape": {"mode": "shape"},
+    "rootsift": {"mode": "rootsift"},
 }
 
 
@@ -75,7 +79,7 @@ def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, fl
         "colour": lambda p: describe(load_image(p, decode), ("colour",), classic),
         "texture": lambda p: describe(load_image(p, decode), ("texture",), classic),
         "shape": lambda p: describe(load_image(p, decode), ("shape",), classic),
-        "rootsift": lambda p: rootsift_file(p),
+        "rootsift": lambda p: sift_store.describe_file(p, collection.settings.sift),
         "phash": lambda p: phash(load_image(p, HASH_SIDE)),
     }
     extractor.extract(load_image(paths[0], decode))  # build the network
@@ -92,34 +96,7 @@ def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, fl
     return out
 
 
-def rootsift_searcher(rset: Any) -> Callable[[Any], object]:
-    """A query function over a RootSIFT + ASMK index of `rset` (built here, not timed)."""
-    from lookalike.index.asmk_index import AsmkIndex, Vocabulary
-    from lookalike.learn.codebook import fit_codebook
-    from lookalike.settings import LearnSettings, SearchSettings
-    from rootsift import encode_database, extract_all, sample_descriptors
-
-    learn, search = LearnSettings(), SearchSettings(mode="asmk")
-    descs, _ = extract_all(rset)
-    indexed = [r for r in rset.images if r in descs]
-    sample = sample_descriptors([descs[r] for r in indexed], learn.sample_features, 0)
-    vocabulary = Vocabulary(
-        fit_codebook(sample, learn.codebook_size, iterations=learn.kmeans_iterations, seed=0)
-    )
-    index = AsmkIndex.build(
-        vocabulary, encode_database(vocabulary, [descs[r] for r in indexed], None)
-    )
-
-    def query(path: Any) -> object:
-        desc = np.asarray(rootsift_file(path).desc, np.float32)
-        code = vocabulary.encode(desc, search.query_assignments)
-        scores = index.scores(code, alpha=search.alpha, threshold=search.similarity_threshold)
-        return top_rows(scores, K)
-
-    return query
-
-
-def querying(collection: Collection, rset: Any, queries: list[Any]) -> dict[str, dict[str, Any]]:
+def querying(collection: Collection, queries: list[Any]) -> dict[str, dict[str, Any]]:
     images = collection.images()
     hashes = phash_collection(
         collection.root, [p for _, p in images], collection.index_dir / "peers" / "phash.npz"
@@ -138,7 +115,6 @@ def querying(collection: Collection, rset: Any, queries: list[Any]) -> dict[str,
     methods["gem"] = lambda p: top_rows(
         gem_scores(gem, extractor.extract(load_image(p, decode)).global_), K
     )
-    methods["rootsift"] = rootsift_searcher(rset)
     for fn in methods.values():
         fn(queries[0])  # warm: the network, the index, the caches
     out = {}
@@ -161,7 +137,10 @@ def main() -> None:
 
     rset = holidays()
     collection = Collection.create(rset.root, index=default_index_dir(rset))
-    collection.index(workers=2)  # up to date (the cached index of `lookalike eval holidays`)
+    settings = collection.settings
+    if not settings.sift.enabled:  # as `lookalike index --sift` does
+        collection.configure(replace(settings, sift=replace(settings.sift, enabled=True)))
+    collection.index(workers=2)  # the cached index of `lookalike eval holidays`, up to date
     rng = np.random.default_rng(0)
     sample = sorted(rng.choice(list(rset.images), size=args.images, replace=False).tolist())
     queries = sorted(rng.choice(sorted(rset.queries), size=args.queries, replace=False).tolist())
@@ -170,7 +149,7 @@ def main() -> None:
         "command": f"python benchmarks/speed.py --images {args.images} --queries {args.queries}",
         "collection_images": len(collection.images()),
         "index": indexing(collection, [rset.path(r) for r in sample]),
-        "query": querying(collection, rset, [rset.path(q) for q in queries]),
+        "query": querying(collection, [rset.path(q) for q in queries]),
     }
     path = save_result("speed", results)
     print(json.dumps({k: results[k] for k in ("index", "query")}, indent=2))
