@@ -145,7 +145,7 @@ def new_copy(demo: DemoCollection, tmp_path_factory: pytest.TempPathFactory) -> 
     return path
 
 
-@pytest.mark.parametrize("mode", [None, *SEARCH_MODES])
+@pytest.mark.parametrize("mode", [None, *(m for m in SEARCH_MODES if m != "rootsift")])
 def test_search_json_finds_the_photograph_of_a_copy(
     demo: DemoCollection, demo_collection: Collection, new_copy: Path, mode: str | None
 ) -> None:
@@ -164,6 +164,14 @@ def test_search_json_finds_the_photograph_of_a_copy(
     assert _photo(hits[0]["path"]) == "chelsea", hits
     if mode in (None, "fused"):
         assert hits[0]["asmk_score"] is not None and hits[0]["global_score"] is not None
+
+
+def test_rootsift_mode_asks_for_an_index_made_with_sift(
+    demo: DemoCollection, demo_collection: Collection, new_copy: Path
+) -> None:
+    # the demo index has no RootSIFT features (tests/test_rootsift_index.py makes one that has)
+    message = _failed_cleanly(_run("search", new_copy, "--index", demo.root, "--mode", "rootsift"))
+    assert _flat("lookalike index FOLDER --sift") in _flat(message)
 
 
 def test_search_plain_output_lists_the_hits(
