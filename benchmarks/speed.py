@@ -58,11 +58,18 @@ SEARCH_METHODS: dict[str, dict[str, Any]] = {
 }
 
 
-def timed(fn: Callable[[], object], repeat: int = 1) -> float:
-    t = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - t) / repeat
+def interleaved(
+    methods: dict[str, Callable[[Any], object]], inputs: list[Any]
+) -> dict[str, list[float]]:
+    """Seconds of each method on each input, every method in turn on one input before the
+    next: the machine's drift falls on all methods alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in methods}
+    for item in inputs:
+        for name, fn in methods.items():
+            t = time.perf_counter()
+            fn(item)
+            seconds[name].append(time.perf_counter() - t)
+    return seconds
 
 
 def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, float]]:
@@ -83,12 +90,12 @@ def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, fl
         "phash": lambda p: phash(load_image(p, HASH_SIDE)),
     }
     extractor.extract(load_image(paths[0], decode))  # build the network
+    seconds = interleaved(steps, paths)
     out = {}
-    for name, step in steps.items():
-        seconds = [timed(lambda s=step, p=p: s(p)) for p in paths]
+    for name in steps:
         out[name] = {
-            "median_ms": 1000 * median(seconds),
-            "images_per_second_one_core": len(seconds) / sum(seconds),
+            "median_ms": 1000 * median(seconds[name]),
+            "images_per_second_one_core": len(seconds[name]) / sum(seconds[name]),
         }
         print(f"index {name}: {out[name]['images_per_second_one_core']:.1f} images/s", flush=True)
     torch.set_num_threads(threads[0])
@@ -117,13 +124,13 @@ def querying(collection: Collection, queries: list[Any]) -> dict[str, dict[str, 
     )
     for fn in methods.values():
         fn(queries[0])  # warm: the network, the index, the caches
+    seconds = interleaved(methods, queries)
     out = {}
-    for name, fn in methods.items():
-        seconds = [timed(lambda f=fn, q=q: f(q)) for q in queries]
+    for name in methods:
         out[name] = {
-            "median_ms": 1000 * median(seconds),
-            "p95_ms": 1000 * percentile(seconds, 95),
-            "queries": len(seconds),
+            "median_ms": 1000 * median(seconds[name]),
+            "p95_ms": 1000 * percentile(seconds[name], 95),
+            "queries": len(seconds[name]),
         }
         print(f"query {name}: {out[name]['median_ms']:.0f} ms", flush=True)
     return out
