@@ -13,6 +13,7 @@ def test_methods_are_modes_fusions_and_peers() -> None:
     assert parse_method("colour") == Method("colour", "colour")
     assert parse_method("fused+classic") == Method("fused+classic", "fused", CLASSIC_DESCRIPTORS)
     assert parse_method("global+shape+colour").fuse == ("shape", "colour")
+    assert parse_method("fused+rootsift").fuse == ("rootsift",)
     assert parse_method("phash") == Method("phash", "phash", peer=True)
     assert parse_method("gem").peer
 

@@ -99,6 +99,13 @@ def test_rootsift_mode_finds_copies_and_is_added_and_dropped_later(
     with pytest.raises(ValueError, match="fuse"):
         collection.search(described, mode="rootsift", fuse=("colour",))
 
+    # fused into the CNN scores: the copies still find their photograph, and the scores move
+    for copy in copies[:6]:
+        fused = collection.search(folder / copy, k=3, fuse=("rootsift",), verify=0)
+        plain = collection.search(folder / copy, k=3, verify=0)
+        assert _photo(fused[0].path) == _photo(copy), [h.path for h in fused]
+        assert fused[0].score > plain[0].score  # its own RootSIFT match adds to it
+
     # backfilled features are those extraction writes: index a fresh copy with RootSIFT on
     fresh_folder = tmp_path / "fresh"
     shutil.copytree(folder, fresh_folder, ignore=shutil.ignore_patterns(".lookalike"))

@@ -331,7 +331,8 @@ def search(
     fuse: Annotated[
         str | None,
         typer.Option(
-            help="Add classic descriptors' scores to the CNN ones, e.g. colour or colour,texture."
+            help="Add classic descriptors' scores to the CNN ones, e.g. colour or "
+            "colour,texture (or rootsift, in an index made with --sift)."
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -535,8 +536,8 @@ ModesOpt = Annotated[
     typer.Option(
         "--modes",
         help="Comma-separated methods to score: search modes (fused, asmk, global, colour, "
-        "texture, shape), a CNN mode with classic descriptors fused in (fused+classic, "
-        "fused+colour+texture), or peers (phash, gem).",
+        "texture, shape, rootsift), a CNN mode with classic descriptors fused in "
+        "(fused+classic, fused+colour+texture, fused+rootsift), or peers (phash, gem).",
     ),
 ]
 EvalVerifyOpt = Annotated[

@@ -642,7 +642,7 @@ class Collection:
 
         self_rows = None
         cnn = settings.mode in CNN_MODES
-        sift = settings.mode == "rootsift"
+        sift = settings.sift
         needed = (*settings.classic, *(("rootsift",) if sift else ()))
         if isinstance(query, QueryDescription):
             if region is not None:

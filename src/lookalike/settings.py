@@ -81,8 +81,9 @@ class SearchSettings:
     or by one classic descriptor alone ('colour', 'texture' or 'shape'); or by RootSIFT
     features through their own ASMK inverted file ('rootsift', see `SiftSettings`).
 
-    `fuse`: classic descriptors whose scores are added to a CNN mode's, each scaled so that the
-    collection's median is 0 and its best match 1, their mean weighted by `fuse_weight`.
+    `fuse`: classic descriptors (or 'rootsift') whose scores are added to a CNN mode's, each
+    scaled so that the collection's median is 0 and its best match 1, their mean weighted by
+    `fuse_weight`.
     """
 
     mode: str = "fused"
@@ -99,11 +100,9 @@ class SearchSettings:
             raise ValueError(
                 f"unknown search mode {self.mode!r}; allowed: {', '.join(SEARCH_MODES)}"
             )
-        unknown = [name for name in self.fuse if name not in CLASSIC_DESCRIPTORS]
+        unknown = [name for name in self.fuse if name not in FUSABLE]
         if unknown:
-            raise ValueError(
-                f"cannot fuse {unknown[0]!r}; allowed: {', '.join(CLASSIC_DESCRIPTORS)}"
-            )
+            raise ValueError(f"cannot fuse {unknown[0]!r}; allowed: {', '.join(FUSABLE)}")
         if self.fuse and self.mode not in CNN_MODES:
             raise ValueError(f"--fuse adds classic scores to a CNN mode, not to {self.mode!r}")
         if self.fuse_weight < 0:
@@ -112,11 +111,20 @@ class SearchSettings:
     @property
     def classic(self) -> tuple[str, ...]:
         """The classic descriptors a query needs under these settings."""
-        return (self.mode,) if self.mode in CLASSIC_DESCRIPTORS else self.fuse
+        if self.mode in CLASSIC_DESCRIPTORS:
+            return (self.mode,)
+        return tuple(name for name in self.fuse if name in CLASSIC_DESCRIPTORS)
+
+    @property
+    def sift(self) -> bool:
+        """Whether a query needs its RootSIFT features under these settings."""
+        return self.mode == "rootsift" or "rootsift" in self.fuse
 
 
 CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
 SEARCH_MODES = ("fused", "asmk", "global", *CLASSIC_DESCRIPTORS, "rootsift")
+FUSABLE = (*CLASSIC_DESCRIPTORS, "rootsift")
+"""What `--fuse` can add to a CNN mode's scores."""
 CNN_MODES = ("fused", "asmk", "global")
 
 DEDUP_THRESHOLD = 150

@@ -1,8 +1,8 @@
 """The methods an evaluation can score, by name, each ranking a whole collection for a query:
 
 - a search mode: 'fused', 'asmk', 'global', 'colour', 'texture', 'shape' or 'rootsift';
-- a CNN mode with classic descriptors fused into it: 'fused+classic' (every classic
-  descriptor) or e.g. 'fused+colour+texture';
+- a CNN mode with classic descriptors fused into it: 'fused+classic' (the three histograms)
+  or e.g. 'fused+colour+texture' or 'fused+rootsift';
 - a peer (`peers.py`): 'phash' or 'gem'.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.settings import CLASSIC_DESCRIPTORS, SEARCH_MODES
+from lookalike.settings import CLASSIC_DESCRIPTORS, CNN_MODES, FUSABLE, SEARCH_MODES
 
 PEERS = ("phash", "gem")
 
@@ -39,12 +39,12 @@ def parse_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; {methods_help()}")
     if fused == ["classic"]:
         fused = list(CLASSIC_DESCRIPTORS)
-    bad = [f for f in fused if f not in CLASSIC_DESCRIPTORS]
+    bad = [f for f in fused if f not in FUSABLE]
     if bad:
         raise ValueError(
-            f"{name!r}: cannot fuse {bad[0]!r}; allowed: classic, {', '.join(CLASSIC_DESCRIPTORS)}"
+            f"{name!r}: cannot fuse {bad[0]!r}; allowed: classic, {', '.join(FUSABLE)}"
         )
-    if fused and mode in CLASSIC_DESCRIPTORS:
+    if fused and mode not in CNN_MODES:
         raise ValueError(f"{name!r}: classic descriptors are fused into a CNN mode only")
     return Method(name, mode, tuple(fused))
 

@@ -111,7 +111,15 @@ def score(
         assert asmk_scores is not None and global_scores is not None
         final = fuse(asmk_scores, global_scores, settings.global_weight, self_rows)
     if settings.fuse:
-        added = [_stretched(classic_scores(loaded, n, classic), self_rows) for n in settings.fuse]
+        added = [
+            _stretched(
+                rootsift_scores(loaded, settings, classic)
+                if n == "rootsift"
+                else classic_scores(loaded, n, classic),
+                self_rows,
+            )
+            for n in settings.fuse
+        ]
         final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
     return QueryScores(asmk=asmk_scores, global_=global_scores, final=final)
 
