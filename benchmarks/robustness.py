@@ -3,12 +3,13 @@ strengths) search Holidays plus the 10,800 Corel photographs for their untouched
 with every lookalike mode and the peers (PHash, off-the-shelf GeM) in the same loop.
 Writes results/robustness.json and results/robustness-<family>.png.
 
-    .venv/bin/python benchmarks/robustness.py [--queries 300] [--parts 2]
+    .venv/bin/python benchmarks/robustness.py [--queries 300] [--parts 2] [--methods a,b]
 
 The queries are split into `--parts` slices, each searched by its own process (one core
 each) a few queries at a time, appended to a log in the cache: a killed run, started again
 with the same arguments, carries on. The slices' ranks are merged; query times are medians
-within each chunk, averaged.
+within each chunk, averaged. `--methods` runs only those (e.g. `rootsift`, once the index has
+RootSIFT) and adds them to the full run's results with the same `--queries` and `--parts`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from lookalike.evaluate.robustness_run import (
     plot_families,
     run_robustness,
     sample_queries,
+    with_methods,
 )
 from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
 
@@ -60,14 +62,16 @@ def done_chunks(log: Path) -> list[dict]:
     return chunks
 
 
-def run_part(queries: list[str], log: Path) -> None:
+def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
     """Run `queries` a chunk at a time, appending each chunk's ranks to `log`; queries already
     in the log are skipped, so a killed run carries on where it stopped."""
     collection, view = collection_and_view()
     done = {q for chunk in done_chunks(log) for q in chunk["queries"]}
     todo = [q for q in queries if q not in done]
     for start in range(0, len(todo), CHUNK):
-        result = run_robustness(view, collection, queries=todo[start : start + CHUNK])
+        result = run_robustness(
+            view, collection, queries=todo[start : start + CHUNK], methods=methods
+        )
         line = {
             "images": result.images,
             "queries": list(result.queries),
@@ -79,15 +83,34 @@ def run_part(queries: list[str], log: Path) -> None:
         print(f"part {log.stem}: {len(done) + start + len(result.queries)}/{len(queries)}")
 
 
+def logged(dataset: str, logs: list[Path]) -> list[RobustnessResult]:
+    """The chunks the parts' logs hold, in part order."""
+    transforms = tuple(suite())
+    return [
+        RobustnessResult(
+            dataset=dataset,
+            images=data["images"],
+            queries=tuple(data["queries"]),
+            transforms=transforms,
+            ranks=data["ranks"],
+            seconds=data["seconds"],
+        )
+        for log in logs
+        for data in done_chunks(log)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=300, help="a seeded sample (300: all)")
     parser.add_argument("--parts", type=int, default=2, help="processes, one slice each")
+    parser.add_argument("--methods", help="only these (comma-separated), added to a full run")
     parser.add_argument("--part-queries", help=argparse.SUPPRESS)  # a worker's slice (JSON)
     parser.add_argument("--part-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    methods = args.methods.split(",") if args.methods else None
     if args.part_queries:
-        run_part(json.loads(args.part_queries), Path(args.part_out))
+        run_part(json.loads(args.part_queries), Path(args.part_out), methods)
         return
 
     collection, view = collection_and_view()
@@ -102,13 +125,15 @@ def main() -> None:
         collection.index_dir / "peers" / "phash.npz",
     )
     slices = [queries[i :: args.parts] for i in range(args.parts)]
-    work = cache_root() / "bench-robustness" / f"q{args.queries}-p{args.parts}"
+    full = cache_root() / "bench-robustness" / f"q{args.queries}-p{args.parts}"
+    work = full.with_name(f"{full.name}-{'+'.join(methods)}") if methods else full
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     running = []
     for i, part in enumerate(slices):
         out = work / f"part-{i}.jsonl"
         cmd = [sys.executable, __file__, "--part-queries", json.dumps(part), "--part-out", str(out)]
+        cmd += ["--methods", args.methods] if methods else []
         # one core each: no BLAS or OpenMP threads fighting the other part
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         running.append((subprocess.Popen(cmd, env=env), out))
@@ -116,24 +141,15 @@ def main() -> None:
         if process.wait() != 0:
             raise SystemExit(f"a part failed with exit code {process.returncode}")
     seconds = time.perf_counter() - t
-    transforms = tuple(suite())
-    parts = [
-        RobustnessResult(
-            dataset=view.name,
-            images=data["images"],
-            queries=tuple(data["queries"]),
-            transforms=transforms,
-            ranks=data["ranks"],
-            seconds=data["seconds"],
-        )
-        for _, out in running
-        for data in done_chunks(out)
-    ]
-    result = merge(parts)
+    result = merge(logged(view.name, [out for _, out in running]))
+    if methods:
+        logs = [full / f"part-{i}.jsonl" for i in range(args.parts)]
+        result = with_methods(merge(logged(view.name, logs)), result)
     plots = plot_families(result, RESULTS)
     results = {
         "machine": machine(),
-        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}",
+        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}"
+        + (f" (then --methods {args.methods})" if methods else ""),
         "index_images": report.images,
         "index_seconds_this_run": round(index_seconds, 1),
         "run_seconds": round(seconds, 1),

@@ -13,7 +13,14 @@ from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.evaluate.datasets import RetrievalSet
 from lookalike.evaluate.robustness import FAMILIES, LEVELS, Transform, apply, suite
-from lookalike.evaluate.robustness_run import METHODS, plot_families, run_robustness
+from lookalike.evaluate.robustness_run import (
+    METHODS,
+    RobustnessResult,
+    merge,
+    plot_families,
+    run_robustness,
+    with_methods,
+)
 
 
 def rng() -> np.random.Generator:
@@ -190,3 +197,28 @@ def test_the_suite_finds_originals_with_every_method_and_plots_each_family(
         assert Image.open(path).format == "PNG"
     with pytest.raises(ValueError, match="unknown method"):
         run_robustness(rset, demo_collection, methods=("clip",))
+
+
+def _result(queries: tuple[str, ...], ranks: dict[str, list[int]]) -> RobustnessResult:
+    transforms = tuple(suite(("jpeg",)))[:1]
+    return RobustnessResult(
+        dataset="d",
+        images=10,
+        queries=queries,
+        transforms=transforms,
+        ranks={m: {transforms[0].name: r} for m, r in ranks.items()},
+        seconds={**{m: 0.1 for m in ranks}, "describe": 0.5},
+    )
+
+
+def test_runs_merge_by_query_slices_and_by_methods() -> None:
+    whole = merge([_result(("a",), {"lookalike": [1]}), _result(("b",), {"lookalike": [11]})])
+    assert whole.queries == ("a", "b") and whole.recall("lookalike", "jpeg-1", 1) == 0.5
+    more = merge([_result(("a",), {"rootsift": [2]}), _result(("b",), {"rootsift": [1]})])
+    both = with_methods(whole, more)
+    assert both.methods == ("lookalike", "rootsift")
+    assert (
+        both.recall("rootsift", "jpeg-1", 1) == 0.5 and both.recall("rootsift", "jpeg-1", 10) == 1
+    )
+    with pytest.raises(ValueError, match="differ"):
+        with_methods(whole, _result(("a",), {"rootsift": [1]}))

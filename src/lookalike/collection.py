@@ -512,7 +512,14 @@ class Collection:
         settings = self._search_settings(mode, fuse)
         second = self._rerank_settings(verify, expand)
         loaded = self._generation()
-        features, classic, size, self_rows = self._query(loaded, query, region, settings)
+        features, classic, size, self_rows = self._query(
+            loaded,
+            query,
+            region,
+            cnn=settings.mode in CNN_MODES,
+            classic=settings.classic,
+            sift=settings.sift,
+        )
         scores = score(loaded, features, settings, self_rows, classic)
         final, verified = scores.final, {}
         if second.shortlist > 0 and features is not None:
@@ -630,20 +637,21 @@ class Collection:
         loaded: Any,
         query: Any,
         region: tuple[float, float, float, float] | None,
-        settings: SearchSettings,
+        *,
+        cnn: bool,
+        classic: tuple[str, ...],
+        sift: bool,
     ) -> tuple[Any, dict[str, np.ndarray], tuple[int, int], np.ndarray | None]:
-        """(CNN features with positions in query pixels, None for a classic mode; the classic
-        descriptors `settings` needs; the query's (width, height); its rows in `loaded`, the
-        generation being searched, when it is an indexed image)."""
+        """(CNN features with positions in query pixels, when `cnn`; the `classic` descriptors,
+        and its RootSIFT features as 'rootsift' when `sift`; the query's (width, height); its
+        rows in `loaded`, the generation being searched, when it is an indexed image)."""
         from lookalike.features import ImageFeatures, LocalFeatures
         from lookalike.features.classic import describe, rootsift
         from lookalike.images import source_size
         from lookalike.search.region import clip_region, query_pixels
 
         self_rows = None
-        cnn = settings.mode in CNN_MODES
-        sift = settings.sift
-        needed = (*settings.classic, *(("rootsift",) if sift else ()))
+        needed = (*classic, *(("rootsift",) if sift else ()))
         if isinstance(query, QueryDescription):
             if region is not None:
                 raise ValueError("a described query is searched whole: describe the region")
@@ -657,34 +665,36 @@ class Collection:
                 raise KeyError(f"no indexed image with id {int(query)}")
             self_rows = np.flatnonzero(loaded.ids == int(query))
             size = (record.width or 0, record.height or 0)
-            stored = [n for n in settings.classic if n in loaded.classic]
+            stored = [n for n in classic if n in loaded.classic]
             has_sift = record.shard is not None and sift_store.has_sift(
                 self.index_dir, self.settings.sift, record.shard
             )
             if (
                 region is None
                 and len(self_rows)
-                and len(stored) == len(settings.classic)
+                and len(stored) == len(classic)
                 and (has_sift or not sift)
             ):
-                classic = {n: np.asarray(loaded.classic[n][self_rows[0]]) for n in stored}
+                described = {n: np.asarray(loaded.classic[n][self_rows[0]]) for n in stored}
                 if sift:
                     assert record.shard is not None
-                    classic["rootsift"] = sift_store.read_sift(
+                    described["rootsift"] = sift_store.read_sift(
                         self.index_dir, self.settings.sift, record.shard, record.row or 0
                     )
                 features = self.stored_features(int(query)) if cnn else None
-                return features, classic, size, self_rows
+                return features, described, size, self_rows
             query = self.root / record.path
         size = source_size(query)
         box = None if region is None else clip_region(region, size)
-        pixels = query_pixels(query, size, self.settings.features.decode_size, box)
-        classic = describe(pixels.image, settings.classic, self.settings.classic)
+        described = {}
+        if cnn or classic:
+            pixels = query_pixels(query, size, self.settings.features.decode_size, box)
+            described = describe(pixels.image, classic, self.settings.classic)
         if sift:
             sharp = query_pixels(query, size, self.settings.sift.max_side, box)
-            classic["rootsift"] = rootsift(sharp.image, self.settings.sift).desc
+            described["rootsift"] = rootsift(sharp.image, self.settings.sift).desc
         if not cnn:
-            return None, classic, size, self_rows
+            return None, described, size, self_rows
         features = self.extractor().extract(pixels.image)
         local = features.local
         moved = LocalFeatures(
@@ -693,7 +703,7 @@ class Collection:
             strength=local.strength,
             desc=local.desc,
         )
-        return ImageFeatures(moved, features.global_), classic, size, self_rows
+        return ImageFeatures(moved, features.global_), described, size, self_rows
 
     def images(self) -> list[tuple[int, str]]:
         """`(id, path)` of every searchable image, in the order of the index's rows."""
@@ -706,18 +716,22 @@ class Collection:
         *,
         region: tuple[float, float, float, float] | None = None,
         classic: tuple[str, ...] | None = None,
+        cnn: bool = True,
+        sift: bool | None = None,
     ) -> QueryDescription:
-        """Describe a query image (a path, bytes, PIL image or (H, W, 3) array) once: its CNN
-        features, the `classic` descriptors (default: those the index stores) and its RootSIFT
-        features when the index has them, to search it in several modes without describing it
-        again."""
-        names = self.settings.classic.descriptors if classic is None else classic
-        settings = replace(self.settings.search, mode="fused", fuse=tuple(names))
+        """Describe a query image (a path, bytes, PIL image or (H, W, 3) array) once, to search
+        it in several modes without describing it again: its CNN features (unless not `cnn`),
+        the `classic` descriptors (default: those the index stores) and its RootSIFT features
+        (`sift`; default: when the index has them)."""
         loaded = self._generation()
-        features, described, size, _ = self._query(loaded, query, region, settings)
-        if loaded.sift is not None:
-            sift = replace(settings, mode="rootsift", fuse=())
-            described = {**described, **self._query(loaded, query, region, sift)[1]}
+        features, described, size, _ = self._query(
+            loaded,
+            query,
+            region,
+            cnn=cnn,
+            classic=tuple(self.settings.classic.descriptors if classic is None else classic),
+            sift=loaded.sift is not None if sift is None else sift,
+        )
         return QueryDescription(features=features, classic=described, size=size)
 
     def _search_settings(self, mode: str | None, fuse: tuple[str, ...] | None) -> SearchSettings:

@@ -130,7 +130,12 @@ def run_robustness(
     images = collection.images()  # (id, path) in index order
     row_of = {path: row for row, (_, path) in enumerate(images)}
     id_of = {path: image_id for image_id, path in images}
-    needed = sorted({n for m in methods for n in _classic_of(m)})
+    from lookalike.settings import CNN_MODES
+
+    settings = [s for s in map(_settings_of, methods) if s is not None]
+    needed = tuple(sorted({n for s in settings for n in s.classic}))
+    cnn = "gem" in methods or any(s.mode in CNN_MODES for s in settings)
+    sift = any(s.sift for s in settings)
 
     hashes = gem = None
     if "phash" in methods:
@@ -155,7 +160,7 @@ def run_robustness(
             rng = np.random.default_rng([seed, zlib.crc32(f"{query}|{transform.name}".encode())])
             copy = apply(original, transform, rng)
             t = time.perf_counter()
-            description = collection.describe(copy, classic=tuple(needed))
+            description = collection.describe(copy, classic=needed, cnn=cnn, sift=sift)
             times["describe"].append(time.perf_counter() - t)
             for method in methods:
                 t = time.perf_counter()
@@ -215,13 +220,26 @@ def merge(parts: Sequence[RobustnessResult]) -> RobustnessResult:
     return RobustnessResult(first.dataset, first.images, queries, first.transforms, ranks, seconds)
 
 
-def _classic_of(method: str) -> tuple[str, ...]:
-    """The classic descriptors a method's searches need (none for the peers)."""
+def with_methods(base: RobustnessResult, more: RobustnessResult) -> RobustnessResult:
+    """`base` with the methods of `more`, a run over the same queries and transforms (its
+    methods replace any of the same name; describing times stay `base`'s)."""
+    if base.queries != more.queries or base.transforms != more.transforms:
+        raise ValueError("the runs differ in their queries or transforms")
+    ranks = {**base.ranks, **more.ranks}
+    seconds = {**base.seconds, **{k: v for k, v in more.seconds.items() if k != "describe"}}
+    return RobustnessResult(
+        base.dataset, base.images, base.queries, base.transforms, ranks, seconds
+    )
+
+
+def _settings_of(method: str) -> Any:
+    """The search settings of one of lookalike's methods (None for a peer)."""
     from lookalike.settings import SearchSettings
 
-    kwargs = LOOKALIKE_METHODS.get(method, {})
-    mode, fuse = kwargs.get("mode", "fused"), tuple(kwargs.get("fuse", ()))
-    return SearchSettings(mode=mode, fuse=fuse).classic
+    if method not in LOOKALIKE_METHODS:
+        return None
+    kwargs = LOOKALIKE_METHODS[method]
+    return SearchSettings(mode=kwargs.get("mode", "fused"), fuse=tuple(kwargs.get("fuse", ())))
 
 
 def _capped(scores: np.ndarray, row: int) -> int:
