@@ -281,7 +281,8 @@ SIDE_BY_SIDE = (
     ("colour histogram (HSV)", "first_stage", "colour", "colour", "colour"),
     ("texture (LBP)", "first_stage", "texture", "texture", "texture"),
     ("shape (HOG)", "first_stage", "shape", "shape", "shape"),
-    ("RootSIFT + ASMK", "rootsift", "rootsift", None, "rootsift"),
+    ("RootSIFT + ASMK", "rootsift", "rootsift", "rootsift", "rootsift"),
+    ("lookalike + RootSIFT (`--fuse rootsift`), verified", "-", "-", "lookalike+rootsift", "-"),
     ("PHash (imagehash)", "first_stage", "phash", "phash", "phash"),
     ("GeM off the shelf", "first_stage", "gem", "gem", "cnn"),
 )
@@ -393,6 +394,8 @@ def side_by_side_section(
         ]
         for label, stage, method, _, needs in SIDE_BY_SIDE:
             timed = SPEED_QUERY.get((stage, method))
+            if needs not in parts:
+                continue
             if timed is None or timed not in query:
                 continue
             ms = sum(index[p]["median_ms"] for p in parts[needs])

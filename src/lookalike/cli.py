@@ -679,7 +679,8 @@ def eval_robustness(
     methods: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated methods (default: all; rootsift when the index has --sift)."
+            help="Comma-separated methods (default: all; rootsift and lookalike+rootsift when "
+            "the index has --sift)."
         ),
     ] = None,
     plots: Annotated[

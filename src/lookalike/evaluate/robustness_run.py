@@ -34,6 +34,7 @@ LOOKALIKE_METHODS: dict[str, dict[str, Any]] = {
     "texture": {"mode": "texture"},
     "shape": {"mode": "shape"},
     "rootsift": {"mode": "rootsift"},  # an index made with --sift only
+    "lookalike+rootsift": {"fuse": ("rootsift",)},  # the default, RootSIFT fused in (--sift)
 }
 """lookalike's methods: keyword arguments of `Collection.search`."""
 
@@ -121,7 +122,7 @@ def run_robustness(
 
     if methods is None:
         sift = collection.settings.sift.enabled
-        methods = [m for m in METHODS if m != "rootsift" or sift]
+        methods = [m for m in METHODS if sift or not getattr(_settings_of(m), "sift", False)]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
