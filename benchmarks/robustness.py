@@ -142,9 +142,12 @@ def main() -> None:
             raise SystemExit(f"a part failed with exit code {process.returncode}")
     seconds = time.perf_counter() - t
     result = merge(logged(view.name, [out for _, out in running]))
-    if methods:
-        logs = [full / f"part-{i}.jsonl" for i in range(args.parts)]
-        result = with_methods(merge(logged(view.name, logs)), result)
+    if methods:  # onto the full run, with every other method added the same way
+        runs = [full, *sorted(full.parent.glob(f"{full.name}-*"))]
+        merged = [merge(logged(view.name, sorted(run.glob("part-*.jsonl")))) for run in runs]
+        result = merged[0]  # this run is among the others
+        for more in merged[1:]:
+            result = with_methods(result, more)
     plots = plot_families(result, RESULTS)
     results = {
         "machine": machine(),
