@@ -145,9 +145,12 @@ def codebook(
         [np.zeros((0, SIFT_DIM), np.float32)]
         + [np.asarray(d[rng.random(len(d)) < keep], np.float32) for d in descs]
     )
-    centroids = fit_codebook(
-        sample, learn.codebook_size, iterations=learn.kmeans_iterations, seed=learn.seed
-    )
+    try:
+        centroids = fit_codebook(
+            sample, learn.codebook_size, iterations=learn.kmeans_iterations, seed=learn.seed
+        )
+    except ValueError as exc:  # a handful of plain images: no vocabulary to learn
+        raise ValueError(f"RootSIFT: {exc}; index more images, or run with --no-sift") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npy(path.parent, path.stem, centroids)
     return centroids
