@@ -343,7 +343,15 @@ def side_by_side_section(
             ]
             have_robust = robust and robust_name and robust_name in robust["methods"]
             rob = f"{robust['methods'][robust_name]['average']['r1']:.3f}" if have_robust else "—"
-            command = "`compare.py`" + (", `robustness.py`" if have_robust else "")
+            if not have_robust and set(cells) == {"—"}:
+                continue  # not measured
+            measured_here = set(cells) != {"—"}
+            command = ", ".join(
+                [
+                    *(["`compare.py`"] if measured_here else []),
+                    *(["`robustness.py`"] if have_robust else []),
+                ]
+            )
             lines.append(f"| {label} | " + " | ".join([*cells, rob, command]) + " |")
         lines.append("")
         weights = compare.get("fusion_weight", {})
