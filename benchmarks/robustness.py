@@ -6,10 +6,12 @@ Writes results/robustness.json and results/robustness-<family>.png.
     .venv/bin/python benchmarks/robustness.py [--queries 300] [--parts 2] [--methods a,b]
 
 The queries are split into `--parts` slices, each searched by its own process (one core
-each) a few queries at a time, appended to a log in the cache: a killed run, started again
-with the same arguments, carries on. The slices' ranks are merged; query times are medians
-within each chunk, averaged. `--methods` runs only those (e.g. `rootsift`, once the index has
-RootSIFT) and adds them to the full run's results with the same `--queries` and `--parts`.
+each) a few queries at a time, appended to a log in the cache. Every run's logs are kept and
+read back: a query a method has already searched (in any earlier run, of any sample size) is
+not searched again, so a killed run carries on, and `--queries 300` only adds the queries a
+smaller sample left out. `--methods` runs only those (e.g. `rootsift`, once the index has
+RootSIFT); the results hold every method logged for all the chosen queries. Query times are
+medians within each chunk, averaged.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from lookalike.evaluate.peers import phash_collection
 from lookalike.evaluate.robustness import suite
 from lookalike.evaluate.robustness_run import (
     RobustnessResult,
-    merge,
+    combine,
+    default_methods,
     plot_families,
     run_robustness,
     sample_queries,
-    with_methods,
 )
 from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
 
@@ -62,30 +64,13 @@ def done_chunks(log: Path) -> list[dict]:
     return chunks
 
 
-def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
-    """Run `queries` a chunk at a time, appending each chunk's ranks to `log`; queries already
-    in the log are skipped, so a killed run carries on where it stopped."""
-    collection, view = collection_and_view()
-    done = {q for chunk in done_chunks(log) for q in chunk["queries"]}
-    todo = [q for q in queries if q not in done]
-    for start in range(0, len(todo), CHUNK):
-        result = run_robustness(
-            view, collection, queries=todo[start : start + CHUNK], methods=methods
-        )
-        line = {
-            "images": result.images,
-            "queries": list(result.queries),
-            "ranks": result.ranks,
-            "seconds": result.seconds,
-        }
-        with log.open("a") as f:
-            f.write(json.dumps(line) + "\n")
-        print(f"part {log.stem}: {len(done) + start + len(result.queries)}/{len(queries)}")
+LOGS = cache_root() / "bench-robustness"
 
 
-def logged(dataset: str, logs: list[Path]) -> list[RobustnessResult]:
-    """The chunks the parts' logs hold, in part order."""
+def logged(dataset: str) -> list[RobustnessResult]:
+    """Every chunk of every run in the cache, oldest run first."""
     transforms = tuple(suite())
+    runs = sorted((p for p in LOGS.glob("q*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     return [
         RobustnessResult(
             dataset=dataset,
@@ -95,9 +80,43 @@ def logged(dataset: str, logs: list[Path]) -> list[RobustnessResult]:
             ranks=data["ranks"],
             seconds=data["seconds"],
         )
-        for log in logs
+        for run in runs
+        for log in sorted(run.glob("part-*.jsonl"))
         for data in done_chunks(log)
     ]
+
+
+def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
+    """Run `queries` a chunk at a time, appending each chunk's ranks to `log`; queries that
+    every method has searched already (in any run's log) are skipped."""
+    collection, view = collection_and_view()
+    wanted = methods or default_methods(collection)
+    images = len(collection.images())
+    have = {
+        (m, q)
+        for chunk in logged(view.name)
+        if chunk.images == images
+        for m in chunk.methods
+        for q in chunk.queries
+    }
+    todo = [q for q in queries if any((m, q) not in have for m in wanted)]
+    print(f"part {log.stem}: {len(queries) - len(todo)}/{len(queries)} logged before")
+    for start in range(0, len(todo), CHUNK):
+        result = run_robustness(
+            view, collection, queries=todo[start : start + CHUNK], methods=wanted
+        )
+        line = {
+            "images": result.images,
+            "queries": list(result.queries),
+            "ranks": result.ranks,
+            "seconds": result.seconds,
+        }
+        with log.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(
+            f"part {log.stem}: {len(queries) - len(todo) + start + len(result.queries)}/"
+            f"{len(queries)}"
+        )
 
 
 def main() -> None:
@@ -125,8 +144,7 @@ def main() -> None:
         collection.index_dir / "peers" / "phash.npz",
     )
     slices = [queries[i :: args.parts] for i in range(args.parts)]
-    full = cache_root() / "bench-robustness" / f"q{args.queries}-p{args.parts}"
-    work = full.with_name(f"{full.name}-{'+'.join(methods)}") if methods else full
+    work = LOGS / (f"q{args.queries}-p{args.parts}" + (f"-{'+'.join(methods)}" if methods else ""))
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     running = []
@@ -136,23 +154,17 @@ def main() -> None:
         cmd += ["--methods", args.methods] if methods else []
         # one core each: no BLAS or OpenMP threads fighting the other part
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-        running.append((subprocess.Popen(cmd, env=env), out))
-    for process, _ in running:
+        running.append(subprocess.Popen(cmd, env=env))
+    for process in running:
         if process.wait() != 0:
             raise SystemExit(f"a part failed with exit code {process.returncode}")
     seconds = time.perf_counter() - t
-    result = merge(logged(view.name, [out for _, out in running]))
-    if methods:  # onto the full run, with every other method added the same way
-        runs = [full, *sorted(full.parent.glob(f"{full.name}-*"))]
-        merged = [merge(logged(view.name, sorted(run.glob("part-*.jsonl")))) for run in runs]
-        result = merged[0]  # this run is among the others
-        for more in merged[1:]:
-            result = with_methods(result, more)
+    chunks = [c for c in logged(view.name) if c.images == report.images]
+    result = combine(chunks, queries)
     plots = plot_families(result, RESULTS)
     results = {
         "machine": machine(),
-        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}"
-        + (f" (then --methods {args.methods})" if methods else ""),
+        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}",
         "index_images": report.images,
         "index_seconds_this_run": round(index_seconds, 1),
         "run_seconds": round(seconds, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,10 +17,9 @@ from lookalike.evaluate.robustness import FAMILIES, LEVELS, Transform, apply, su
 from lookalike.evaluate.robustness_run import (
     METHODS,
     RobustnessResult,
-    merge,
+    combine,
     plot_families,
     run_robustness,
-    with_methods,
 )
 
 
@@ -211,14 +211,19 @@ def _result(queries: tuple[str, ...], ranks: dict[str, list[int]]) -> Robustness
     )
 
 
-def test_runs_merge_by_query_slices_and_by_methods() -> None:
-    whole = merge([_result(("a",), {"lookalike": [1]}), _result(("b",), {"lookalike": [11]})])
-    assert whole.queries == ("a", "b") and whole.recall("lookalike", "jpeg-1", 1) == 0.5
-    more = merge([_result(("a",), {"rootsift": [2]}), _result(("b",), {"rootsift": [1]})])
-    both = with_methods(whole, more)
-    assert both.methods == ("lookalike", "rootsift")
-    assert (
-        both.recall("rootsift", "jpeg-1", 1) == 0.5 and both.recall("rootsift", "jpeg-1", 10) == 1
-    )
+def test_runs_combine_by_query_and_by_method() -> None:
+    chunks = [
+        _result(("a",), {"lookalike": [1]}),
+        _result(("b", "c"), {"lookalike": [11, 1], "rootsift": [1, 2]}),
+        _result(("a",), {"rootsift": [2], "lookalike": [5]}),  # 'a' by lookalike: first wins
+        _result(("d",), {"gem": [1]}),
+    ]
+    both = combine(chunks, ["a", "b", "c"])
+    assert both.queries == ("a", "b", "c") and both.methods == ("lookalike", "rootsift")
+    assert both.ranks["lookalike"]["jpeg-1"] == [1, 11, 1]
+    assert both.ranks["rootsift"]["jpeg-1"] == [2, 1, 2]
+    assert both.recall("rootsift", "jpeg-1", 1) == pytest.approx(1 / 3)
+    assert both.seconds["describe"] == 0.5
+    assert combine(chunks, ["d"]).methods == ("gem",)
     with pytest.raises(ValueError, match="differ"):
-        with_methods(whole, _result(("a",), {"rootsift": [1]}))
+        combine([*chunks, replace(chunks[0], images=11)], ["a"])

@@ -121,8 +121,7 @@ def run_robustness(
     from lookalike.images import load_image
 
     if methods is None:
-        sift = collection.settings.sift.enabled
-        methods = [m for m in METHODS if sift or not getattr(_settings_of(m), "sift", False)]
+        methods = default_methods(collection)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
@@ -190,6 +189,12 @@ def run_robustness(
     )
 
 
+def default_methods(collection: Any) -> list[str]:
+    """Every method, those needing RootSIFT only when `collection` stores its features."""
+    sift = collection.settings.sift.enabled
+    return [m for m in METHODS if sift or not getattr(_settings_of(m), "sift", False)]
+
+
 def sample_queries(
     rset: RetrievalSet, queries: int | Sequence[str] | None, seed: int = 0
 ) -> list[str]:
@@ -208,28 +213,41 @@ def sample_queries(
     return sorted(rng.choice(everything, size=queries, replace=False).tolist())
 
 
-def merge(parts: Sequence[RobustnessResult]) -> RobustnessResult:
-    """One result from runs over disjoint slices of the queries (same transforms and methods);
-    query times are the mean of the parts' medians."""
-    first = parts[0]
+def combine(chunks: Sequence[RobustnessResult], queries: Sequence[str]) -> RobustnessResult:
+    """One result over `queries` from the chunks of any runs (same collection and transforms),
+    each holding some queries' ranks for some methods; where two hold the same query and
+    method, the first wins. A method left out for any of `queries` is left out of the result.
+    Query times are the mean of the contributing chunks' medians; describing a copy, of the
+    chunks that gave the first method's ranks."""
+    if not chunks:
+        raise ValueError("no chunks to combine")
+    first = chunks[0]
+    if any(c.transforms != first.transforms or c.images != first.images for c in chunks):
+        raise ValueError("the runs differ in their transforms or collection size")
+    found: dict[tuple[str, str], tuple[int, int]] = {}  # (method, query) -> (chunk, position)
+    for n, chunk in enumerate(chunks):
+        for method in chunk.methods:
+            for i, query in enumerate(chunk.queries):
+                found.setdefault((method, query), (n, i))
+    named = list(dict.fromkeys(m for c in chunks for m in c.methods))
+    order = {m: i for i, m in enumerate(METHODS)}
+    named.sort(key=lambda m: order.get(m, len(order)))
+    methods = [m for m in named if all((m, q) in found for q in queries)]
     ranks = {
-        m: {t.name: [r for p in parts for r in p.ranks[m][t.name]] for t in first.transforms}
-        for m in first.methods
+        m: {
+            t.name: [chunks[found[m, q][0]].ranks[m][t.name][found[m, q][1]] for q in queries]
+            for t in first.transforms
+        }
+        for m in methods
     }
-    seconds = {k: float(np.mean([p.seconds[k] for p in parts])) for k in first.seconds}
-    queries = tuple(q for p in parts for q in p.queries)
-    return RobustnessResult(first.dataset, first.images, queries, first.transforms, ranks, seconds)
-
-
-def with_methods(base: RobustnessResult, more: RobustnessResult) -> RobustnessResult:
-    """`base` with the methods of `more`, a run over the same queries and transforms (its
-    methods replace any of the same name; describing times stay `base`'s)."""
-    if base.queries != more.queries or base.transforms != more.transforms:
-        raise ValueError("the runs differ in their queries or transforms")
-    ranks = {**base.ranks, **more.ranks}
-    seconds = {**base.seconds, **{k: v for k, v in more.seconds.items() if k != "describe"}}
+    seconds = {}
+    for key in methods:
+        used = sorted({found[key, q][0] for q in queries})
+        seconds[key] = float(np.mean([chunks[n].seconds.get(key, np.nan) for n in used]))
+        if key == methods[0]:  # describing a copy: in the runs of the first method
+            seconds["describe"] = float(np.mean([chunks[n].seconds["describe"] for n in used]))
     return RobustnessResult(
-        base.dataset, base.images, base.queries, base.transforms, ranks, seconds
+        first.dataset, first.images, tuple(queries), first.transforms, ranks, seconds
     )
 
 
