@@ -48,7 +48,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _tree_rss(pid: int) -> int:
+def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes (Linux /proc)."""
     total = 0
     stack = [pid]
@@ -66,31 +66,42 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+class PeakRss:
+    """Samples the resident memory of a process tree in the background while in use:
+    `with PeakRss(pid) as peak: ...`, then `peak.bytes`."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.pid, self.every, self.bytes = pid, every, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.bytes = max(self.bytes, tree_rss(self.pid))
+            time.sleep(self.every)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[str, float, int]:
     """Run a command; return (stdout, wall seconds, peak RSS of its process tree in bytes)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    done.set()
-    sampler.join()
+    with PeakRss(proc.pid) as peak:
+        out, err = proc.communicate()
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.stderr.write(err)
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
-    return out, seconds, peak
+    return out, seconds, peak.bytes
 
 
 def percentile(values: Sequence[float], q: float) -> float:

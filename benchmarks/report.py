@@ -227,6 +227,31 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def load_section(r: dict[str, Any]) -> list[str]:
+    relevant = r["first_hit_relevant"]
+    return [
+        "## Serving: `lookalike serve` under load",
+        "",
+        _provenance(r),
+        "",
+        f"{r['clients']} clients, each sending its next search as soon as it has its answer, "
+        f"for {r['seconds']:.0f} s, upload Holidays query photographs as stored (full-size "
+        f"JPEGs) to `POST /api/search` on a server over the {r['collection_images']}-image "
+        "Holidays index; a tenth of the uploads are damaged (cut short, scrambled, or HTML). "
+        "Each search decodes the upload, extracts its features and verifies the shortlist. "
+        "Clients and server share the two cores.",
+        "",
+        "| searches/s | p50 latency | p99 latency | 5xx | damaged uploads refused (400) "
+        "| first hit relevant | server peak memory |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {r['searches_per_second']:.2f} | {r['p50_seconds'] * 1000:.0f} ms | "
+        f"{r['p99_seconds'] * 1000:.0f} ms | {r['server_errors']} | "
+        f"{r['damaged_refused_400']} of {r['damaged_uploads']} | "
+        f"{'—' if relevant is None else f'{relevant:.3f}'} | {r['server_peak_rss_mib']} MiB |",
+        "",
+    ]
+
+
 def _by_copy(m: dict[str, Any]) -> str:
     by = m["recall_by_copy"]
     return " / ".join(f"{by[k]:.2f}" for k in ("resized", "jpeg", "cropped", "recoloured"))
@@ -619,6 +644,7 @@ def main() -> None:
         "corel": corel_section,
         "rerank": rerank_section,
         "dedup": dedup_section,
+        "load": load_section,
     }
     for name, section in sections.items():
         result = load_result(name)

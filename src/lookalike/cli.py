@@ -509,6 +509,74 @@ def info(
         out.print(f"[yellow]failed[/yellow] {failure['path']}: {failure['reason']}")
 
 
+@app.command()
+def serve(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Collection folder (indexed in the background first if it has no index yet)."
+        ),
+    ],
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="Where the index is (default: FOLDER/.lookalike)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; beyond loopback a token is required.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOOKALIKE_TOKEN",
+            help="Token the write endpoints (upload, delete) require as 'Authorization: "
+            "Bearer TOKEN'. Made up and printed when HOST is not loopback and none is given.",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MiB.")] = 20,
+    search_threads: Annotated[
+        int, typer.Option(help="Searches run at once (others queue); about one per core.")
+    ] = 2,
+) -> None:
+    """Serve FOLDER over HTTP: the web page at /, the API under /api, its docs at /docs."""
+    import secrets
+
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    from lookalike.catalog import CatalogError
+    from lookalike.collection import Collection
+    from lookalike.server import ServerSettings, create_app
+    from lookalike.server.app import is_loopback
+
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(24)
+        err.print(f"write endpoints need this token: [bold]{token}[/bold]")
+    try:
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            token=token,
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            search_threads=search_threads,
+        )
+        collection = Collection.create(folder, index=index)
+        application = create_app(collection, settings)
+    except (FileNotFoundError, CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    err.print(f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)")
+    # Searches run side by side, one core each: a BLAS or OpenMP pool per search would thrash
+    # (matching the shortlist's features is 3 to 5 times slower with two threads each on two
+    # cores). The libraries are loaded first, so that the limit reaches their pools.
+    import faiss
+    import torch
+
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 def _print_eval(result: Any, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(result.as_dict()))

@@ -779,23 +779,24 @@ class Collection:
 
     # --- information ----------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
-        """Counts, model, generation and on-disk sizes."""
+    @property
+    def generation(self) -> int:
+        """The index generation searches read now (a newer one published is loaded first)."""
+        return int(self._generation().generation)
+
+    def record(self, image_id: int) -> ImageRecord | None:
+        """The catalog record of a searchable image (in the generation being searched)."""
+        self._generation()
+        return self._records.get(int(image_id))
+
+    def status(self) -> dict[str, Any]:
+        """Counts, failures, generation, last run and model: `info` without the disk sizes."""
         with Catalog.open(self.index_dir, readonly=True) as catalog:
             ok, failed = catalog.count("ok"), catalog.count("failed")
             generation = catalog.generation
             last_run = catalog.get_meta("last_run")
             failures = [(r.path, r.error) for r in catalog.records("failed")]
         model = self._current_model()
-        sizes = {
-            "features": _du(self.index_dir / build.FEATURES_DIR),
-            "codes": _du(self.index_dir / build.CODES_DIR),
-            "classic": _du(self.index_dir / classic_store.CLASSIC_DIR),
-            "rootsift": _du(self.index_dir / sift_store.SIFT_DIR),
-            "model": _du(self.index_dir / build.MODEL_DIR),
-            "indexes": _du(build.generation_dir(self.index_dir, generation)),
-            "catalog": sum(_du(p) for p in self.index_dir.glob("catalog.sqlite*")),
-        }
         return {
             "root": str(self.root),
             "index": str(self.index_dir),
@@ -815,6 +816,23 @@ class Collection:
                 "local_dim": model.local_whitening.output_dim,
                 "global_dim": model.global_whitening.output_dim,
             },
+        }
+
+    def info(self) -> dict[str, Any]:
+        """`status`, the settings and the on-disk sizes."""
+        status = self.status()
+        ok, generation = status["images"], status["generation"]
+        sizes = {
+            "features": _du(self.index_dir / build.FEATURES_DIR),
+            "codes": _du(self.index_dir / build.CODES_DIR),
+            "classic": _du(self.index_dir / classic_store.CLASSIC_DIR),
+            "rootsift": _du(self.index_dir / sift_store.SIFT_DIR),
+            "model": _du(self.index_dir / build.MODEL_DIR),
+            "indexes": _du(build.generation_dir(self.index_dir, generation)),
+            "catalog": sum(_du(p) for p in self.index_dir.glob("catalog.sqlite*")),
+        }
+        return {
+            **status,
             "settings": self.settings.as_dict(),
             "bytes": sizes,
             "bytes_per_image": {k: (v / ok if ok else 0.0) for k, v in sizes.items()},

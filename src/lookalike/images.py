@@ -205,6 +205,23 @@ def source_size(
     return image_size(source)
 
 
+def sniff(data: bytes, label: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """The format of encoded image `data` ('JPEG', 'PNG', ...), judged from its content (not
+    its name) by reading its header only.
+
+    Raises:
+        ImageError: the data is not an image Pillow can decode, or has more than
+            `max_pixels` pixels.
+    """
+    if len(data) == 0:
+        raise ImageError(label, "empty data (0 bytes)")
+    with io.BytesIO(data) as f:
+        img = _open_pil(f, label)
+        with img:
+            _check_size(*img.size, label, max_pixels)
+            return str(img.format)
+
+
 def _upright_size(img: Image.Image, label: str) -> tuple[int, int]:
     width, height = img.size
     # Image.Image.getexif, not the subclass's: PngImageFile.getexif
@@ -337,12 +354,7 @@ def _decode(
     """Decode an opened (possibly not yet loaded) image to (H, W, 3) uint8."""
     width, height = img.size
     fmt = img.format or "image"
-    if width <= 0 or height <= 0:
-        raise ImageError(label, f"image has zero size ({width}x{height})")
-    pixels = width * height
-    if pixels > max_pixels:
-        size = f"{width}x{height} = {_mpx(pixels)} Mpx"
-        raise ImageError(label, f"image is {size}, over the {_mpx(max_pixels)} Mpx limit")
+    _check_size(width, height, label, max_pixels)
 
     target = _target_size(width, height, max_side)  # in stored (not yet rotated) coordinates
     box: tuple[float, float, float, float] | None = None
@@ -357,7 +369,8 @@ def _decode(
 
     try:
         # ImageFile.LOAD_TRUNCATED_IMAGES is left False: a short file fails here.
-        limit = _pil_bomb_check_off() if _over_pil_limit(pixels) else contextlib.nullcontext()
+        big = _over_pil_limit(width * height)
+        limit = _pil_bomb_check_off() if big else contextlib.nullcontext()
         with limit:
             img.load()
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ...
@@ -607,6 +620,15 @@ def _over_pil_limit(pixels: int) -> bool:
 
 
 # --------------------------------------------------------------------------- reasons
+
+
+def _check_size(width: int, height: int, label: str, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(label, f"image has zero size ({width}x{height})")
+    pixels = width * height
+    if pixels > max_pixels:
+        size = f"{width}x{height} = {_mpx(pixels)} Mpx"
+        raise ImageError(label, f"image is {size}, over the {_mpx(max_pixels)} Mpx limit")
 
 
 def _mpx(pixels: int) -> str:

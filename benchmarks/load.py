@@ -1,0 +1,181 @@
+"""Load test of `lookalike serve`: concurrent clients upload query images to /api/search.
+
+    .venv/bin/python benchmarks/load.py [--clients 16] [--seconds 60] [--corrupt 0.1]
+
+Serves the cached Holidays index (`lookalike eval holidays` makes it) in a separate process,
+then `--clients` clients, each waiting for its answer before sending the next, upload Holidays
+query photographs as they are stored (full size JPEGs), a `--corrupt` fraction of them damaged
+(truncated, bytes flipped, or not an image at all). Reports throughput, p50/p99 latency of the
+searches, the server's peak memory, how many answers were 5xx (there must be none), that every
+damaged upload got a 400, and how often the first hit was a relevant image. Client and server
+share the machine's cores, as they would on one host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from common import PeakRss, lookalike_cmd, machine, median, percentile, save_result
+from lookalike.collection import Collection
+from lookalike.evaluate import holidays
+from lookalike.evaluate.run import default_index_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def damaged(data: bytes, rng: np.random.Generator) -> bytes:
+    """A broken upload: cut short, scrambled in the middle, or not an image."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return data[: int(len(data) * rng.uniform(0.05, 0.6))]
+    if kind == 1:
+        noisy = bytearray(data)
+        start = int(len(noisy) * 0.02)
+        noisy[start : start + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+        return bytes(noisy[: int(len(noisy) * 0.5)])
+    return b"<html><body>404 not found</body></html>"
+
+
+def start_server(root: Path, index: Path, port: int) -> subprocess.Popen[bytes]:
+    cmd = [*lookalike_cmd(), "serve", str(root), "--index", str(index), "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("the server did not start within 300 s")
+
+
+async def client(
+    url: str,
+    uploads: list[tuple[str, bytes, bool]],
+    relevant: dict[str, set[str]],
+    start: int,
+    stop_at: float,
+    log: list[dict[str, Any]],
+) -> None:
+    async with httpx.AsyncClient(timeout=120) as http:
+        n = start
+        while time.monotonic() < stop_at:
+            name, data, broken = uploads[n % len(uploads)]
+            n += 1
+            t = time.perf_counter()
+            response = await http.post(
+                f"{url}/api/search",
+                files={"image": (Path(name).name, data, "image/jpeg")},
+                data={"k": "10"},
+            )
+            seconds = time.perf_counter() - t
+            entry = {"broken": broken, "status": response.status_code, "seconds": seconds}
+            if response.status_code == 200:
+                hits = response.json()["hits"]
+                others = [h["path"] for h in hits if h["path"] != name]  # it is indexed too
+                entry["right"] = bool(others) and others[0] in relevant[name]
+            log.append(entry)
+
+
+async def hammer(
+    url: str,
+    uploads: list[tuple[str, bytes, bool]],
+    relevant: dict[str, set[str]],
+    clients: int,
+    seconds: float,
+) -> tuple[list[dict[str, Any]], float]:
+    log: list[dict[str, Any]] = []
+    t = time.monotonic()
+    stop_at = t + seconds
+    step = max(1, len(uploads) // clients)
+    await asyncio.gather(
+        *(client(url, uploads, relevant, i * step, stop_at, log) for i in range(clients))
+    )
+    return log, time.monotonic() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--corrupt", type=float, default=0.1, help="fraction of damaged uploads")
+    args = parser.parse_args()
+
+    rset = holidays()
+    index = default_index_dir(rset)
+    collection = Collection.create(rset.root, index=index)
+    collection.index(workers=2)  # the cached index, up to date
+    rng = np.random.default_rng(0)
+    uploads, relevant = [], {}
+    for query in sorted(rset.queries):
+        data = rset.path(query).read_bytes()
+        broken = bool(rng.random() < args.corrupt)
+        uploads.append((query, damaged(data, rng) if broken else data, broken))
+        relevant[query] = set(rset.queries[query])
+    order = rng.permutation(len(uploads))
+    uploads = [uploads[i] for i in order]
+
+    port = free_port()
+    server = start_server(rset.root, index, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with PeakRss(server.pid, every=0.2) as peak:
+            # warm up: the model and the index are loaded by the first search
+            asyncio.run(hammer(url, uploads[:4], relevant, 2, 1))
+            log, wall = asyncio.run(hammer(url, uploads, relevant, args.clients, args.seconds))
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    searches = [e for e in log if not e["broken"]]
+    answered = [e for e in searches if e["status"] == 200]
+    broken = [e for e in log if e["broken"]]
+    latencies = [e["seconds"] for e in answered]
+    results = {
+        "machine": machine(),
+        "command": f"python benchmarks/load.py --clients {args.clients} "
+        f"--seconds {args.seconds:g} --corrupt {args.corrupt:g}",
+        "collection_images": len(collection.images()),
+        "clients": args.clients,
+        "seconds": round(wall, 1),
+        "requests": len(log),
+        "searches": len(answered),
+        "searches_per_second": round(len(answered) / wall, 2),
+        "p50_seconds": round(median(latencies), 3),
+        "p99_seconds": round(percentile(latencies, 99), 3),
+        "server_errors": sum(e["status"] >= 500 for e in log),
+        "failed_searches": len(searches) - len(answered),
+        "damaged_uploads": len(broken),
+        "damaged_refused_400": sum(e["status"] == 400 for e in broken),
+        "first_hit_relevant": round(np.mean([e["right"] for e in answered]), 3)
+        if answered
+        else None,
+        "server_peak_rss_mib": round(peak.bytes / 2**20),
+        "cores": os.cpu_count(),
+    }
+    path = save_result("load", results)
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2))
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()

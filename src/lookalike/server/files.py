@@ -1,0 +1,119 @@
+"""The server's file handling: uploads saved into the collection, originals served from inside
+it only, cached thumbnails, and deleted images moved to a trash folder (never destroyed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import unicodedata
+from pathlib import Path
+
+from PIL import Image
+
+from lookalike.images import ImageError, load_image, sniff
+
+UPLOAD_DIR = "uploads"
+"""Where uploaded images go, under the collection root, in one folder a day."""
+TRASH_DIR = "trash"
+"""Where deleted images go, under the index folder (the index never scans it)."""
+THUMB_DIR = "thumbs"
+
+EXTENSION_OF = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "TIFF": ".tif",
+    "BMP": ".bmp",
+}
+"""Formats taken as uploads (sniffed from the content) and the extension each is saved with."""
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".bmp": "image/bmp",
+}
+
+
+class UnsafePath(Exception):
+    """A path that would leave the collection root."""
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, resolved (symbolic links followed), refusing anything that ends up
+    outside `root`."""
+    base = root.resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base) or path == base:
+        raise UnsafePath(f"{relative!r} is outside the collection")
+    return path
+
+
+def check_upload(data: bytes, name: str) -> str:
+    """The extension to save an upload with, from its content; ImageError when it is not an
+    image format the collection takes."""
+    fmt = sniff(data, name)
+    extension = EXTENSION_OF.get(fmt.upper())
+    if extension is None:
+        raise ImageError(name, f"{fmt} images are not taken as uploads")
+    return extension
+
+
+def safe_name(name: str, extension: str, limit: int = 80) -> str:
+    """A file name from an uploaded one: no folders, no control or odd characters, the
+    extension matching the content."""
+    stem = Path(name.replace("\\", "/").split("/")[-1]).stem
+    stem = unicodedata.normalize("NFC", stem)
+    stem = re.sub(r"[^\w\-. ]+", "_", stem).strip(" ._")[:limit]
+    return f"{stem or 'upload'}{extension}"
+
+
+def save_upload(root: Path, data: bytes, name: str, extension: str) -> str:
+    """Write an upload under `root/uploads/YYYY-MM-DD/`, never over an existing file; returns
+    its path relative to `root`. The bytes go to a hidden partial file first, renamed when
+    complete, so an index run scanning the folder never sees half a file."""
+    folder = root / UPLOAD_DIR / time.strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = safe_name(name, extension)
+    stem, suffix = os.path.splitext(wanted)
+    partial = folder / f".{stem}.{os.getpid()}.{time.monotonic_ns()}.part"
+    partial.write_bytes(data)
+    for n in range(10_000):
+        target = folder / (wanted if n == 0 else f"{stem}-{n}{suffix}")
+        try:
+            os.link(partial, target)  # fails if the name is taken: no overwrite race
+        except FileExistsError:
+            continue
+        partial.unlink()
+        return target.relative_to(root).as_posix()
+    partial.unlink()
+    raise FileExistsError(f"too many uploads named {wanted} today")
+
+
+def move_to_trash(root: Path, index_dir: Path, relative: str) -> Path:
+    """Move an image out of the collection into the index folder's trash, keeping its path."""
+    source = inside(root, relative)
+    target = index_dir / TRASH_DIR / time.strftime("%Y%m%d-%H%M%S") / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    return target
+
+
+def thumbnail(source: Path, cache: Path, key: str, size: int) -> Path:
+    """A JPEG no larger than `size` on either side, made once and kept in `cache` under a name
+    that changes with `key` (the image's content hash)."""
+    path = cache / f"{key}-{size}.jpg"
+    if path.is_file():
+        return path
+    pixels = load_image(source, max_side=size)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.part")
+    Image.fromarray(pixels).save(partial, "JPEG", quality=85)
+    os.replace(partial, path)
+    return path

@@ -1,0 +1,256 @@
+"""The web page in a real browser (headless Chromium driven by Playwright) against the API
+served over the indexed demo collection: query, region, side-by-side view, keyboard and a
+narrow screen."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from lookalike.collection import Collection
+from lookalike.demo import DemoCollection
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 90_000  # searches run a CNN on the CPU, next to whatever else the machine runs
+ORIGINAL = "originals/chelsea.jpg"
+EXIF_ORIENTATION = 0x0112
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true, when the browser cannot run here."""
+    message = f"browser test needs {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def sync_api() -> Any:
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _unavailable("the playwright package (pip install playwright)")
+    if not CHROMIUM.is_file():
+        _unavailable(f"Chromium at {CHROMIUM}")
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def server_url(demo_collection: Collection) -> Iterator[str]:
+    """The API and page over the demo collection, served by uvicorn on a free port."""
+    import uvicorn
+
+    from lookalike.server.app import ServerSettings, create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(demo_collection, ServerSettings())
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def make_query(demo: DemoCollection, folder: Path) -> tuple[Path, tuple[int, int]]:
+    """A new view of `ORIGINAL` — cropped, turned 8 degrees, shrunk — saved as a JPEG whose
+    pixels are stored on their side with EXIF orientation 6, so that it is upright only when
+    the orientation is applied. Returns the path and the (width, height) as seen."""
+    with Image.open(demo.root / ORIGINAL) as source:
+        image = source.convert("RGB")
+    w, h = image.size
+    image = image.crop((int(0.08 * w), int(0.06 * h), int(0.94 * w), int(0.92 * h)))
+    fill = tuple(int(v) for v in np.asarray(image).reshape(-1, 3).mean(axis=0))
+    image = image.rotate(8, resample=Image.Resampling.BICUBIC, fillcolor=fill)
+    image = image.resize(
+        (int(image.width * 0.85), int(image.height * 0.85)), Image.Resampling.LANCZOS
+    )
+    seen = image.size
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # "rotate 90 degrees clockwise to display"
+    path = folder / "query, chélsea (turned).jpg"
+    image.transpose(Image.Transpose.ROTATE_90).save(path, quality=90, exif=exif)
+    with Image.open(path) as check:
+        assert ImageOps.exif_transpose(check).size == seen
+    return path, seen
+
+
+def wait_for_search(page: Any, count: int) -> None:
+    """Until the page has rendered its `count`-th search answer."""
+    page.wait_for_function(
+        "n => { const r = document.querySelector('#results');"
+        " return r.dataset.state === 'done' && Number(r.dataset.search) >= n; }",
+        arg=count,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def hit_paths(page: Any) -> list[str]:
+    return page.locator("#results .hit").evaluate_all("cards => cards.map(c => c.dataset.path)")
+
+
+CANVAS_SPREAD = """c => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const seen = new Set();
+  for (let i = 0; i < d.length; i += 4 * 97) {
+    seen.add(((d[i] >> 3) << 10) | ((d[i + 1] >> 3) << 5) | (d[i + 2] >> 3));
+  }
+  return {width: c.width, height: c.height, colours: seen.size};
+}"""
+
+
+def test_web_page_searches_compares_and_adapts(
+    sync_api: Any,
+    server_url: str,
+    demo: DemoCollection,
+    tmp_path: Path,
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    same_scene = {ORIGINAL} | {
+        copy for copy, original in demo.originals.items() if original == ORIGINAL
+    }
+    query, (seen_w, seen_h) = make_query(demo, tmp_path)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server_url + "/")
+            expect(page.locator("#status")).to_contain_text(f"{len(demo.images)} images")
+
+            # a new query image searches at once; the scene's original (or a copy of it) is first
+            page.set_input_files("#query-file", str(query))
+            wait_for_search(page, 1)
+            results = page.locator("#results")
+            assert results.get_attribute("data-query-size") == f"{seen_w},{seen_h}"
+            assert results.get_attribute("data-region") == ""
+            first = hit_paths(page)
+            assert first and first[0] in same_scene, first[:5]
+            expect(page.locator("#message")).to_be_hidden()
+
+            # a box drawn on the query (shown upright) is sent in the image's pixels as seen
+            canvas = page.locator("#query-area canvas")
+            box = canvas.bounding_box()
+            assert box is not None and box["width"] > 100
+            page.mouse.move(box["x"] + 0.15 * box["width"], box["y"] + 0.10 * box["height"])
+            page.mouse.down()
+            page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"], steps=5)
+            page.mouse.move(
+                box["x"] + 0.85 * box["width"], box["y"] + 0.90 * box["height"], steps=5
+            )
+            page.mouse.up()
+            page.click("#search-region")
+            wait_for_search(page, 2)
+            x, y, w, h = (float(v) for v in results.get_attribute("data-region").split(","))
+            expected = (0.15 * seen_w, 0.10 * seen_h, 0.70 * seen_w, 0.80 * seen_h)
+            assert np.allclose((x, y, w, h), expected, atol=0.02 * max(seen_w, seen_h)), (
+                (x, y, w, h),
+                expected,
+            )
+            region_hits = hit_paths(page)
+            assert region_hits and region_hits[0] in same_scene, region_hits[:5]
+
+            # clicking the first hit opens the side-by-side view, drawn with its matches
+            hit = page.locator("#results .hit").first
+            assert hit.locator(".inliers").count() == 1, "the first hit should be verified"
+            hit.click()
+            dialog = page.locator("#compare")
+            expect(dialog).to_be_visible()
+            compare = page.locator("#compare-canvas")
+            expect(compare).to_have_attribute("data-drawn", "true")
+            assert int(compare.get_attribute("data-lines")) > 0
+            drawn = compare.evaluate(CANVAS_SPREAD)
+            assert drawn["width"] > 200 and drawn["height"] > 100 and drawn["colours"] > 200, drawn
+            screenshot = tmp_path / "browser.png"
+            page.screenshot(path=str(screenshot))
+            assert screenshot.is_file()
+            with Image.open(screenshot) as shot:
+                assert shot.size == (1280, 900)
+            page.click("#compare-close")
+            expect(dialog).to_be_hidden()
+
+            # keyboard: Enter on a focused result opens it, Escape closes it, focus comes back
+            second = page.locator("#results .hit").nth(1)
+            second.focus()
+            page.keyboard.press("Enter")
+            expect(dialog).to_be_visible()
+            expect(page.locator("#compare-close")).to_be_focused()
+            expect(compare).to_have_attribute("data-drawn", "true")
+            page.keyboard.press("Escape")
+            expect(dialog).to_be_hidden()
+            expect(second).to_be_focused()
+            # Tab from a result reaches its "Find similar" button, which searches by id
+            page.keyboard.press("Tab")
+            similar = second.locator(".find-similar")
+            expect(similar).to_be_focused()
+            page.keyboard.press("Enter")
+            wait_for_search(page, 3)
+            by_id = hit_paths(page)
+            assert by_id and by_id[0] in same_scene, by_id[:5]
+
+            # an image the browser shows but the server cannot read: the API's error is shown
+            svg = tmp_path / "drawing.svg"
+            svg.write_text(
+                '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30">'
+                '<rect width="40" height="30" fill="teal"/></svg>'
+            )
+            page.set_input_files("#query-file", str(svg))
+            expect(page.locator("#results")).to_have_attribute("data-state", "error")
+            alert = page.get_by_role("alert")
+            expect(alert).to_be_visible()
+            expect(alert).to_contain_text("HTTP 4")
+            assert not errors, errors
+            page.close()
+
+            # a narrow screen: one column of results, nothing wider than the screen
+            narrow = browser.new_page(viewport={"width": 360, "height": 740})
+            narrow.goto(server_url + "/")
+            narrow.set_input_files("#query-file", str(query))
+            wait_for_search(narrow, 1)
+            cards = narrow.locator("#results .hit")
+            a, b = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+            assert a is not None and b is not None
+            assert abs(a["x"] - b["x"]) < 1 and b["y"] >= a["y"] + a["height"] - 1, (a, b)
+            assert narrow.evaluate("document.documentElement.scrollWidth") <= 360
+            cards.nth(0).focus()
+            narrow.keyboard.press(" ")
+            expect(narrow.locator("#compare")).to_be_visible()
+            expect(narrow.locator("#compare-canvas")).to_have_attribute("data-drawn", "true")
+            narrow_canvas = narrow.locator("#compare-canvas").bounding_box()
+            assert narrow_canvas is not None and narrow_canvas["width"] <= 360
+            narrow.screenshot(path=str(tmp_path / "browser-narrow.png"))
+            narrow.keyboard.press("Escape")
+            expect(narrow.locator("#compare")).to_be_hidden()
+        finally:
+            browser.close()

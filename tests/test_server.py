@@ -1,0 +1,363 @@
+"""The HTTP API (`lookalike serve`), through FastAPI's test client, on a copy of the demo
+collection: search, images, add, delete, jobs, status, security and errors."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from lookalike.collection import Collection
+from lookalike.demo import DemoCollection
+from lookalike.images import load_image
+from lookalike.server import ServerSettings, create_app
+from lookalike.server.files import UnsafePath, inside, safe_name
+from lookalike.server.jobs import Jobs
+
+ORIGINAL = "originals/chelsea.jpg"
+
+
+def jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def a_new_photo_of(demo: DemoCollection, path: str = ORIGINAL) -> bytes:
+    """A copy no file of the collection is: the whole original, smaller and a little darker."""
+    pixels = load_image(demo.root / path)
+    h, w = pixels.shape[:2]
+    smaller = np.asarray(Image.fromarray(pixels).resize((w * 4 // 5, h * 4 // 5)))
+    return jpeg((smaller * 0.85).astype(np.uint8), quality=75)
+
+
+def same_photo(demo: DemoCollection, path: str) -> bool:
+    """Whether `path` is the original chelsea or one of its copies."""
+    return path == ORIGINAL or demo.originals.get(path) == ORIGINAL
+
+
+@pytest.fixture(scope="module")
+def served(
+    demo: DemoCollection, demo_collection: Collection, tmp_path_factory: pytest.TempPathFactory
+) -> Collection:
+    """A copy of the indexed demo collection (index inside), which these tests may change."""
+    root = tmp_path_factory.mktemp("served") / "demo copy"
+    shutil.copytree(demo.root, root, symlinks=True)
+    return Collection.open(root)
+
+
+@pytest.fixture(scope="module")
+def client(served: Collection) -> Iterator[TestClient]:
+    with TestClient(create_app(served, ServerSettings())) as test_client:
+        yield test_client
+
+
+def search(client: TestClient, data: bytes | None = None, **fields: Any) -> Any:
+    upload = {"image": ("query.jpg", data, "image/jpeg")} if data is not None else None
+    return client.post("/api/search", files=upload, data={k: str(v) for k, v in fields.items()})
+
+
+def test_an_uploaded_photo_finds_its_own_first_with_the_matched_points(
+    client: TestClient, demo: DemoCollection
+) -> None:
+    response = search(client, a_new_photo_of(demo), k=5)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["query"]["region"] is None and body["query"]["width"] > 0
+    first = body["hits"][0]
+    assert first["rank"] == 1 and len(body["hits"]) == 5
+    assert all(same_photo(demo, hit["path"]) for hit in body["hits"][:3])
+    assert first["inliers"] >= 20 and len(first["matches"]["query"]) == first["inliers"]
+    assert len(first["matches"]["image"]) == first["inliers"] and len(first["box"]) == 4
+    assert (first["width"], first["height"]) == Image.open(demo.root / first["path"]).size
+    assert first["thumb_url"] == f"/api/images/{first['id']}/thumb"
+    assert first["image_url"] == f"/api/images/{first['id']}"
+
+
+def test_a_region_is_searched_alone(client: TestClient, demo: DemoCollection) -> None:
+    query = a_new_photo_of(demo)
+    w, h = Image.open(io.BytesIO(query)).size
+    region = (w * 0.2, h * 0.2, w * 0.6, h * 0.6)
+    body = search(client, query, region=",".join(f"{v:g}" for v in region), k=3).json()
+    assert body["query"]["region"] == pytest.approx(list(region))
+    first = body["hits"][0]
+    assert same_photo(demo, first["path"])
+    xs = [x for x, _ in first["matches"]["query"]]  # every match lies in the region
+    assert min(xs) >= region[0] - 1 and max(xs) <= region[0] + region[2] + 1
+
+
+def test_an_indexed_image_is_searched_by_id(client: TestClient) -> None:
+    listed = client.get("/api/images", params={"limit": 500}).json()
+    ids = {image["path"]: image["id"] for image in listed["images"]}
+    assert listed["total"] == len(ids)
+    body = search(client, id=ids[ORIGINAL], k=3).json()
+    assert body["query"]["id"] == ids[ORIGINAL] and body["hits"][0]["path"] == ORIGINAL
+
+
+@pytest.mark.parametrize(
+    ("fields", "data", "status", "says"),
+    [
+        ({}, None, 400, "either an image"),
+        ({"id": 1}, b"x", 400, "either an image"),
+        ({}, b"\xff\xd8\xff\xe0 truncated", 400, "query.jpg"),
+        ({}, b"<html><body>not a photo</body></html>", 400, "looks like HTML"),
+        ({"id": 987654}, None, 404, "987654"),
+        ({"id": "seven"}, None, 422, "id"),
+        ({"k": 0}, b"x", 422, "k"),
+        ({"region": "1,2,3"}, b"x", 400, "x,y,w,h"),
+        ({"region": "0,0,-5,10"}, b"x", 400, "positive size"),
+    ],
+)
+def test_bad_searches_get_a_json_error_that_says_why(
+    client: TestClient,
+    demo: DemoCollection,
+    fields: dict[str, Any],
+    data: bytes | None,
+    status: int,
+    says: str,
+) -> None:
+    if data == b"x":  # a valid image, so that only the field is wrong
+        data = (demo.root / ORIGINAL).read_bytes()
+    response = search(client, data, **fields)
+    assert response.status_code == status, response.text
+    assert says in response.json()["error"]
+
+
+def test_an_unknown_mode_is_a_client_error(client: TestClient, demo: DemoCollection) -> None:
+    response = search(client, (demo.root / ORIGINAL).read_bytes(), mode="telepathy")
+    assert response.status_code == 400 and "telepathy" in response.json()["error"]
+
+
+def test_uploads_over_the_size_limit_are_refused(served: Collection, demo: DemoCollection) -> None:
+    with TestClient(create_app(served, ServerSettings(max_upload_bytes=1000))) as small:
+        response = search(small, (demo.root / ORIGINAL).read_bytes())
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_originals_and_thumbnails_are_served(client: TestClient, demo: DemoCollection) -> None:
+    image = client.get("/api/images", params={"limit": 1}).json()["images"][0]
+    original = client.get(image["image_url"])
+    assert original.status_code == 200
+    assert original.content == (demo.root / image["path"]).read_bytes()
+    assert original.headers["content-type"] == "image/jpeg"
+    assert original.headers["x-content-type-options"] == "nosniff"
+    for size in (64, 256):
+        thumb = client.get(image["thumb_url"], params={"size": size})
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert max(Image.open(io.BytesIO(thumb.content)).size) <= size
+    again = client.get(image["thumb_url"], params={"size": 64})  # from the cache
+    assert again.content == client.get(image["thumb_url"], params={"size": 64}).content
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/images/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/images/../../etc/passwd",
+        "/api/images/1/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ],
+)
+def test_no_path_leaves_the_collection(client: TestClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code in (404, 405, 422), (url, response.status_code)
+    assert "root:" not in response.text
+    assert "error" in response.json() or "detail" not in response.text
+
+
+def test_paths_through_links_out_of_the_root_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    (root / "sub" / "ok.jpg").write_bytes(b"x")
+    (root / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    assert inside(root, "sub/ok.jpg") == (root / "sub" / "ok.jpg").resolve()
+    for bad in ("../secret.jpg", "link.jpg", "sub/../../secret.jpg", "/etc/passwd", "."):
+        with pytest.raises(UnsafePath):
+            inside(root, bad)
+
+
+def test_upload_names_are_made_safe() -> None:
+    assert safe_name("../../etc/passwd.jpg", ".jpg") == "passwd.jpg"
+    assert safe_name("C:\\Users\\me\\holiday photo.PNG", ".png") == "holiday photo.png"
+    assert safe_name("bad\nname<script>.jpg", ".jpg") == "bad_name_script.jpg"
+    assert safe_name("...", ".webp") == "upload.webp"
+    assert safe_name("photo.gif", ".jpg") == "photo.jpg"  # the extension follows the content
+
+
+def test_added_images_are_indexed_in_a_job_and_found_by_the_next_search(
+    client: TestClient, served: Collection, demo: DemoCollection
+) -> None:
+    before = client.get("/api/status").json()
+    new = jpeg(np.asarray(load_image(demo.root / "originals/astronaut.jpg"))[::-1].copy())
+    response = client.post(
+        "/api/images",
+        files=[
+            ("files", ("upside down.jpg", new, "image/jpeg")),
+            ("files", ("fake.jpg", b"PK\x03\x04 zipped", "image/jpeg")),
+            ("files", ("notes.txt", b"just some text", "text/plain")),
+        ],
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert len(body["saved"]) == 1 and body["saved"][0].endswith("/upside down.jpg")
+    assert body["saved"][0].startswith("uploads/")
+    reasons = {r["name"]: r["reason"] for r in body["rejected"]}
+    assert "zip" in reasons["fake.jpg"] and "text" in reasons["notes.txt"]
+    assert body["job"]["state"] in ("queued", "running")
+    job = wait_for(client, body["job"]["id"])
+    assert job["state"] == "done" and job["report"]["added"] == 1, job
+    assert job["total"] > 0 and job["stage"]
+    after = client.get("/api/status").json()
+    assert after["images"] == before["images"] + 1
+    assert after["generation"] > before["generation"]
+    hits = search(client, new, k=1).json()["hits"]  # no restart: the new generation is read
+    assert hits[0]["path"] == body["saved"][0]
+
+
+def test_a_deleted_image_leaves_the_index_and_goes_to_the_trash(
+    client: TestClient, served: Collection
+) -> None:
+    listed = client.get("/api/images", params={"limit": 500}).json()["images"]
+    victim = next(i for i in listed if i["path"].startswith("copies/"))
+    response = client.delete(f"/api/images/{victim['id']}")
+    assert response.status_code == 202 and response.json()["removed"] == victim["path"]
+    job = wait_for(client, response.json()["job"]["id"])
+    assert job["state"] == "done" and job["report"]["removed"] == 1
+    assert not (served.root / victim["path"]).exists()
+    trashed = list((served.index_dir / "trash").rglob(Path(victim["path"]).name))
+    assert len(trashed) == 1  # kept, not destroyed
+    assert client.get(victim["image_url"]).status_code == 404
+    paths = [i["path"] for i in client.get("/api/images", params={"limit": 500}).json()["images"]]
+    assert victim["path"] not in paths
+    assert client.delete(f"/api/images/{victim['id']}").status_code == 404
+
+
+def test_unknown_jobs_are_404(client: TestClient) -> None:
+    response = client.get("/api/jobs/nope")
+    assert response.status_code == 404 and "nope" in response.json()["error"]
+
+
+def test_a_failing_job_reports_its_error() -> None:
+    jobs = Jobs()
+
+    def broken(progress: Any) -> dict[str, Any]:
+        progress("scan", 1, 4)
+        raise RuntimeError("the disk went away")
+
+    job = jobs.wait(jobs.submit("index", broken).id)
+    assert job.state == "failed" and job.error == "the disk went away"
+    assert (job.stage, job.done, job.total) == ("scan", 1, 4)
+    assert jobs.wait(jobs.submit("index", lambda progress: {"ok": 1}).id).report == {"ok": 1}
+    assert jobs.active() == 0
+
+
+def test_write_endpoints_need_the_token_when_the_server_has_one(
+    served: Collection, demo: DemoCollection
+) -> None:
+    settings = ServerSettings(token="s3cret")
+    photo = ("files", ("x.jpg", (demo.root / ORIGINAL).read_bytes(), "image/jpeg"))
+    with TestClient(create_app(served, settings)) as locked:
+        assert locked.get("/api/status").json()["token_required"] is True
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = locked.post("/api/images", files=[photo], headers=headers)
+            assert response.status_code == 401 and "token" in response.json()["error"]
+            assert locked.delete("/api/images/1", headers=headers).status_code == 401
+        assert search(locked, (demo.root / ORIGINAL).read_bytes()).status_code == 200
+        ok = locked.post("/api/images", files=[photo], headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 202
+        wait_for(locked, ok.json()["job"]["id"])
+
+
+def test_binding_beyond_loopback_requires_a_token() -> None:
+    with pytest.raises(ValueError, match="token"):
+        ServerSettings(host="0.0.0.0")
+    assert ServerSettings(host="0.0.0.0", token="t").token == "t"
+    assert ServerSettings(host="::1").token is None
+
+
+def test_a_crash_is_a_json_message_without_the_trace(
+    served: Collection, monkeypatch: pytest.MonkeyPatch, demo: DemoCollection
+) -> None:
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals at /home/someone")
+
+    app = create_app(served, ServerSettings())
+    monkeypatch.setattr(served, "search", explode)
+    with TestClient(app, raise_server_exceptions=False) as crashing:
+        response = search(crashing, (demo.root / ORIGINAL).read_bytes())
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (see the server log)"}
+
+
+def test_status_docs_and_page(client: TestClient) -> None:
+    status = client.get("/api/status").json()
+    assert status["images"] > 0 and status["generation"] >= 1 and status["model"]["id"]
+    assert {"failed", "failures", "last_run", "jobs", "max_upload_bytes"} <= set(status)
+    assert "root" not in status and "index" not in status
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/search", "/api/images", "/api/images/{image_id}", "/api/status"} <= set(paths)
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_a_folder_without_an_index_is_indexed_when_served(
+    tmp_path: Path, demo: DemoCollection
+) -> None:
+    root = tmp_path / "fresh"
+    (root / "a").mkdir(parents=True)
+    for name in ("chelsea", "astronaut", "coffee"):
+        shutil.copy(demo.root / f"originals/{name}.jpg", root / "a" / f"{name}.jpg")
+    with TestClient(create_app(Collection.create(root), ServerSettings())) as fresh:
+        assert fresh.get("/api/status").json()["jobs"] == 1
+        search(fresh, (root / "a/coffee.jpg").read_bytes())  # 503 or 200, never a crash
+        app_jobs = fresh.app.state.jobs  # type: ignore[attr-defined]
+        (only,) = [j for j in app_jobs._jobs.values()]
+        assert app_jobs.wait(only.id, timeout=600).state == "done"
+        hits = search(fresh, (root / "a/coffee.jpg").read_bytes(), k=1).json()["hits"]
+        assert hits[0]["path"] == "a/coffee.jpg"
+
+
+def wait_for(client: TestClient, job_id: str) -> dict[str, Any]:
+    app_jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    app_jobs.wait(job_id, timeout=600)
+    job = client.get(f"/api/jobs/{job_id}")
+    assert job.status_code == 200
+    return dict(job.json())
+
+
+def test_lookalike_serve_answers_over_http(served: Collection) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "lookalike.cli", "serve", str(served.root), "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, status = time.monotonic() + 120, None
+        while status is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert status is not None, server.stderr.read() if server.poll() is not None else "slow"
+        assert status["images"] > 0 and status["token_required"] is False
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in stderr
