@@ -361,3 +361,26 @@ def test_lookalike_serve_answers_over_http(served: Collection) -> None:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in stderr
+
+
+def test_verification_can_be_turned_down_per_request_or_for_the_server(
+    client: TestClient, served: Collection, demo: DemoCollection
+) -> None:
+    query = a_new_photo_of(demo)
+    hits = search(client, query, k=3, verify=0).json()["hits"]
+    assert same_photo(demo, hits[0]["path"])
+    assert all(h["inliers"] is None and h["matches"] is None for h in hits)
+    with TestClient(create_app(served, ServerSettings(verify=1))) as shallow:
+        hits = search(shallow, query, k=3).json()["hits"]
+    assert hits[0]["inliers"] is not None and hits[1]["inliers"] is None
+    with pytest.raises(ValueError, match="verify"):
+        ServerSettings(verify=-1)
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(served: Collection) -> None:
+    with TestClient(create_app(served, ServerSettings(max_upload_bytes=1000))) as small:
+        response = small.post(
+            "/api/search",
+            files={"image": ("big.jpg", b"\xff" * 3 * 2**20, "image/jpeg")},
+        )
+    assert response.status_code == 413 and "MiB limit" in response.json()["error"]

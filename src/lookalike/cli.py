@@ -537,6 +537,14 @@ def serve(
     search_threads: Annotated[
         int, typer.Option(help="Searches run at once (others queue); about one per core.")
     ] = 2,
+    verify: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Images each search verifies spatially, unless the request says (default: "
+            "the index's setting, 100). Fewer is faster; verified hits carry matched points.",
+        ),
+    ] = None,
 ) -> None:
     """Serve FOLDER over HTTP: the web page at /, the API under /api, its docs at /docs."""
     import secrets
@@ -559,6 +567,7 @@ def serve(
             token=token,
             max_upload_bytes=int(max_upload_mb * 2**20),
             search_threads=search_threads,
+            verify=verify,
         )
         collection = Collection.create(folder, index=index)
         application = create_app(collection, settings)

@@ -57,6 +57,8 @@ class Hit:
     """Spatial verification against the query (None when the hit was not verified)."""
     box: np.ndarray | None = None
     """(4, 2) corners, in the hit's pixels, of the query (or its region) mapped by the match."""
+    size: tuple[int, int] | None = None
+    """The image's (width, height) as seen (EXIF orientation applied)."""
 
     @property
     def abspath(self) -> Path:
@@ -78,6 +80,8 @@ class Hit:
             "inliers": self.inliers,
             "homography": None if matrix is None else np.round(matrix, 6).tolist(),
             "box": None if self.box is None else np.round(self.box, 1).tolist(),
+            "width": None if self.size is None else self.size[0],
+            "height": None if self.size is None else self.size[1],
         }
 
 
@@ -545,6 +549,7 @@ class Collection:
                     root=self.root,
                     match=match,
                     box=None if match is None else match.map_box(query_box),
+                    size=None if record is None else (record.width or 0, record.height or 0),
                 )
             )
         return hits
