@@ -573,7 +573,10 @@ def serve(
         application = create_app(collection, settings)
     except (FileNotFoundError, CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    err.print(f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)")
+    err.print(
+        f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)",
+        soft_wrap=True,
+    )
     # Searches run side by side, one core each: a BLAS or OpenMP pool per search would thrash
     # (matching the shortlist's features is 3 to 5 times slower with two threads each on two
     # cores). The libraries are loaded first, so that the limit reaches their pools.

@@ -7,10 +7,12 @@ hits = collection.search("query.jpg", k=10)
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -231,13 +233,35 @@ class Collection:
 
         Features are made durable every `shard_size` images (and every 30 s): a run that is
         killed loses at most that much work, and the next run carries on from there.
+
+        Raises:
+            DiskFull: the disk (or a file size limit) ran out; what is published stays as it
+                was, and a run with space again carries on.
         """
+        try:
+            return self._index(workers, refit, progress, shard_size)
+        except (OSError, sqlite3.OperationalError, CatalogError) as e:
+            if not _disk_full(e):
+                raise
+            raise DiskFull(
+                f"{self.index_dir}: the disk is full ({e}); the previous index is intact and "
+                "searchable. Free some space and run the index again: it carries on."
+            ) from e
+
+    def _index(
+        self,
+        workers: int,
+        refit: bool,
+        progress: ProgressCallback | None,
+        shard_size: int,
+    ) -> IndexReport:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         with writer_lock(self.index_dir), Catalog.open(self.index_dir) as catalog:
             paths = find_images(self.root, exclude_dirs=(INDEX_DIR_NAME,))
             index_inside = _inside(self.index_dir, self.root)
             files: dict[str, tuple[int, int]] = {}
+            unstorable: list[tuple[str, str]] = []  # names the catalog cannot hold
             for path in paths:
                 if index_inside and _inside(path, self.index_dir):
                     continue
@@ -245,7 +269,14 @@ class Collection:
                     st = path.stat()
                 except OSError:
                     continue  # deleted or unreadable mid-scan; the next run sees it
-                files[path.relative_to(self.root).as_posix()] = (st.st_size, st.st_mtime_ns)
+                rel = path.relative_to(self.root).as_posix()
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:  # bytes that are not UTF-8 in a POSIX file name
+                    shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+                    unstorable.append((shown, "file name is not valid UTF-8; rename the file"))
+                    continue
+                files[rel] = (st.st_size, st.st_mtime_ns)
             plan = catalog.plan(files)
             catalog.remove(plan.removed)
             touched = _same_bytes(catalog, self.root, plan.changed, files)
@@ -345,7 +376,7 @@ class Collection:
                 updated=[p for p in sorted(redone) if p not in failed_paths],
                 removed=plan.removed,
                 skipped=len(unchanged - redone),
-                failed=[(f.path, f.error or "") for f in failures] + unchanged_failed,
+                failed=[(f.path, f.error or "") for f in failures] + unchanged_failed + unstorable,
                 images=len(records),
                 model=model.origin,
                 model_fitted=fitted,
@@ -842,6 +873,21 @@ class Collection:
             "bytes": sizes,
             "bytes_per_image": {k: (v / ok if ok else 0.0) for k, v in sizes.items()},
         }
+
+
+class DiskFull(CatalogError):
+    """The index could not be written for want of space."""
+
+
+def _disk_full(e: BaseException) -> bool:
+    """Whether an error means no space: ENOSPC, EFBIG (a file size limit), EDQUOT, or SQLite's
+    own 'database or disk is full' (also as the catalog reports it)."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = str(e)
+    # numpy reports a short write as "N requested and M written", without an errno
+    short_write = isinstance(e, OSError) and "requested and" in text and "written" in text
+    return short_write or "disk is full" in text
 
 
 def _find_index_dir(path: Path, index: Path | None) -> Path:

@@ -16,6 +16,10 @@ from lookalike.settings import FeatureSettings
 
 logger = logging.getLogger("lookalike")
 
+_MIN_SIDE = 32
+"""Smallest side fed to the backbone: the EfficientNet-Lite 5x5 convolutions fail on the
+feature maps of a narrower input (a 1x20000 strip would otherwise crash the extraction)."""
+
 
 @dataclass(frozen=True)
 class ImageFeatures:
@@ -68,7 +72,7 @@ class Extractor:
         global_maps: list[torch.Tensor] = []
         strength_maps: list[torch.Tensor] = []
         for scale in s.scales:
-            size = (max(16, round(base_h * scale)), max(16, round(base_w * scale)))
+            size = (max(_MIN_SIDE, round(base_h * scale)), max(_MIN_SIDE, round(base_w * scale)))
             shrink = size[0] < height
             x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
             maps = self.model(x.contiguous(memory_format=torch.channels_last))
