@@ -111,9 +111,29 @@ def kill_during(root: Path, stage: str, rng: np.random.Generator, workers: int) 
             break
     time.sleep(float(rng.uniform(0.0, 0.25)))
     alive = child.poll() is None
+    workers = descendants(child.pid)
     child.send_signal(signal.SIGKILL)
     child.wait()
+    # its extraction workers end with it, not live on holding a network each
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived the killed run"
+        time.sleep(0.1)
     return last, alive
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid` (Linux /proc; empty elsewhere)."""
+    found, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            stack += children
+    return found
 
 
 def assert_consistent(root: Path, *, complete: bool = True) -> Collection:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -81,8 +82,21 @@ _worker_extras = Extras()
 
 def _init_worker(settings: FeatureSettings, weights: str | None, extras: Extras) -> None:
     global _worker_extractor, _worker_extras
+    _exit_with(os.getppid())
     _worker_extractor = Extractor(settings, weights=weights, threads=1)
     _worker_extras = extras
+
+
+def _exit_with(parent: int, every: float = 0.5) -> None:
+    """End this worker when `parent`, the index run, ends: a run killed with SIGKILL cannot
+    shut its pool down, and its workers would otherwise live on, each holding a network."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def extract_file(

@@ -106,16 +106,19 @@ def create_app(collection: Collection, settings: ServerSettings | None = None) -
     limiter = anyio.CapacityLimiter(settings.search_threads)
     app.state.collection, app.state.settings, app.state.jobs = collection, settings, jobs
 
-    def index_job() -> dict[str, Any]:
+    def index_job(workers: int = 1) -> dict[str, Any]:
+        """Queue an index run: in this process (`workers=1`) for the few files an upload or a
+        delete changes; a whole new collection gets a pool of worker processes (0)."""
+
         def work(progress: Any) -> dict[str, Any]:
             # a writer of its own: the served collection keeps answering meanwhile
             writer = Collection.open(collection.index_dir)
-            return writer.index(progress=progress).as_dict()
+            return writer.index(workers=workers, progress=progress).as_dict()
 
         return jobs.submit("index", work).as_dict()
 
     if collection.status()["generation"] == 0:
-        index_job()
+        index_job(workers=0)
 
     # --- errors: JSON with a message, never a traceback ------------------------------------
 
