@@ -384,3 +384,21 @@ def test_an_oversized_body_is_refused_before_it_is_read(served: Collection) -> N
             files={"image": ("big.jpg", b"\xff" * 3 * 2**20, "image/jpeg")},
         )
     assert response.status_code == 413 and "MiB limit" in response.json()["error"]
+
+
+def test_uploads_never_overwrite_even_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.server.files import save_upload
+
+    first = save_upload(tmp_path, b"one", "photo.jpg", ".jpg")
+    assert save_upload(tmp_path, b"two", "photo.jpg", ".jpg") == first.replace(".jpg", "-1.jpg")
+
+    def no_links(*args: Any) -> None:
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.link", no_links)
+    third = save_upload(tmp_path, b"three", "photo.jpg", ".jpg")
+    assert third == first.replace(".jpg", "-2.jpg")
+    assert [(tmp_path / p).read_bytes() for p in (first, third)] == [b"one", b"three"]
+    assert not list(tmp_path.rglob("*.part"))

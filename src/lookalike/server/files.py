@@ -90,6 +90,13 @@ def save_upload(root: Path, data: bytes, name: str, extension: str) -> str:
             os.link(partial, target)  # fails if the name is taken: no overwrite race
         except FileExistsError:
             continue
+        except OSError:  # no hard links here (FAT, some network file systems)
+            try:  # claim the name, then move the complete file onto it
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                continue
+            os.replace(partial, target)
+            return target.relative_to(root).as_posix()
         partial.unlink()
         return target.relative_to(root).as_posix()
     partial.unlink()
