@@ -11,12 +11,15 @@ read back: a query a method has already searched (in any earlier run, of any sam
 not searched again, so a killed run carries on, and `--queries 300` only adds the queries a
 smaller sample left out. `--methods` runs only those (e.g. `rootsift`, once the index has
 RootSIFT); the results hold every method logged for all the chosen queries. Query times are
-medians within each chunk, averaged.
+medians within each chunk, averaged. Ranks of the methods that verify are kept only while the
+second stage's settings are those they were logged with (a change re-runs those methods).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +33,7 @@ from lookalike.evaluate import RetrievalSet, data_root, holidays
 from lookalike.evaluate.peers import phash_collection
 from lookalike.evaluate.robustness import suite
 from lookalike.evaluate.robustness_run import (
+    LOOKALIKE_METHODS,
     RobustnessResult,
     combine,
     default_methods,
@@ -38,6 +42,7 @@ from lookalike.evaluate.robustness_run import (
     sample_queries,
 )
 from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
+from lookalike.settings import CNN_MODES
 
 
 def collection_and_view() -> tuple[Collection, RetrievalSet]:
@@ -67,23 +72,44 @@ def done_chunks(log: Path) -> list[dict]:
 LOGS = cache_root() / "bench-robustness"
 
 
-def logged(dataset: str) -> list[RobustnessResult]:
-    """Every chunk of every run in the cache, oldest run first."""
+def second_stage_key(collection: Collection) -> str:
+    """A short fingerprint of the second stage's settings (verification, retries): ranks
+    logged under another one are stale for the methods that verify."""
+    text = json.dumps(dataclasses.asdict(collection.settings.rerank), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def verifies(method: str) -> bool:
+    """Whether `method` runs the second stage (so its ranks depend on `second_stage_key`)."""
+    kwargs = LOOKALIKE_METHODS.get(method)
+    if kwargs is None or kwargs.get("verify") == 0:
+        return False
+    return kwargs.get("mode", "fused") in CNN_MODES
+
+
+def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:
+    """Every chunk of every run in the cache, oldest run first, less the ranks of methods that
+    verify when they were logged with another `second_stage` key."""
     transforms = tuple(suite())
     runs = sorted((p for p in LOGS.glob("q*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    return [
-        RobustnessResult(
-            dataset=dataset,
-            images=data["images"],
-            queries=tuple(data["queries"]),
-            transforms=transforms,
-            ranks=data["ranks"],
-            seconds=data["seconds"],
-        )
-        for run in runs
-        for log in sorted(run.glob("part-*.jsonl"))
-        for data in done_chunks(log)
-    ]
+    chunks = []
+    for run in runs:
+        for log in sorted(run.glob("part-*.jsonl")):
+            for data in done_chunks(log):
+                current = data.get("second_stage") == second_stage
+                ranks = {m: r for m, r in data["ranks"].items() if current or not verifies(m)}
+                if ranks:
+                    chunks.append(
+                        RobustnessResult(
+                            dataset=dataset,
+                            images=data["images"],
+                            queries=tuple(data["queries"]),
+                            transforms=transforms,
+                            ranks=ranks,
+                            seconds={m: v for m, v in data["seconds"].items() if m in ranks},
+                        )
+                    )
+    return chunks
 
 
 def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
@@ -92,9 +118,10 @@ def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
     collection, view = collection_and_view()
     wanted = methods or default_methods(collection)
     images = len(collection.images())
+    key = second_stage_key(collection)
     have = {
         (m, q)
-        for chunk in logged(view.name)
+        for chunk in logged(view.name, key)
         if chunk.images == images
         for m in chunk.methods
         for q in chunk.queries
@@ -106,6 +133,7 @@ def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
             view, collection, queries=todo[start : start + CHUNK], methods=wanted
         )
         line = {
+            "second_stage": key,
             "images": result.images,
             "queries": list(result.queries),
             "ranks": result.ranks,
@@ -159,7 +187,8 @@ def main() -> None:
         if process.wait() != 0:
             raise SystemExit(f"a part failed with exit code {process.returncode}")
     seconds = time.perf_counter() - t
-    chunks = [c for c in logged(view.name) if c.images == report.images]
+    key = second_stage_key(collection)
+    chunks = [c for c in logged(view.name, key) if c.images == report.images]
     result = combine(chunks, queries)
     plots = plot_families(result, RESULTS)
     results = {

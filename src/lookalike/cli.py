@@ -358,6 +358,15 @@ def search(
             help="Query expansion from the best verified hits (default: the index's setting).",
         ),
     ] = None,
+    retry: Annotated[
+        bool | None,
+        typer.Option(
+            "--retry/--no-retry",
+            help="When nothing verifies, look again at the query coarser and turned a quarter, "
+            "three quarters and a half (blurred, sideways or upside-down photographs). Default: "
+            "the index's setting (on).",
+        ),
+    ] = None,
     explain: Annotated[
         Path | None,
         typer.Option(
@@ -385,7 +394,14 @@ def search(
     t0 = time.perf_counter()
     try:
         hits = collection.search(
-            target, k=k, mode=mode, region=box, verify=verify, expand=expand, fuse=fused
+            target,
+            k=k,
+            mode=mode,
+            region=box,
+            verify=verify,
+            expand=expand,
+            fuse=fused,
+            retry=retry,
         )
     except ImageError as exc:
         raise _fail(str(exc)) from exc

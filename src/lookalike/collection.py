@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,12 +92,18 @@ class QueryDescription:
     """A query image described once, to be searched many ways (`Collection.search` takes it
     as its query): CNN features with positions in the query's pixels, classic descriptors by
     name, and the query's (width, height). Spatial verification outcomes are kept in `memo`,
-    so that searching it again verifies only images not verified before."""
+    so that searching it again verifies only images not verified before, and its second looks
+    (see `RerankSettings.retry`) are described once."""
 
     features: Any
     classic: dict[str, np.ndarray]
     size: tuple[int, int]
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the pixels described (a `QueryPixels`), kept for second looks (`RerankSettings.retry`);
+    # None for an indexed image searched with its stored features
+    pixels: Any = field(default=None, compare=False, repr=False)
+    # second looks described so far, by name: each one a description of its own
+    looks: dict[str, QueryDescription] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -527,6 +533,7 @@ class Collection:
         verify: int | None = None,
         expand: bool | None = None,
         fuse: tuple[str, ...] | None = None,
+        retry: bool | None = None,
     ) -> list[Hit]:
         """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, the
         id (int) of an indexed image (searched with its stored features; `exclude_self` drops
@@ -540,14 +547,16 @@ class Collection:
         verify: how many of the first stage's best to verify spatially (0: none); default from
             the collection's settings (100).
         expand: query expansion from the best verified hits; default from the settings (off).
+        retry: when nothing verifies, look again at the query image coarser and turned (see
+            `RerankSettings.retry`); default from the settings (on).
         """
         from lookalike.search.query import score, top_rows
         from lookalike.search.rerank import rerank
 
         settings = self._search_settings(mode, fuse)
-        second = self._rerank_settings(verify, expand)
+        second = self._rerank_settings(verify, expand, retry)
         loaded = self._generation()
-        features, classic, size, self_rows = self._query(
+        described, self_rows = self._query(
             loaded,
             query,
             region,
@@ -555,14 +564,27 @@ class Collection:
             classic=settings.classic,
             sift=settings.sift,
         )
-        scores = score(loaded, features, settings, self_rows, classic)
+        scores = score(loaded, described.features, settings, self_rows, described.classic)
         final, verified = scores.final, {}
-        if second.shortlist > 0 and features is not None:
+        if second.shortlist > 0 and described.features is not None:
             stored = _StoredImages(self.index_dir, loaded, self._records)
-            memo = query.memo if isinstance(query, QueryDescription) else None
-            reranked = rerank(loaded, features, scores, stored, settings, second, self_rows, memo)
+            reranked = rerank(
+                loaded, described.features, scores, stored, settings, second, self_rows,
+                described.memo,
+            )  # fmt: skip
+            if second.retry and _most_inliers(reranked.verified, self_rows) < second.min_inliers:
+                for look in self._second_looks(described):
+                    look_scores = score(loaded, look.features, settings, self_rows, look.classic)
+                    again = rerank(
+                        loaded, look.features, look_scores, stored, settings, second, self_rows,
+                        look.memo,
+                    )  # fmt: skip
+                    if _most_inliers(again.verified, self_rows) >= second.min_inliers:
+                        scores, reranked = look_scores, again
+                        break
             final, verified = reranked.final, reranked.verified
         rows = top_rows(final, k, self_rows if exclude_self else None)
+        size = described.size
         query_box = region or (0.0, 0.0, float(size[0]), float(size[1]))
         hits = []
         for rank, row in enumerate(rows, start=1):
@@ -677,11 +699,11 @@ class Collection:
         cnn: bool,
         classic: tuple[str, ...],
         sift: bool,
-    ) -> tuple[Any, dict[str, np.ndarray], tuple[int, int], np.ndarray | None]:
-        """(CNN features with positions in query pixels, when `cnn`; the `classic` descriptors,
-        and its RootSIFT features as 'rootsift' when `sift`; the query's (width, height); its
-        rows in `loaded`, the generation being searched, when it is an indexed image)."""
-        from lookalike.features import ImageFeatures, LocalFeatures
+    ) -> tuple[QueryDescription, np.ndarray | None]:
+        """(The query described: CNN features with positions in query pixels, when `cnn`; the
+        `classic` descriptors, and its RootSIFT features as 'rootsift' when `sift`; its (width,
+        height) and pixels; its rows in `loaded`, the generation being searched, when it is an
+        indexed image)."""
         from lookalike.features.classic import describe, rootsift
         from lookalike.images import source_size
         from lookalike.search.region import clip_region, query_pixels
@@ -694,7 +716,7 @@ class Collection:
             missing = [n for n in needed if n not in query.classic]
             if missing:
                 raise ValueError(f"the described query has no {missing[0]!r} descriptor")
-            return query.features if cnn else None, query.classic, query.size, None
+            return query if cnn else replace(query, features=None, pixels=None), None
         if isinstance(query, int | np.integer):
             record = self._records.get(int(query))
             if record is None:
@@ -718,7 +740,7 @@ class Collection:
                         self.index_dir, self.settings.sift, record.shard, record.row or 0
                     )
                 features = self.stored_features(int(query)) if cnn else None
-                return features, described, size, self_rows
+                return QueryDescription(features, described, size), self_rows
             query = self.root / record.path
         size = source_size(query)
         box = None if region is None else clip_region(region, size)
@@ -730,16 +752,25 @@ class Collection:
             sharp = query_pixels(query, size, self.settings.sift.max_side, box)
             described["rootsift"] = rootsift(sharp.image, self.settings.sift).desc
         if not cnn:
-            return None, described, size, self_rows
-        features = self.extractor().extract(pixels.image)
-        local = features.local
-        moved = LocalFeatures(
-            xy=pixels.to_query(local.xy),
-            scale=local.scale,
-            strength=local.strength,
-            desc=local.desc,
-        )
-        return ImageFeatures(moved, features.global_), described, size, self_rows
+            return QueryDescription(None, described, size), self_rows
+        features = _in_query(self.extractor().extract(pixels.image), pixels)
+        return QueryDescription(features, described, size, pixels=pixels), self_rows
+
+    def _second_looks(self, described: QueryDescription) -> Iterator[QueryDescription]:
+        """`described` read again each way of `search.retry.second_looks`, each described only
+        the first time it is asked for."""
+        from lookalike.search.retry import read, second_looks
+
+        pixels = described.pixels
+        if pixels is None:
+            return
+        for look in second_looks(self.settings.features.scales):
+            if look.name not in described.looks:
+                features = read(self.extractor().extract, pixels.image, look)
+                described.looks[look.name] = QueryDescription(
+                    _in_query(features, pixels), described.classic, described.size
+                )
+            yield described.looks[look.name]
 
     def images(self) -> list[tuple[int, str]]:
         """`(id, path)` of every searchable image, in the order of the index's rows."""
@@ -760,7 +791,7 @@ class Collection:
         the `classic` descriptors (default: those the index stores) and its RootSIFT features
         (`sift`; default: when the index has them)."""
         loaded = self._generation()
-        features, described, size, _ = self._query(
+        described, _ = self._query(
             loaded,
             query,
             region,
@@ -768,7 +799,7 @@ class Collection:
             classic=tuple(self.settings.classic.descriptors if classic is None else classic),
             sift=loaded.sift is not None if sift is None else sift,
         )
-        return QueryDescription(features=features, classic=described, size=size)
+        return described
 
     def _search_settings(self, mode: str | None, fuse: tuple[str, ...] | None) -> SearchSettings:
         settings = self.settings.search
@@ -782,7 +813,9 @@ class Collection:
             settings = replace(settings, fuse=tuple(fuse))
         return settings
 
-    def _rerank_settings(self, verify: int | None, expand: bool | None) -> RerankSettings:
+    def _rerank_settings(
+        self, verify: int | None, expand: bool | None, retry: bool | None = None
+    ) -> RerankSettings:
         second = self.settings.rerank
         if verify is not None:
             if verify < 0:
@@ -790,6 +823,8 @@ class Collection:
             second = replace(second, shortlist=verify)
         if expand is not None:
             second = replace(second, expand=expand)
+        if retry is not None:
+            second = replace(second, retry=retry)
         return second
 
     def stored_features(self, image_id: int) -> Any:
@@ -873,6 +908,24 @@ class Collection:
             "bytes": sizes,
             "bytes_per_image": {k: (v / ok if ok else 0.0) for k, v in sizes.items()},
         }
+
+
+def _in_query(features: Any, pixels: Any) -> Any:
+    """`features` (an `ImageFeatures`) read off `pixels` (a `QueryPixels`), with positions
+    moved to the query's own pixels."""
+    from lookalike.features import ImageFeatures, LocalFeatures
+
+    local = features.local
+    moved = LocalFeatures(
+        xy=pixels.to_query(local.xy), scale=local.scale, strength=local.strength, desc=local.desc
+    )
+    return ImageFeatures(moved, features.global_)
+
+
+def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -> int:
+    """The most inliers of any verified row other than `self_rows` (0 when none)."""
+    own = set() if self_rows is None else {int(r) for r in self_rows}
+    return max((v.inliers for row, v in verified.items() if row not in own), default=0)
 
 
 class DiskFull(CatalogError):

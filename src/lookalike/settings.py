@@ -147,6 +147,11 @@ class RerankSettings:
     `expand`: query expansion from the `expand_top` best verified images (at least
     `min_inliers`): alpha-QE (`expand_alpha`) on the global descriptor, and their ASMK scores
     averaged into the query's.
+
+    `retry`: when no image reaches `min_inliers`, a query image is described again, coarser
+    (blur, noise) and then turned a quarter, three quarters and a half (a photograph held
+    sideways or upside down), and searched each way until one verifies an image; that way's
+    ranking is returned. A query that matches nothing costs up to five searches.
     """
 
     shortlist: int = 100
@@ -161,6 +166,7 @@ class RerankSettings:
     expand: bool = False
     expand_top: int = 5
     expand_alpha: float = 3.0
+    retry: bool = True
 
     def __post_init__(self) -> None:
         if self.shortlist < 0 or self.match_dims < 0:

@@ -60,8 +60,9 @@ class Extractor:
         return max(1, round(height * factor)), max(1, round(width * factor))
 
     @torch.inference_mode()
-    def extract(self, image: np.ndarray) -> ImageFeatures:
-        """`image: (H, W, 3) uint8` RGB -> features; positions are in pixels of `image`."""
+    def extract(self, image: np.ndarray, scales: tuple[float, ...] | None = None) -> ImageFeatures:
+        """`image: (H, W, 3) uint8` RGB -> features; positions are in pixels of `image`.
+        `scales`: read it at these instead of the settings' scales."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         s = self.settings
@@ -71,7 +72,8 @@ class Extractor:
         local_maps: list[torch.Tensor] = []
         global_maps: list[torch.Tensor] = []
         strength_maps: list[torch.Tensor] = []
-        for scale in s.scales:
+        scales = s.scales if scales is None else scales
+        for scale in scales:
             size = (max(_MIN_SIDE, round(base_h * scale)), max(_MIN_SIDE, round(base_w * scale)))
             shrink = size[0] < height
             x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
@@ -81,7 +83,7 @@ class Extractor:
             if "strength" in maps:
                 strength_maps.append(maps["strength"])
         local = select_strongest(
-            local_maps, list(s.scales), (height, width), s.max_features, strength_maps or None
+            local_maps, list(scales), (height, width), s.max_features, strength_maps or None
         )
         global_ = multiscale_gem(global_maps, s.gem_p).numpy().astype(np.float32)
         return ImageFeatures(local=local, global_=global_)
