@@ -47,3 +47,41 @@ def test_unknown_names_list_the_allowed() -> None:
     with pytest.raises(ValueError, match="s16"):
         build_backbone("efficientnet_lite0", ["nope"])
     assert "efficientnet_lite0" in BACKBONES
+
+
+def test_bfloat16_features_agree_with_float32() -> None:
+    """The network in bfloat16 (the default where the processor has it natively) gives the
+    same strongest locations and nearly the same descriptors as in float32."""
+    from lookalike.features import Extractor, ImageFeatures
+    from lookalike.settings import FeatureSettings
+
+    settings = FeatureSettings(image_size=256, max_features=200)
+    image = data.astronaut()
+    exact = Extractor(settings, precision="float32").extract(image)
+    half = Extractor(settings, precision="bfloat16").extract(image)
+    assert half.local.desc.dtype == np.float32
+    assert float(exact.global_ @ half.global_) > 0.99
+
+    def by_place(features: ImageFeatures) -> dict[tuple[float, ...], np.ndarray]:
+        local = features.local
+        places = np.column_stack([local.xy, local.scale]).round(2).tolist()
+        return {tuple(p): d for p, d in zip(places, local.desc, strict=True)}
+
+    exact_by, half_by = by_place(exact), by_place(half)
+    shared = exact_by.keys() & half_by.keys()
+    assert len(shared) >= 0.85 * len(exact_by)
+    cosines = [float(exact_by[p] @ half_by[p]) for p in shared]
+    assert np.median(cosines) > 0.99
+
+
+def test_precision_comes_from_the_environment_and_unknown_names_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lookalike.features.extract import use_bfloat16
+
+    monkeypatch.setenv("LOOKALIKE_PRECISION", "bfloat16")
+    assert use_bfloat16()
+    assert not use_bfloat16("float32")
+    monkeypatch.setenv("LOOKALIKE_PRECISION", "float8")
+    with pytest.raises(ValueError, match="allowed: auto, float32, bfloat16"):
+        use_bfloat16()

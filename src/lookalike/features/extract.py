@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,26 @@ _MIN_SIDE = 32
 feature maps of a narrower input (a 1x20000 strip would otherwise crash the extraction)."""
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def use_bfloat16(precision: str | None = None) -> bool:
+    """Whether to run the network in bfloat16 for `precision` (None: `$LOOKALIKE_PRECISION`,
+    else 'auto'); an unknown name is an error naming the allowed."""
+    chosen = precision or os.environ.get("LOOKALIKE_PRECISION") or "auto"
+    if chosen not in PRECISIONS:
+        raise ValueError(f"unknown precision {chosen!r}; allowed: {', '.join(PRECISIONS)}")
+    return chosen == "bfloat16" or (chosen == "auto" and native_bfloat16())
+
+
+def native_bfloat16() -> bool:
+    """Whether this processor computes in bfloat16 natively (AVX-512 BF16 or AMX), where the
+    network runs about twice as fast in it as in float32."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 @dataclass(frozen=True)
 class ImageFeatures:
     """What is read off one image: `local` features and `global_: (G,) float32` (unit norm)."""
@@ -30,15 +51,28 @@ class ImageFeatures:
 
 
 class Extractor:
-    """Holds the backbone (built on first use) and turns RGB arrays into `ImageFeatures`."""
+    """Holds the backbone (built on first use) and turns RGB arrays into `ImageFeatures`.
+
+    `precision` of the network's arithmetic (default: `$LOOKALIKE_PRECISION`, else 'auto'):
+    'bfloat16' halves the time where the processor computes in it natively (AVX-512 BF16 or
+    AMX) and gives descriptors within a cosine of 0.99 of float32's; 'auto' uses it there and
+    'float32' elsewhere. It is how features are computed, not what they are: an index and its
+    queries may be computed either way.
+    """
 
     def __init__(
-        self, settings: FeatureSettings, *, weights: str | Path | None = None, threads: int = 0
+        self,
+        settings: FeatureSettings,
+        *,
+        weights: str | Path | None = None,
+        threads: int = 0,
+        precision: str | None = None,
     ) -> None:
         self.settings = settings
         self.weights = weights
         self.threads = threads
         self._model: torch.nn.Module | None = None
+        self.bfloat16 = use_bfloat16(precision)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -77,11 +111,12 @@ class Extractor:
             size = (max(_MIN_SIDE, round(base_h * scale)), max(_MIN_SIDE, round(base_w * scale)))
             shrink = size[0] < height
             x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
-            maps = self.model(x.contiguous(memory_format=torch.channels_last))
-            local_maps.append(maps[s.local_layer])
-            global_maps.append(maps[s.global_layer])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+                maps = self.model(x.contiguous(memory_format=torch.channels_last))
+            local_maps.append(maps[s.local_layer].float())
+            global_maps.append(maps[s.global_layer].float())
             if "strength" in maps:
-                strength_maps.append(maps["strength"])
+                strength_maps.append(maps["strength"].float())
         local = select_strongest(
             local_maps, list(scales), (height, width), s.max_features, strength_maps or None
         )
