@@ -494,6 +494,17 @@ def side_by_side_section(
                 f"| {q['p95_ms']:.0f} ms |"
             )
         lines.append("")
+        exact = index.get("lookalike, network in float32")
+        if exact is not None:
+            cnn = index["lookalike (CNN pass: local + global)"]["median_ms"]
+            precision = "bfloat16" if speed.get("bfloat16") else "float32"
+            lines += [
+                f"The CNN pass above runs the network in {precision} (the default on this "
+                f"processor, which computes in bfloat16 natively); in float32 it takes "
+                f"{exact['median_ms']:.0f} ms an image, {exact['median_ms'] / cnn:.2f} times as "
+                "long (same run, interleaved). `LOOKALIKE_PRECISION=float32` chooses it.",
+                "",
+            ]
     return lines
 
 

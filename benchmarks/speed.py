@@ -6,7 +6,8 @@ query from a file takes, in one process on the same images. Writes results/speed
 Indexing: a seeded sample of Holidays images is described once per method on one core (torch
 and OpenCV single-threaded; `lookalike index` runs one such worker per core), decoding
 included. The CNN pass gives lookalike's local features and the global descriptor at once;
-GeM, the raw pooled descriptor, comes from the same pass.
+GeM, the raw pooled descriptor, comes from the same pass. It runs in the default precision
+(bfloat16 where the processor has it natively) and, for the ratio, in float32.
 
 Queries: a seeded sample of Holidays queries searches the 811-image Holidays index with every
 method, from the file to the top 20, with the machine's default threads. RootSIFT is switched
@@ -39,6 +40,7 @@ from lookalike.evaluate.peers import (
     phash_collection,
 )
 from lookalike.evaluate.run import default_index_dir
+from lookalike.features import Extractor
 from lookalike.features.classic import describe
 from lookalike.images import load_image
 from lookalike.index import sift_store
@@ -79,17 +81,20 @@ def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, fl
     cv2.setNumThreads(1)
     decode = collection.settings.features.decode_size
     extractor = collection.extractor()
+    exact = Extractor(extractor.settings, weights=extractor.weights, precision="float32")
     classic = collection.settings.classic
 
     steps: dict[str, Callable[[Any], object]] = {
         "lookalike (CNN pass: local + global)": lambda p: extractor.extract(load_image(p, decode)),
+        "lookalike, network in float32": lambda p: exact.extract(load_image(p, decode)),
         "colour": lambda p: describe(load_image(p, decode), ("colour",), classic),
         "texture": lambda p: describe(load_image(p, decode), ("texture",), classic),
         "shape": lambda p: describe(load_image(p, decode), ("shape",), classic),
         "rootsift": lambda p: sift_store.describe_file(p, collection.settings.sift),
         "phash": lambda p: phash(load_image(p, HASH_SIDE)),
     }
-    extractor.extract(load_image(paths[0], decode))  # build the network
+    for network in (extractor, exact):
+        network.extract(load_image(paths[0], decode))  # build the network
     seconds = interleaved(steps, paths)
     out = {}
     for name in steps:
@@ -155,6 +160,7 @@ def main() -> None:
         "machine": machine(),
         "command": f"python benchmarks/speed.py --images {args.images} --queries {args.queries}",
         "collection_images": len(collection.images()),
+        "bfloat16": collection.extractor().bfloat16,
         "index": indexing(collection, [rset.path(r) for r in sample]),
         "query": querying(collection, [rset.path(q) for q in queries]),
     }
