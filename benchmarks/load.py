@@ -98,7 +98,13 @@ async def client(
                 data={"k": "10"},
             )
             seconds = time.perf_counter() - t
-            entry = {"broken": broken, "status": response.status_code, "seconds": seconds}
+            entry = {
+                "name": name,
+                "at": t,
+                "broken": broken,
+                "status": response.status_code,
+                "seconds": seconds,
+            }
             if response.status_code == 200:
                 hits = response.json()["hits"]
                 others = [h["path"] for h in hits if h["path"] != name]  # it is indexed too
@@ -157,6 +163,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--search-threads", type=int, help="serve --search-threads")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of load; medians kept")
+    parser.add_argument("--dump", type=Path, help="write every request of the last round here")
     args = parser.parse_args()
 
     rset = holidays()
@@ -194,6 +201,8 @@ def main() -> None:
                 cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                 rounds.append(summary(log, wall, cpu))
                 print(json.dumps(rounds[-1]))
+                if args.dump:
+                    args.dump.write_text("\n".join(json.dumps(e) for e in log) + "\n")
     finally:
         server.terminate()
         server.wait(30)

@@ -100,6 +100,7 @@ class Extractor:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         s = self.settings
+        model = self.model  # built first: it sets the thread count the resizing runs on too
         height, width = image.shape[:2]
         base_h, base_w = self.working_size(height, width)
         x0 = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
@@ -112,7 +113,7 @@ class Extractor:
             shrink = size[0] < height
             x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
-                maps = self.model(x.contiguous(memory_format=torch.channels_last))
+                maps = model(x.contiguous(memory_format=torch.channels_last))
             local_maps.append(maps[s.local_layer].float())
             global_maps.append(maps[s.global_layer].float())
             if "strength" in maps:

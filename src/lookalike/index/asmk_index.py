@@ -1,4 +1,5 @@
-"""The ASMK inverted file (Tolias et al.) over binarised residuals, through the `asmk` package.
+"""The ASMK inverted file (Tolias et al.) over binarised residuals, with the `asmk` package's
+codebook, kernel and binarisation.
 
 Images are encoded once per codebook: each image's whitened local descriptors are assigned to
 their nearest visual word, residuals are summed per word and binarised (`asmk`'s kernel). The
@@ -15,7 +16,6 @@ import numpy as np
 from asmk import codebook as asmk_codebook
 from asmk import hamming
 from asmk import index as asmk_index
-from asmk import inverted_file as asmk_ivf
 from asmk import kernel as asmk_kernel
 
 from lookalike.index.atomic import save_npy
@@ -73,6 +73,21 @@ class Vocabulary:
         return codes
 
 
+def _as_records(packed: np.ndarray) -> np.ndarray:
+    """`(N, B)` uint32 packed residuals as `(N,)` opaque records of 4B bytes (a row gathered
+    at once)."""
+    packed = np.ascontiguousarray(packed)
+    return packed.view(np.dtype((np.void, 4 * packed.shape[1]))).reshape(len(packed))
+
+
+def _as_words(records: np.ndarray) -> np.ndarray:
+    """`(N,)` records from `_as_records` as `(N, W)` machine words (uint64 when the width
+    allows, else uint32)."""
+    size = records.dtype.itemsize
+    word = np.uint64 if size % 8 == 0 else np.uint32
+    return records.view(word).reshape(len(records), size // np.dtype(word).itemsize)
+
+
 def packed_width(dim: int) -> int:
     """uint32 words per binarised residual of `dim` bits, as `asmk` packs them."""
     return (dim + 31) // 32
@@ -98,15 +113,42 @@ def aggregate(desc: np.ndarray, words: np.ndarray, centroids: np.ndarray) -> Ima
 
 
 class AsmkIndex:
-    """An `asmk` inverted file over images 0..n-1 (rows), built in bulk from image codes."""
+    """An ASMK inverted file over images 0..n-1 (rows), built in bulk from image codes.
 
-    def __init__(self, ivf: asmk_ivf.IVF, vocabulary: Vocabulary) -> None:
-        self.ivf = ivf
+    Held as flat arrays, entries sorted by visual word: `residuals: (E, B) uint32` packed
+    binarised residuals, `rows: (E,) int32` their images, `counts: (K,) int32` entries per word.
+    Scoring gathers the posting lists of the query's words and computes every entry's kernel
+    value in a few vectorised passes (the same values, to float rounding, as `asmk`'s
+    per-word loop, which holds the interpreter for most of a query)."""
+
+    def __init__(
+        self,
+        residuals: np.ndarray,
+        rows: np.ndarray,
+        counts: np.ndarray,
+        n_images: int,
+        vocabulary: Vocabulary,
+    ) -> None:
+        if len(counts) != vocabulary.size:
+            raise ValueError(f"{len(counts)} word counts for a codebook of {vocabulary.size}")
+        if residuals.shape[0] != rows.shape[0] or rows.shape[0] != int(counts.sum()):
+            raise ValueError(
+                f"entries disagree: residuals {residuals.shape}, rows {rows.shape}, "
+                f"counts sum {int(counts.sum())}"
+            )
+        self.residuals = residuals
+        self.rows = rows.astype(np.int32, copy=False)
+        self.counts = counts.astype(np.int32, copy=False)
+        self.bounds = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
+        self._n_images = int(n_images)
         self.vocabulary = vocabulary
+        # With idf off, an image's score is normalised by sqrt(number of its words).
+        words_per_image = np.bincount(self.rows, minlength=self._n_images).astype(np.float64)
+        self.inverse_norm = (1.0 / np.sqrt(np.maximum(words_per_image, 1.0))).astype(np.float32)
 
     @property
     def n_images(self) -> int:
-        return int(self.ivf.n_images)
+        return self._n_images
 
     @classmethod
     def build(cls, vocabulary: Vocabulary, codes: Sequence[ImageCode]) -> AsmkIndex:
@@ -122,43 +164,45 @@ class AsmkIndex:
             residuals = np.zeros((0, packed_width(d)), np.uint32)
         order = np.argsort(words, kind="stable")
         counts = np.bincount(words, minlength=k).astype(np.int32)
-        return cls(_ivf_from_sorted(residuals[order], rows[order], counts, len(codes)), vocabulary)
+        return cls(residuals[order], rows[order], counts, len(codes), vocabulary)
 
     def scores(self, code: ImageCode, *, alpha: float, threshold: float) -> np.ndarray:
-        """ASMK similarity of a query code to every indexed image -> `(n_images,)` float32."""
+        """ASMK similarity of a query code to every indexed image -> `(n_images,)` float32:
+        for each word shared with an image, the kernel sim^alpha of their residuals (sim =
+        1 - 2 x normalised Hamming distance, kept when >= `threshold`), summed, divided by the
+        square roots of both sides' word counts."""
         out = np.zeros(self.n_images, dtype=np.float32)
         if self.n_images == 0 or len(code.words) == 0:
             return out
-
-        def similarity(
-            qvec: np.ndarray, vecs: np.ndarray, image_ids: np.ndarray
-        ) -> tuple[np.ndarray, np.ndarray]:
-            return self.vocabulary.kernel.similarity(
-                qvec, vecs, image_ids, alpha=alpha, similarity_threshold=threshold
-            )
-
-        ranks, scores = self.ivf.search(
-            code.residuals, code.words, similarity_func=similarity, topk=None
-        )
-        out[ranks] = scores
-        return out
+        words = code.words.astype(np.int64)
+        starts = self.bounds[words]
+        lengths = self.bounds[words + 1] - starts
+        total = int(lengths.sum())
+        if total:
+            # the posting lists of the query's words, one after another, and the query's
+            # residual repeated along its word's list
+            firsts = np.cumsum(lengths) - lengths
+            entries = np.repeat(starts - firsts, lengths) + np.arange(total)
+            theirs = _as_records(self.residuals).take(entries)
+            ours = np.repeat(_as_records(code.residuals), lengths)
+            differ = np.bitwise_xor(_as_words(theirs), _as_words(ours))
+            bits = np.bitwise_count(differ).sum(axis=1, dtype=np.int32)
+            sim = 1.0 - bits.astype(np.float32) * np.float32(2.0 / (32 * code.residuals.shape[1]))
+            keep = np.flatnonzero(sim >= threshold)
+            rows = self.rows.take(entries.take(keep))
+            kept = sim.take(keep)
+            kernel = kept * kept * kept if alpha == 3.0 else np.power(kept, np.float32(alpha))
+            weights = kernel * self.inverse_norm.take(rows)
+            out += np.bincount(rows, weights=weights, minlength=self.n_images).astype(np.float32)
+        return out / np.float32(np.sqrt(len(words)))
 
     def save(self, folder: Path) -> None:
         """Flat arrays: entries sorted by word, with per-word counts."""
         folder.mkdir(parents=True, exist_ok=True)
-        ivf = self.ivf
-        present = [w for w in range(len(ivf.counts)) if ivf.counts[w]]
-        width = packed_width(self.vocabulary.codebook.centroids.shape[1])
-        vecs = [ivf.ivf_vecs[w][: ivf.counts[w]] for w in present]
-        rows = [ivf.ivf_image_ids[w][: ivf.counts[w]] for w in present]
-        save_npy(folder, "counts", np.asarray(ivf.counts, dtype=np.int32))
-        save_npy(
-            folder, "residuals", np.concatenate(vecs) if vecs else np.zeros((0, width), np.uint32)
-        )
-        save_npy(
-            folder, "rows", np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
-        )
-        save_npy(folder, "n_images", np.asarray([ivf.n_images], dtype=np.int64))
+        save_npy(folder, "counts", self.counts)
+        save_npy(folder, "residuals", self.residuals)
+        save_npy(folder, "rows", self.rows)
+        save_npy(folder, "n_images", np.asarray([self.n_images], dtype=np.int64))
 
     @classmethod
     def load(cls, folder: Path, vocabulary: Vocabulary) -> AsmkIndex:
@@ -170,29 +214,4 @@ class AsmkIndex:
             raise ValueError(
                 f"inverted file in {folder} has {len(counts)} words, codebook {vocabulary.size}"
             )
-        ivf = _ivf_from_sorted(load("residuals"), load("rows"), counts, int(load("n_images")[0]))
-        return cls(ivf, vocabulary)
-
-
-def _ivf_from_sorted(
-    residuals: np.ndarray, rows: np.ndarray, counts: np.ndarray, n_images: int
-) -> asmk_ivf.IVF:
-    """An `asmk` IVF from entries sorted by word (`counts[w]` entries for word w)."""
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    vecs: list[np.ndarray | None] = [None] * len(counts)
-    ids: list[np.ndarray | None] = [None] * len(counts)
-    for w in np.flatnonzero(counts):
-        vecs[w] = residuals[bounds[w] : bounds[w + 1]]
-        ids[w] = rows[bounds[w] : bounds[w + 1]].astype(np.int64)
-    # With idf off, asmk normalises an image's score by sqrt(number of its words).
-    norm = np.bincount(rows.astype(np.int64), minlength=n_images).astype(np.float64)
-    return asmk_ivf.IVF(
-        norm_factor=np.maximum(norm, 1.0),
-        n_images=n_images,
-        ivf_vecs=vecs,
-        ivf_image_ids=ids,
-        counts=counts.astype(np.int32),
-        idf=np.ones(len(counts), dtype=np.float32),
-        imid_offset=0,
-        use_idf=False,
-    )
+        return cls(load("residuals"), load("rows"), counts, int(load("n_images")[0]), vocabulary)
