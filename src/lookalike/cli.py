@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -54,6 +55,14 @@ IndexOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 WorkersOpt = Annotated[
     int, typer.Option("--workers", "-w", help="Extraction processes (0: one per core, up to 4).")
+]
+ShardsDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--shards-dir",
+        help="Where the shards are written (default: INDEX/shards); on a cluster, a folder "
+        "every node sees at the same path.",
+    ),
 ]
 
 
@@ -177,6 +186,15 @@ def index(
     workers: WorkersOpt = 0,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Describe the images on the Ray cluster at this address (HOST:PORT, or auto "
+            "on a node of it), --workers actors (0: one per CPU there); FOLDER must be at the "
+            "same path on every node. Needs `pip install 'lookalike[ray]'`.",
+        ),
+    ] = None,
 ) -> None:
     """Index FOLDER, or bring its index up to date (only new, changed and deleted files)."""
     from lookalike.catalog import CatalogError
@@ -194,9 +212,13 @@ def index(
             current = collection.settings
             collection.configure(replace(current, sift=replace(current.sift, enabled=sift)))
         with _progress(not quiet and not as_json) as bar:
-            report = collection.index(workers=workers, refit=refit, progress=bar)
+            report = collection.index(workers=workers, refit=refit, progress=bar, ray=ray)
     except (FileNotFoundError, CatalogError, ValueError) as exc:
         raise _fail(str(exc)) from exc
+    except RuntimeError as exc:  # Ray missing or its cluster unreachable
+        if ray is None:
+            raise
+        raise _fail(escape(str(exc))) from exc
     if as_json:
         out.print_json(json.dumps({"index": str(collection.index_dir), **report.as_dict()}))
         return
@@ -374,6 +396,26 @@ def search(
             "matched points and region drawn."
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Search through --shards actors on the Ray cluster at this address (HOST:PORT "
+            "or auto): the same hits as unsharded. Needs `pip install 'lookalike[ray]'`.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(
+            help="With --ray: split the index into this many shards (written once, see "
+            "`lookalike shard`), each held by one actor.",
+            min=0,
+        ),
+    ] = 0,
+    shards_dir: ShardsDirOpt = None,
+    shard_cpus: Annotated[
+        float, typer.Option(help="With --ray: CPUs each shard actor reserves.", min=0.0)
+    ] = 1.0,
 ) -> None:
     """Find the images most like QUERY (or a region of it)."""
     from lookalike.images import ImageError
@@ -389,7 +431,11 @@ def search(
             SearchSettings(mode=mode, fuse=fused)  # check the names before any work
     except ValueError as exc:
         raise _fail(str(exc)) from exc
+    if (ray is None) != (shards == 0):
+        raise _fail("sharded search needs both --ray ADDRESS and --shards N")
     collection = _open(index)
+    if ray is not None:
+        collection = _sharded(collection, shards, ray, shards_dir, shard_cpus)
     target: Any = int(query) if query.isdigit() and not Path(query).exists() else Path(query)
     t0 = time.perf_counter()
     try:
@@ -409,6 +455,9 @@ def search(
         raise _fail(str(exc.args[0])) from exc
     except ValueError as exc:  # a region outside the image, descriptors the index lacks
         raise _fail(str(exc)) from exc
+    finally:
+        if ray is not None:
+            collection.close()
     seconds = time.perf_counter() - t0
     written = [] if explain is None else collection.explain(target, hits, explain, region=box)
     if as_json:
@@ -491,6 +540,56 @@ def dedup(
         inliers = "" if group.inliers is None else str(group.inliers)
         table.add_row(str(number), group.kind, inliers, "\n".join(group.paths))
     out.print(table)
+
+
+def _sharded(collection: Any, shards: int, ray: str, folder: Path | None, cpus: float) -> Any:
+    """`collection` searched through `shards` actors on the Ray cluster at `ray`."""
+    from lookalike.catalog import CatalogError
+    from lookalike.scale.shards import ShardedCollection
+
+    try:
+        return ShardedCollection.start(
+            collection.index_dir, shards=shards, address=ray, out=folder, cpus=cpus
+        )
+    except (CatalogError, ValueError, RuntimeError) as exc:
+        raise _fail(escape(str(exc))) from exc
+
+
+@app.command()
+def shard(
+    folder: Annotated[Path | None, typer.Argument(help="Collection or index folder.")] = None,
+    shards: Annotated[int, typer.Option(help="How many shards.", min=1)] = 2,
+    shards_dir: ShardsDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Split the current index into shards for `search --ray ADDRESS --shards N`: each a
+    self-contained folder (inverted file, global descriptors, local features of its images)."""
+    from lookalike.catalog import CatalogError
+    from lookalike.scale.shards import split_generation
+
+    collection = _open(folder)
+    try:
+        shard_set = split_generation(collection.index_dir, shards, shards_dir)
+    except (CatalogError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    parts = [
+        {"shard": str(shard_set.part(i)), "rows": shard_set.bounds[i + 1] - shard_set.bounds[i]}
+        for i in range(shard_set.n)
+    ]
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "folder": str(shard_set.folder),
+                    "generation": shard_set.generation,
+                    "shards": parts,
+                }
+            )
+        )
+        return
+    out.print(f"generation {shard_set.generation} in {shard_set.n} shards in {shard_set.folder}")
+    for part in parts:
+        out.print(f"  {part['shard']}: {part['rows']} images")
 
 
 @app.command()

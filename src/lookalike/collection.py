@@ -29,6 +29,7 @@ from lookalike.settings import (
     CNN_MODES,
     DEDUP_THRESHOLD,
     SEARCH_MODES,
+    IndexSettings,
     RerankSettings,
     SearchSettings,
     Settings,
@@ -233,6 +234,7 @@ class Collection:
         refit: bool = False,
         progress: ProgressCallback | None = None,
         shard_size: int = 64,
+        ray: str | None = None,
     ) -> IndexReport:
         """Bring the index up to date with the folder: add new and changed files, drop deleted
         ones, (re)fit the model when needed, and write a new generation of the indexes.
@@ -240,12 +242,16 @@ class Collection:
         Features are made durable every `shard_size` images (and every 30 s): a run that is
         killed loses at most that much work, and the next run carries on from there.
 
+        `ray`: describe the images on the Ray cluster at this address ('HOST:PORT' or 'auto';
+        `workers` actors, 0: one per CPU there) instead of local processes; the index written
+        is the same (see `lookalike.scale.ray_index`).
+
         Raises:
             DiskFull: the disk (or a file size limit) ran out; what is published stays as it
                 was, and a run with space again carries on.
         """
         try:
-            return self._index(workers, refit, progress, shard_size)
+            return self._index(workers, refit, progress, shard_size, ray)
         except (OSError, sqlite3.OperationalError, CatalogError) as e:
             if not _disk_full(e):
                 raise
@@ -260,6 +266,7 @@ class Collection:
         refit: bool,
         progress: ProgressCallback | None,
         shard_size: int,
+        ray: str | None = None,
     ) -> IndexReport:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -322,6 +329,7 @@ class Collection:
                 shard_size=shard_size,
                 on_result=on_result,
                 extras=extras,
+                ray=ray,
             )
             timings["extract"] = time.perf_counter() - t
             catalog.set_meta("extracted_with", extracted_with)
@@ -351,6 +359,7 @@ class Collection:
                 or _built_with(current, "classic") != self.settings.classic.key
                 or _built_with(current, "sift")
                 != (self.settings.sift.key if extras.has_sift else None)
+                or _global_stale(current, self.settings.index)
             )
             if todo or plan.removed or fitted or stale or described:
                 t = time.perf_counter()
@@ -364,6 +373,7 @@ class Collection:
                     generation,
                     extras,
                     sift_codebook,
+                    self.settings.index,
                 )
                 with catalog.transaction(durable=True):
                     catalog.set_meta("generation", str(generation))
@@ -567,7 +577,7 @@ class Collection:
         scores = score(loaded, described.features, settings, self_rows, described.classic)
         final, verified = scores.final, {}
         if second.shortlist > 0 and described.features is not None:
-            stored = _StoredImages(self.index_dir, loaded, self._records)
+            stored = self._stored_images(loaded)
             reranked = rerank(
                 loaded, described.features, scores, stored, settings, second, self_rows,
                 described.memo,
@@ -606,6 +616,10 @@ class Collection:
                 )
             )
         return hits
+
+    def _stored_images(self, loaded: Any) -> Any:
+        """What the second stage reads of the images of `loaded` (a `StoredImages`)."""
+        return _StoredImages(self.index_dir, loaded, self._records)
 
     def dedup(
         self,
@@ -890,23 +904,38 @@ class Collection:
         }
 
     def info(self) -> dict[str, Any]:
-        """`status`, the settings and the on-disk sizes."""
+        """`status`, the settings, the on-disk sizes and the global index's kind.
+
+        `bytes` (and `bytes_per_image`) by part; `indexes` is the whole current generation,
+        of which `global_index` is the part of the global index held in RAM while searching
+        and `global_refine` its float16 vectors, memory-mapped from disk (0 when exact).
+        `global_index`: its kind and parameters as recorded in the generation."""
+        from lookalike.index.global_index import file_bytes
+
         status = self.status()
         ok, generation = status["images"], status["generation"]
+        current = build.generation_dir(self.index_dir, generation)
         sizes = {
             "features": _du(self.index_dir / build.FEATURES_DIR),
             "codes": _du(self.index_dir / build.CODES_DIR),
             "classic": _du(self.index_dir / classic_store.CLASSIC_DIR),
             "rootsift": _du(self.index_dir / sift_store.SIFT_DIR),
             "model": _du(self.index_dir / build.MODEL_DIR),
-            "indexes": _du(build.generation_dir(self.index_dir, generation)),
+            "indexes": _du(current),
+            **file_bytes(current),
             "catalog": sum(_du(p) for p in self.index_dir.glob("catalog.sqlite*")),
         }
+        try:
+            recorded = json.loads((current / "global.json").read_text())
+        except (OSError, ValueError):
+            recorded = {}
         return {
             **status,
             "settings": self.settings.as_dict(),
             "bytes": sizes,
             "bytes_per_image": {k: (v / ok if ok else 0.0) for k, v in sizes.items()},
+            "global_index": recorded.get("global_index")
+            or ({"kind": "exact", "faiss": recorded["index"]} if "index" in recorded else None),
         }
 
 
@@ -980,6 +1009,12 @@ def _built_with(folder: Path, what: str = "model_id") -> str | None:
     except (OSError, ValueError):
         return None
     return None if value is None else str(value)
+
+
+def _global_stale(folder: Path, settings: IndexSettings) -> bool:
+    """Whether the generation in `folder` was built under other global index settings
+    (generations from before they were recorded count as built under the defaults)."""
+    return (_built_with(folder, "global_settings") or IndexSettings().key) != settings.key
 
 
 def _same_bytes(

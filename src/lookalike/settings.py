@@ -291,6 +291,62 @@ class SiftSettings:
         return f"rootsift-n{self.max_features}-r{self.max_side}"
 
 
+GLOBAL_INDEX_KINDS = ("auto", "exact", "compressed")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """The global index over whitened global descriptors, chosen by collection size (`kind`
+    'auto'): exact (FAISS `IndexFlatIP`, 4 bytes a dimension an image in RAM) below
+    `exact_below` images, compressed from there on ('exact' or 'compressed' force one).
+
+    Compressed: an inverted file of `nlist` lists (0: about 4 x sqrt(n), a power of two; at
+    most n / 39, FAISS's fewest training vectors a centroid) of 4-bit product-quantisation
+    codes of at most `pq_bytes` bytes an image (FAISS `IVF{nlist},PQ{m}x4fs`, m the largest
+    divisor of the dimension up to 2 x pq_bytes), searched `nprobe` lists deep (0: nlist / 8,
+    at least 16); its best `refine` rows are scored again from float16 copies of the vectors,
+    memory-mapped from disk (2 bytes a dimension an image, on disk). The lists are trained on
+    up to `train_per_list` x nlist vectors drawn with `seed`. RAM: the codes and an 8-byte row
+    number an image, plus the centroids (4 bytes a dimension a list) and each list's codes
+    padded to a block of 32: about 46 bytes an image at a million 256-D images with the
+    defaults. Fewer than 16 images are always exact.
+    """
+
+    kind: str = "auto"
+    exact_below: int = 100_000
+    nlist: int = 0
+    pq_bytes: int = 32
+    nprobe: int = 0
+    refine: int = 1000
+    train_per_list: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in GLOBAL_INDEX_KINDS:
+            raise ValueError(
+                f"unknown global index kind {self.kind!r}; allowed: {', '.join(GLOBAL_INDEX_KINDS)}"
+            )
+        if self.exact_below < 0 or self.nlist < 0 or self.nprobe < 0:
+            raise ValueError("exact_below, nlist and nprobe must be >= 0")
+        if self.pq_bytes < 1 or self.refine < 1 or self.train_per_list < 1:
+            raise ValueError("pq_bytes, refine and train_per_list must be >= 1")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying every parameter, e.g. `auto-e100000-l0-b32-p0-r1000-t64-s0`; a
+        generation built under another is built again."""
+        return (
+            f"{self.kind}-e{self.exact_below}-l{self.nlist}-b{self.pq_bytes}-p{self.nprobe}"
+            f"-r{self.refine}-t{self.train_per_list}-s{self.seed}"
+        )
+
+    def compressed(self, n_images: int) -> bool:
+        """Whether an index of `n_images` images is the compressed kind."""
+        if self.kind == "auto":
+            return n_images >= self.exact_below
+        return self.kind == "compressed"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an index was built with; stored in the index folder."""
@@ -301,6 +357,7 @@ class Settings:
     rerank: RerankSettings = field(default_factory=RerankSettings)
     classic: ClassicSettings = field(default_factory=ClassicSettings)
     sift: SiftSettings = field(default_factory=SiftSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -314,6 +371,7 @@ class Settings:
             "rerank": RerankSettings,
             "classic": ClassicSettings,
             "sift": SiftSettings,
+            "index": IndexSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:

@@ -27,12 +27,18 @@ from lookalike.images import ImageError, content_hash, image_size, load_image
 from lookalike.index import classic_store, sift_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
-from lookalike.index.global_index import GlobalIndex
+from lookalike.index.global_index import build_global, save_global
 from lookalike.index.store import existing_shards, open_shard, write_shard
 from lookalike.learn.codebook import fit_codebook
 from lookalike.learn.model import Model
 from lookalike.learn.whitening import fit_whitening
-from lookalike.settings import ClassicSettings, FeatureSettings, LearnSettings, SiftSettings
+from lookalike.settings import (
+    ClassicSettings,
+    FeatureSettings,
+    IndexSettings,
+    LearnSettings,
+    SiftSettings,
+)
 
 logger = logging.getLogger("lookalike")
 
@@ -205,9 +211,11 @@ def extract_into_shards(
     shard_size: int = 64,
     on_result: Callable[[Extracted], None] | None = None,
     extras: Extras = Extras(),
+    ray: str | None = None,
 ) -> list[Extracted]:
     """Extract `paths` and record them: features (and the `extras`) go to new shards, failures
-    to the catalog.
+    to the catalog. `ray`: the address of a Ray cluster to extract on (`workers` actors there;
+    see `lookalike.scale.ray_index`) instead of local processes.
 
     The catalog points at a shard only after the shard is durable. Returns the failures.
     """
@@ -252,9 +260,17 @@ def extract_into_shards(
         buffer.clear()
         last_flush = time.monotonic()
 
-    for item in iter_extract(
-        root, paths, settings, weights=weights, workers=workers, extras=extras
-    ):
+    if ray is None:
+        results = iter_extract(
+            root, paths, settings, weights=weights, workers=workers, extras=extras
+        )
+    else:
+        from lookalike.scale.ray_index import iter_extract_ray
+
+        results = iter_extract_ray(
+            root, paths, settings, address=ray, weights=weights, workers=workers, extras=extras
+        )
+    for item in results:
         if item.features is None:
             size, mtime_ns = files[item.path]
             catalog.put_failed(
@@ -393,10 +409,12 @@ def build_generation(
     generation: int,
     extras: Extras = Extras(),
     sift_codebook: np.ndarray | None = None,
+    global_settings: IndexSettings = IndexSettings(),
 ) -> Path:
-    """Write the global index and ASMK inverted file over `records` (row i = records[i]); the
-    matrices of their classic descriptors (see `classic_store.backfill`); and with RootSIFT
-    enabled, its inverted file under `sift_codebook` (see `sift_store.codebook`)."""
+    """Write the global index (of the kind `global_settings` choose for this many images) and
+    ASMK inverted file over `records` (row i = records[i]); the matrices of their classic
+    descriptors (see `classic_store.backfill`); and with RootSIFT enabled, its inverted file
+    under `sift_codebook` (see `sift_store.codebook`)."""
     features_dir = index_dir / FEATURES_DIR
     vocabulary = Vocabulary(model.codebook)
     by_shard: dict[int, list[tuple[int, int]]] = {}
@@ -411,6 +429,8 @@ def build_generation(
             codes[i] = code
             globals_[i] = g
     asmk = AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
+    global_index = build_global(globals_, global_settings)
+    del globals_  # the index holds what it needs (a float16 copy, for the compressed kind)
     classic = extras.classic
     described = {} if classic is None else classic_store.gather(index_dir, classic, records)
     sift = None
@@ -421,7 +441,7 @@ def build_generation(
     if final.exists():
         shutil.rmtree(final)
     with atomic_dir(final) as tmp:
-        GlobalIndex.build(globals_).save(tmp / "global.faiss")
+        recorded = save_global(global_index, tmp)
         asmk.save(tmp / "asmk")
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
         for name, matrix in described.items():
@@ -432,8 +452,9 @@ def build_generation(
         write_json_atomic(
             tmp / "global.json",
             {
-                "index": "IndexFlatIP",
-                "dim": int(globals_.shape[1]),
+                **recorded,
+                "global_settings": global_settings.key,
+                "dim": global_index.dim,
                 "images": len(records),
                 "model_id": model.id,
                 "generation": generation,

@@ -12,7 +12,7 @@ import numpy as np
 from lookalike.features import ImageFeatures
 from lookalike.features.classic import SIFT_DIM
 from lookalike.index.asmk_index import AsmkIndex, Vocabulary
-from lookalike.index.global_index import GlobalIndex
+from lookalike.index.global_index import GlobalSearch, load_global
 from lookalike.learn.model import Model
 from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
 
@@ -24,7 +24,7 @@ class LoadedGeneration:
     generation: int
     ids: np.ndarray  # (n,) int64
     asmk: AsmkIndex
-    global_: GlobalIndex
+    global_: GlobalSearch  # exact, or compressed: see `CompressedGlobalIndex.scores`
     model: Model
     meta: dict[str, object]
     classic: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d) float32
@@ -47,7 +47,7 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
         generation=int(meta["generation"]),
         ids=np.load(folder / "ids.npy"),
         asmk=AsmkIndex.load(folder / "asmk", vocabulary),
-        global_=GlobalIndex.load(folder / "global.faiss"),
+        global_=load_global(folder, meta),
         model=model,
         meta=meta,
         classic={

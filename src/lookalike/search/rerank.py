@@ -77,6 +77,9 @@ def verify_shortlist(
 
     memo: outcomes of earlier calls for the same query; rows found there are not verified
     again, and new outcomes are added (RANSAC is seeded, so an outcome never changes).
+
+    A `stored` with a `verify(query, rows, settings)` method (the shards of
+    `lookalike.scale.shards`) verifies the rows itself, each where its features are.
     """
     if memo is not None:
         key = _memo_key(loaded, settings)
@@ -85,6 +88,9 @@ def verify_shortlist(
         fresh = verify_shortlist(loaded, query, todo, stored, settings) if len(todo) else {}
         memo.update({(key, row): outcome for row, outcome in fresh.items()})
         return {int(r): known[int(r)] if int(r) in known else fresh[int(r)] for r in rows}
+    elsewhere = getattr(stored, "verify", None)
+    if elsewhere is not None:  # images held by shards are verified where they are
+        return dict(elsewhere(query, rows, settings))
     whitening = loaded.model.local_whitening
     if settings.match_dims:
         whitening = whitening.leading(settings.match_dims)

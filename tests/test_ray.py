@@ -1,0 +1,315 @@
+"""Beyond one machine: extraction on a Ray cluster, and search served from shard actors, each
+compared with the single-process result on the demo collection.
+
+The cluster is the one at `$LOOKALIKE_RAY_ADDRESS` (`.ci/run` starts a head and a worker on
+127.0.0.1), or a local one started here when that is unset. Without Ray the tests skip, unless
+CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lookalike.catalog import Catalog
+from lookalike.cli import app
+from lookalike.collection import Collection, Hit
+from lookalike.demo import DemoCollection, build_demo_collection
+from lookalike.index.store import open_shard
+
+runner = CliRunner()
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """The address the library is given; this process is connected to that cluster."""
+    try:
+        import ray
+    except ImportError:
+        _unavailable("Ray is not installed: pip install -e '.[ray]' (or '.[dev]')")
+    address = os.environ.get("LOOKALIKE_RAY_ADDRESS", "")
+    # A new local cluster would otherwise turn token authentication on and leave a token in
+    # ~/.ray, which later `ray start`s pick up; .ci/run's cluster runs without it as well.
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(
+                    num_cpus=2,
+                    object_store_memory=100_000_000,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+        except Exception as exc:
+            _unavailable(f"no Ray cluster at {address or 'a new local one'}: {exc}")
+        try:
+            yield address or "auto"
+        finally:
+            ray.shutdown()
+    finally:
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread during the test, as in each Ray actor."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# --- without Ray -------------------------------------------------------------------------
+
+
+def test_without_ray_the_error_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from lookalike.scale import connect
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(RuntimeError, match=r"pip install 'lookalike\[ray\]'"):
+        connect("auto")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "conftest.py", folder / "not-an-image.jpg")
+    result = runner.invoke(app, ["index", str(folder), "--ray", "auto", "--quiet"])
+    assert result.exit_code == 1
+    assert "lookalike[ray]" in result.output
+
+
+def test_shard_bounds_split_rows_evenly() -> None:
+    from lookalike.scale.shards import shard_bounds
+
+    assert shard_bounds(10, 3) == (0, 3, 6, 10)
+    assert shard_bounds(7, 1) == (0, 7)
+    assert shard_bounds(4, 4) == (0, 1, 2, 3, 4)
+    with pytest.raises(ValueError, match="at most one shard per image"):
+        shard_bounds(2, 3)
+    with pytest.raises(ValueError, match="at least 1"):
+        shard_bounds(5, 0)
+
+
+# --- extraction on the cluster -----------------------------------------------------------
+
+
+def _records(index_dir: Path) -> dict[str, dict[str, Any]]:
+    """Catalog rows by path, without their (shard, row) placement, which depends on when the
+    writer flushed (every 64 images or 30 s)."""
+    with Catalog.open(index_dir, readonly=True) as catalog:
+        rows = catalog.records()
+    keep = ("id", "status", "error", "size", "mtime_ns", "hash", "width", "height")
+    return {r.path: {k: getattr(r, k) for k in keep} for r in rows}
+
+
+def _features(index_dir: Path, path: str) -> dict[str, np.ndarray]:
+    with Catalog.open(index_dir, readonly=True) as catalog:
+        record = catalog.get(path)
+    assert record is not None and record.shard is not None and record.row is not None
+    shard = open_shard(index_dir / "features", record.shard)
+    local = shard.local(record.row)
+    return {
+        "desc": np.asarray(local.desc),
+        "xy": np.asarray(local.xy),
+        "scale": np.asarray(local.scale),
+        "strength": np.asarray(local.strength),
+        "global": np.asarray(shard.global_[record.row]),
+    }
+
+
+def _query_files(demo: DemoCollection) -> list[Path]:
+    """The demo's query, a copy of another photograph and an original."""
+    copies, originals = sorted(demo.originals), sorted(set(demo.originals.values()))
+    return [demo.root / p for p in (demo.query, copies[len(copies) // 2], originals[-1])]
+
+
+def _same_hits(a: list[Hit], b: list[Hit]) -> None:
+    """The same hits in the same order, with the same scores and verification outcomes."""
+    assert [h.as_dict() for h in a] == [h.as_dict() for h in b]
+    assert [h.score for h in a] == [h.score for h in b]  # unrounded
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoCollection:
+    """Originals and two kinds of copies, plus a file that is not an image."""
+    demo = build_demo_collection(
+        tmp_path_factory.mktemp("ray") / "démo, ray", transforms=("crop", "rotate")
+    )
+    (demo.root / "broken, really.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return demo
+
+
+def test_index_on_ray_matches_a_single_process_run(
+    ray_address: str,
+    small_demo: DemoCollection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    one_thread: None,
+) -> None:
+    # float32 on both sides (bfloat16's last bits depend on the processor), one thread per
+    # network as each Ray actor has (the thread count changes float32 sums' last bits)
+    monkeypatch.setenv("LOOKALIKE_PRECISION", "float32")
+    local = Collection.create(small_demo.root, index=tmp_path / "local")
+    local_report = local.index(workers=1)
+
+    args = ["index", str(small_demo.root), "--index", str(tmp_path / "ray"), "--json"]
+    result = runner.invoke(app, [*args, "--ray", ray_address])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == local_report.images == len(small_demo.images)
+    reason = dict(local_report.failed)["broken, really.jpg"]
+    assert report["failed"] == [{"path": "broken, really.jpg", "reason": reason}]
+
+    rows = _records(tmp_path / "ray")
+    assert rows == _records(tmp_path / "local")
+    for path, row in rows.items():
+        if row["status"] != "ok":
+            continue
+        ours, theirs = _features(tmp_path / "ray", path), _features(tmp_path / "local", path)
+        for name, array in theirs.items():
+            assert ours[name].dtype == array.dtype
+            np.testing.assert_array_equal(ours[name], array, err_msg=f"{path} {name}")
+
+    distributed = Collection.open(tmp_path / "ray")
+    assert distributed.status()["model"] == local.status()["model"]
+    for query in _query_files(small_demo):
+        described = local.describe(query)
+        _same_hits(distributed.search(described, k=10), local.search(described, k=10))
+
+    # incremental on the cluster: only the new file is described
+    shutil.copy(small_demo.root / small_demo.query, small_demo.root / "copy of a query.jpg")
+    try:
+        again = Collection.open(tmp_path / "ray").index(ray=ray_address)
+    finally:
+        (small_demo.root / "copy of a query.jpg").unlink()
+    assert again.added == ["copy of a query.jpg"]
+    assert again.skipped == len(rows)
+
+
+# --- sharded search ----------------------------------------------------------------------
+
+
+def _queries(demo: DemoCollection, collection: Collection) -> list[Any]:
+    """Queries described once (a query is described identically however it is searched)."""
+    files = _query_files(demo)
+    described: list[Any] = [collection.describe(f) for f in files]
+    described.append(collection.describe(files[0], region=(40.0, 30.0, 200.0, 160.0)))
+    return described
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_sharded_search_ranks_as_the_unsharded_index(
+    ray_address: str, demo: DemoCollection, demo_collection: Collection, tmp_path: Path, n: int
+) -> None:
+    from lookalike.scale.shards import ShardedCollection
+
+    queries = _queries(demo, demo_collection)
+    some_id = demo_collection.images()[5][0]
+    with ShardedCollection.start(
+        demo_collection.index_dir, shards=n, address=ray_address, out=tmp_path, cpus=0.1
+    ) as sharded:
+        assert sharded.shard_set.n == n
+        assert sorted(p.name for p in sharded.shard_set.folder.iterdir()) == sorted(
+            ["global", "model", "shards.json", *(f"shard-{i:03d}" for i in range(n))]
+        )
+        assert sharded.images() == demo_collection.images()
+        for query in queries:
+            hits = sharded.search(query, k=15)
+            assert hits[0].inliers is not None and hits[0].inliers > 0  # verification ran
+            _same_hits(hits, demo_collection.search(query, k=15))
+        for mode in ("asmk", "global"):
+            _same_hits(
+                sharded.search(queries[1], k=15, mode=mode, verify=0),
+                demo_collection.search(queries[1], k=15, mode=mode, verify=0),
+            )
+        _same_hits(
+            sharded.search(queries[2], k=15, expand=True),
+            demo_collection.search(queries[2], k=15, expand=True),
+        )
+        _same_hits(
+            sharded.search(some_id, k=15, exclude_self=True),
+            demo_collection.search(some_id, k=15, exclude_self=True),
+        )
+        with pytest.raises(ValueError, match="sharded search serves"):
+            sharded.search(queries[0], mode="colour")
+
+
+def test_shard_and_search_from_the_command_line(
+    ray_address: str,
+    demo: DemoCollection,
+    demo_collection: Collection,
+    one_thread: None,
+) -> None:
+    # The command describes the query itself: an `Extractor` sets its thread count only after
+    # its first interpolation, so both sides get one thread from the start (`one_thread`).
+    index = str(demo_collection.index_dir)
+    made = runner.invoke(app, ["shard", index, "--shards", "2", "--json"])
+    assert made.exit_code == 0, made.output
+    written = json.loads(made.stdout)
+    half = len(demo.images) // 2
+    assert [s["rows"] for s in written["shards"]] == [half, len(demo.images) - half]
+    query = str(demo.root / demo.query)
+    args = ["search", query, "--index", index, "--json", "-k", "10"]
+    result = runner.invoke(
+        app, [*args, "--ray", ray_address, "--shards", "2", "--shard-cpus", "0.1"]
+    )
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)["hits"]
+    expected = demo_collection.search(demo.root / demo.query, k=10)
+    assert [h["path"] for h in hits] == [h.path for h in expected]
+    assert [h["inliers"] for h in hits] == [h.inliers for h in expected]
+    lone = runner.invoke(app, ["search", query, "--index", index, "--shards", "2"])
+    assert lone.exit_code == 1
+    assert "needs both --ray" in lone.output
+
+
+def test_sharded_search_keeps_a_compressed_global_index(
+    ray_address: str, demo: DemoCollection, demo_collection: Collection, tmp_path: Path
+) -> None:
+    """The global index is the generation's own, of whichever kind: a compressed one scores
+    only its shortlist, so that is what the sharded search must reproduce."""
+    from dataclasses import replace
+
+    from lookalike.scale.shards import ShardedCollection
+    from lookalike.settings import IndexSettings
+
+    shutil.copytree(demo_collection.index_dir, tmp_path / "index")
+    settings = demo_collection.settings
+    compressed = replace(settings, index=IndexSettings(kind="compressed", refine=20))
+    collection = Collection.create(demo.root, index=tmp_path / "index", settings=compressed)
+    report = collection.index()
+    assert report.added == [] and report.updated == []  # the stored features are reused
+    assert collection.info()["global_index"]["kind"] != "exact"
+    queries = _queries(demo, collection)
+    with ShardedCollection.start(
+        collection.index_dir, shards=2, address=ray_address, out=tmp_path / "shards", cpus=0.1
+    ) as sharded:
+        for query in queries[:2]:
+            for verify in (0, 100):
+                _same_hits(
+                    sharded.search(query, k=15, verify=verify),
+                    collection.search(query, k=15, verify=verify),
+                )
