@@ -106,7 +106,11 @@ def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:
                             queries=tuple(data["queries"]),
                             transforms=transforms,
                             ranks=ranks,
-                            seconds={m: v for m, v in data["seconds"].items() if m in ranks},
+                            seconds={
+                                m: v
+                                for m, v in data["seconds"].items()
+                                if m in ranks or m == "describe"
+                            },
                         )
                     )
     return chunks
