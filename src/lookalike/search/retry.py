@@ -8,7 +8,7 @@ pixels, so verification, boxes and explanations read the same as for an upright 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,13 +77,3 @@ def read(
         desc=local.desc,
     )
     return ImageFeatures(moved, features.global_)
-
-
-def looks(
-    extract: Callable[[np.ndarray, tuple[float, ...] | None], ImageFeatures],
-    image: np.ndarray,
-    scales: tuple[float, ...],
-) -> Iterator[tuple[Look, ImageFeatures]]:
-    """Each second look at `image` with its features, read only when asked for."""
-    for look in second_looks(scales):
-        yield look, read(extract, image, look)
