@@ -399,8 +399,9 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         "",
         "; ".join(f"{name}: {words}" for name, words in r["transforms"].items()) + ".",
         "",
-        "lookalike's default search includes its second looks (a query that verifies nothing "
-        "is read again at half its scales, then turned a quarter, three quarters and a half). "
+        "lookalike's default search includes its second looks (a query whose best image has "
+        "fewer than 50 inliers is read again at half its scales, then turned a quarter, three "
+        "quarters and a half, and the way with the most inliers wins). "
         "The ranks of the methods that verify are kept only for the second-stage settings "
         "they were logged with; a method that verifies and is missing here has not been run "
         "again since those settings changed (`--methods NAME` adds it).",

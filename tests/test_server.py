@@ -305,6 +305,26 @@ def test_a_crash_is_a_json_message_without_the_trace(
     assert response.json() == {"error": "internal error (see the server log)"}
 
 
+def test_searches_keep_faiss_to_one_thread_each(
+    served: Collection, monkeypatch: pytest.MonkeyPatch, demo: DemoCollection
+) -> None:
+    """OpenMP's thread count is per thread: a search on a fresh worker thread must set its own,
+    or FAISS starts a team per search and concurrent searches fight over the cores."""
+    import faiss
+
+    seen: list[int] = []
+    search_for_real = served.search
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(faiss.omp_get_max_threads())
+        return search_for_real(*args, **kwargs)
+
+    monkeypatch.setattr(served, "search", counting)
+    with TestClient(create_app(served, ServerSettings())) as fresh:
+        assert search(fresh, (demo.root / ORIGINAL).read_bytes()).status_code == 200
+    assert seen == [1]
+
+
 def test_status_docs_and_page(client: TestClient) -> None:
     status = client.get("/api/status").json()
     assert status["images"] > 0 and status["generation"] >= 1 and status["model"]["id"]

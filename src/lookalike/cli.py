@@ -384,9 +384,9 @@ def search(
         bool | None,
         typer.Option(
             "--retry/--no-retry",
-            help="When nothing verifies, look again at the query coarser and turned a quarter, "
-            "three quarters and a half (blurred, sideways or upside-down photographs). Default: "
-            "the index's setting (on).",
+            help="When no image verifies for sure, look again at the query coarser and turned a "
+            "quarter, three quarters and a half (blurred, sideways or upside-down photographs), "
+            "and keep the look that verifies the most. Default: the index's setting (on).",
         ),
     ] = None,
     explain: Annotated[
@@ -694,7 +694,8 @@ def serve(
     )
     # Searches run side by side, one core each: a BLAS or OpenMP pool per search would thrash
     # (matching the shortlist's features is 3 to 5 times slower with two threads each on two
-    # cores). The libraries are loaded first, so that the limit reaches their pools.
+    # cores). The libraries are loaded first, so that the limit reaches their pools. OpenMP's
+    # limit holds for this thread only: each search sets FAISS's again (`app.run_search`).
     import faiss
     import torch
 

@@ -557,8 +557,8 @@ class Collection:
         verify: how many of the first stage's best to verify spatially (0: none); default from
             the collection's settings (100).
         expand: query expansion from the best verified hits; default from the settings (off).
-        retry: when nothing verifies, look again at the query image coarser and turned (see
-            `RerankSettings.retry`); default from the settings (on).
+        retry: when nothing verifies for sure, look again at the query image coarser and
+            turned (see `RerankSettings.retry`); default from the settings (on).
         """
         from lookalike.search.query import score, top_rows
         from lookalike.search.rerank import rerank
@@ -582,15 +582,18 @@ class Collection:
                 loaded, described.features, scores, stored, settings, second, self_rows,
                 described.memo,
             )  # fmt: skip
-            if second.retry and _most_inliers(reranked.verified, self_rows) < second.min_inliers:
+            best = _most_inliers(reranked.verified, self_rows)
+            if second.retry and best < second.saturation:
                 for look in self._second_looks(described):
                     look_scores = score(loaded, look.features, settings, self_rows, look.classic)
                     again = rerank(
                         loaded, look.features, look_scores, stored, settings, second, self_rows,
                         look.memo,
                     )  # fmt: skip
-                    if _most_inliers(again.verified, self_rows) >= second.min_inliers:
-                        scores, reranked = look_scores, again
+                    most = _most_inliers(again.verified, self_rows)
+                    if most >= second.min_inliers and most > best:
+                        scores, reranked, best = look_scores, again, most
+                    if best >= second.saturation:
                         break
             final, verified = reranked.final, reranked.verified
         rows = top_rows(final, k, self_rows if exclude_self else None)

@@ -148,10 +148,11 @@ class RerankSettings:
     `min_inliers`): alpha-QE (`expand_alpha`) on the global descriptor, and their ASMK scores
     averaged into the query's.
 
-    `retry`: when no image reaches `min_inliers`, a query image is described again, coarser
-    (blur, noise) and then turned a quarter, three quarters and a half (a photograph held
-    sideways or upside down), and searched each way until one verifies an image; that way's
-    ranking is returned. A query that matches nothing costs up to five searches.
+    `retry`: when no image reaches `saturation` inliers (a sure match), a query image is
+    described again, coarser (blur, noise) and then turned a quarter, three quarters and a half
+    (a photograph held sideways or upside down), and searched each way until one reaches it.
+    The ranking of the way whose best image has the most inliers (at least `min_inliers`) is
+    returned. A query that matches nothing for sure costs up to five searches.
     """
 
     shortlist: int = 100

@@ -1,9 +1,11 @@
-"""Second looks at a query that verified nothing: read coarser (for blur and heavy noise) and
-turned a quarter, three quarters and a half (for a photograph held sideways or upside down).
+"""Second looks at a query that verified nothing for sure: read coarser (for blur and heavy
+noise) and turned a quarter, three quarters and a half (for a photograph held sideways or upside
+down).
 
-The backbone's features are neither blur- nor rotation-invariant. A query that finds no image
-with enough inliers is described again these ways; positions are mapped back to the query's own
-pixels, so verification, boxes and explanations read the same as for an upright query.
+The backbone's features are neither blur- nor rotation-invariant. A query whose best image has
+fewer inliers than a sure match is described again these ways; positions are mapped back to the
+query's own pixels, so verification, boxes and explanations read the same as for an upright
+query.
 """
 
 from __future__ import annotations
