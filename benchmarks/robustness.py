@@ -42,6 +42,7 @@ from lookalike.evaluate.robustness_run import (
     sample_queries,
 )
 from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
+from lookalike.search.retry import POLICY
 from lookalike.settings import CNN_MODES
 
 
@@ -73,9 +74,11 @@ LOGS = cache_root() / "bench-robustness"
 
 
 def second_stage_key(collection: Collection) -> str:
-    """A short fingerprint of the second stage's settings (verification, retries): ranks
-    logged under another one are stale for the methods that verify."""
-    text = json.dumps(dataclasses.asdict(collection.settings.rerank), sort_keys=True)
+    """A short fingerprint of the second stage's settings (verification, retries) and of the
+    second looks' policy: ranks logged under another one are stale for the methods that
+    verify."""
+    settings = dataclasses.asdict(collection.settings.rerank)
+    text = json.dumps({**settings, "retry_policy": POLICY}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -23,6 +23,10 @@ TURNS = (1, 3, 2)
 COARSE = 0.5
 """The coarse look reads the image at this fraction of each of the usual scales."""
 
+POLICY = "until saturation; the look with the most inliers"
+"""When looks are taken and which one wins (`Collection.search`), in words: changed with it, so
+that results logged under another policy can be told apart (`benchmarks/robustness.py`)."""
+
 
 @dataclass(frozen=True)
 class Look:
