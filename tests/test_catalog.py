@@ -323,6 +323,19 @@ def test_other_sqlite_database_is_refused(index_dir: Path) -> None:
         Catalog.open(index_dir)
 
 
+def test_an_empty_catalog_is_one_being_created_not_a_foreign_file(index_dir: Path) -> None:
+    """A reader that opens the file between a writer creating it and writing its schema is
+    told to index, not to move the file away; the writer then makes it a catalog."""
+    index_dir.mkdir(parents=True)
+    sqlite3.connect(index_dir / CATALOG_FILE).close()
+    with pytest.raises(CatalogError, match="still empty") as info:
+        Catalog.open(index_dir, readonly=True)
+    assert "move this file" not in str(info.value)
+    Catalog.open(index_dir).close()
+    with Catalog.open(index_dir, readonly=True) as catalog:
+        assert catalog.count() == 0
+
+
 def test_closed_catalog_raises(index_dir: Path) -> None:
     cat = Catalog.open(index_dir)
     cat.close()

@@ -21,7 +21,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lookalike.catalog import Catalog
+from lookalike.catalog import Catalog, CatalogError
 from lookalike.cli import app
 from lookalike.collection import Collection, Hit
 from lookalike.demo import DemoCollection, build_demo_collection
@@ -207,6 +207,58 @@ def test_index_on_ray_matches_a_single_process_run(
         (small_demo.root / "copy of a query.jpg").unlink()
     assert again.added == ["copy of a query.jpg"]
     assert again.skipped == len(rows)
+
+
+def test_a_killed_run_on_ray_resumes_and_leaves_a_consistent_index(
+    ray_address: str, small_demo: DemoCollection, tmp_path: Path
+) -> None:
+    """SIGKILL the driver of a cluster run once some images are durable: the next run on the
+    cluster keeps them, describes only the rest, and the index is whole and searchable."""
+    import signal
+    import subprocess
+    import time
+
+    from lookalike.index.store import existing_shards
+
+    index_dir = tmp_path / "killed"
+    script = (
+        "import sys; from lookalike.collection import Collection; "
+        "Collection.create(sys.argv[1], index=sys.argv[2]).index(ray=sys.argv[3], shard_size=2)"
+    )
+    log = tmp_path / "driver.log"
+    with log.open("wb") as err:
+        driver = subprocess.Popen(
+            [sys.executable, "-c", script, str(small_demo.root), str(index_dir), ray_address],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    deadline, durable = time.monotonic() + 600, 0
+    while time.monotonic() < deadline and driver.poll() is None:
+        try:
+            with Catalog.open(index_dir, readonly=True) as catalog:
+                durable = catalog.count("ok")
+        except CatalogError:  # not there yet, or being created
+            pass
+        if durable >= 4:
+            break
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert durable >= 4, f"not killed mid-way: {log.read_text(errors='replace')[-2000:]}"
+
+    report = Collection.open(index_dir).index(ray=ray_address)
+    assert report.images == len(small_demo.images)
+    assert report.skipped >= durable  # what the killed run made durable was kept
+    # every image once, and the file that is not one, whose failure the first run kept
+    assert len(report.added) + report.skipped == len(small_demo.images) + 1
+    with Catalog.open(index_dir, readonly=True) as catalog:
+        assert catalog.shards_in_use() == set(existing_shards(index_dir / "features"))
+        records = catalog.records("ok")
+    assert len(records) == len(small_demo.images)
+    assert not list(index_dir.rglob(".*.tmp-*"))
+    resumed = Collection.open(index_dir)
+    for record in records[:: max(1, len(records) // 6)]:
+        assert resumed.search(record.id, k=1)[0].id == record.id
 
 
 # --- sharded search ----------------------------------------------------------------------

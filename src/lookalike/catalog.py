@@ -190,6 +190,11 @@ class Catalog:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
             if self._readonly:
+                if not self._user_tables():  # a writer's first moments, or one killed in them
+                    raise CatalogError(
+                        f"the catalog at {self._db_path} is still empty: an index run is "
+                        "creating it (or was stopped before it could); run `lookalike index`"
+                    )
                 self._check_schema(self._schema_version())
                 return
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
