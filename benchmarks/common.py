@@ -1,4 +1,6 @@
-"""Shared helpers for the benchmark scripts: machine description, timing, memory, results."""
+"""Shared helpers for the benchmark scripts: machine description, timing, memory, results; and
+for the scale benchmarks (`scale_global.py`, `scale_asmk.py`), the real Holidays + Corel index
+and the distractors made from it."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -89,6 +95,24 @@ class PeakRss:
         self._thread.join()
 
 
+def machine_while(load_start: Sequence[float]) -> dict[str, Any]:
+    """`machine()` with the load average when the run started (`load_start`, as
+    `os.getloadavg()` gave it) and now: a shared machine makes latencies upper bounds."""
+    return {**machine(), "load_average": {"start": load_start[0], "end": os.getloadavg()[0]}}
+
+
+@contextmanager
+def faiss_one_thread() -> Iterator[None]:
+    """FAISS on one thread inside (queries timed one at a time), on every core after."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+
+
 def run_measured(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[str, float, int]:
     """Run a command; return (stdout, wall seconds, peak RSS of its process tree in bytes)."""
     t0 = time.perf_counter()
@@ -130,3 +154,134 @@ def load_result(name: str) -> dict[str, Any] | None:
 
 def lookalike_cmd() -> list[str]:
     return [sys.executable, "-m", "lookalike.cli"]
+
+
+# --- the scale benchmarks: real images and distractors -----------------------------------
+
+
+@dataclass(frozen=True)
+class RealSet:
+    """The real images of the Holidays + Corel index, in the rows of its current generation:
+    their whitened global descriptors `vectors: (n, d)` float32, each row's path, the query rows
+    `(q,)` and, per query, its relevant rows; the `collection` and its `loaded` generation."""
+
+    vectors: np.ndarray
+    paths: list[str]
+    queries: np.ndarray
+    relevant: dict[int, list[int]]
+    collection: Any
+    loaded: Any
+
+
+def real_set() -> RealSet:
+    """The Holidays + Corel index of benchmarks/robustness.py, as built (opened, never
+    rebuilt)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from robustness import collection_and_view
+
+    collection, view = collection_and_view()
+    loaded = collection._generation()
+    vectors = np.ascontiguousarray(loaded.global_.vectors(np.arange(loaded.n_images)))
+    row_of = {int(image_id): row for row, image_id in enumerate(loaded.ids)}
+    paths = [""] * loaded.n_images
+    for path in view.images:
+        image_id = collection.id_of(path)
+        if image_id is not None and int(image_id) in row_of:
+            paths[row_of[int(image_id)]] = path
+    row_of_path = {p: r for r, p in enumerate(paths)}
+    queries = sorted(view.queries)
+    return RealSet(
+        vectors=vectors,
+        paths=paths,
+        queries=np.array([row_of_path[q] for q in queries], np.int64),
+        relevant={row_of_path[q]: [row_of_path[r] for r in view.queries[q]] for q in queries},
+        collection=collection,
+        loaded=loaded,
+    )
+
+
+@dataclass(frozen=True)
+class Distractors:
+    """`vectors: (n, d)` float32 unit global descriptors, each made from the real rows `first`
+    and `second` `(n,)` int64 with the weight `weight` (b) and the noise scale `noise` (s),
+    `(n,)` float32 (see `distractors`)."""
+
+    vectors: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+    weight: np.ndarray
+    noise: np.ndarray
+
+
+def distractors(real: np.ndarray, n: int, seed: int) -> Distractors:
+    """`n` distractors: normalise(x_i + b x_j + s g / sqrt(d)) of random real rows `x_i, x_j`
+    of `real: (m, d)`, b ~ U(0.5, 1), s ~ U(0.8, 1.6), g standard Gaussian."""
+    rng = np.random.default_rng(seed)
+    d = real.shape[1]
+    out = np.empty((n, d), np.float32)
+    first, second = np.empty(n, np.int64), np.empty(n, np.int64)
+    weight, noise = np.empty(n, np.float32), np.empty(n, np.float32)
+    for start in range(0, n, 65536):
+        m = min(65536, n - start)
+        i, j = rng.integers(0, len(real), m), rng.integers(0, len(real), m)
+        b = rng.uniform(0.5, 1.0, (m, 1)).astype(np.float32)
+        s = rng.uniform(0.8, 1.6, (m, 1)).astype(np.float32)
+        g = rng.standard_normal((m, d), dtype=np.float32) / np.float32(np.sqrt(d))
+        v = real[i] + b * real[j] + s * g
+        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        first[start : start + m], second[start : start + m] = i, j
+        weight[start : start + m], noise[start : start + m] = b[:, 0], s[:, 0]
+    return Distractors(out, first, second, weight, noise)
+
+
+def quantiles(values: np.ndarray, digits: int = 3) -> dict[str, float]:
+    """The 5th, 25th, 50th, 75th and 95th percentiles of `values`, as `p5`... `p95`."""
+    qs = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {f"p{p}": round(float(v), digits) for p, v in zip((5, 25, 50, 75, 95), qs, strict=True)}
+
+
+@dataclass(frozen=True)
+class ScaleSet:
+    """One benchmark collection: `vectors: (n, d)`, a label per row (paths, or `d<i>`), the
+    query rows and their relevant rows, in this collection's numbering; its first rows are the
+    real rows `real_rows: (r,)`, the others distractors 0..n-r-1."""
+
+    vectors: np.ndarray
+    labels: list[str]
+    queries: np.ndarray
+    relevant: dict[int, list[int]]
+    real_rows: np.ndarray
+
+
+def scale_set(real: RealSet, pool: np.ndarray, size: int, seed: int) -> ScaleSet:
+    """`size` images: a subset of the real ones (every Holidays image kept) when `size` is
+    below their number, else all of them and the first `size - m` rows of `pool: (p, d)`."""
+    m = len(real.vectors)
+    if size < m:
+        holidays = np.array([r for r, p in enumerate(real.paths) if p.startswith("set/")])
+        others = np.setdiff1d(np.arange(m), holidays)
+        rng = np.random.default_rng(seed)
+        take = np.sort(np.concatenate([holidays, rng.choice(others, size - len(holidays), False)]))
+        new = {int(r): i for i, r in enumerate(take)}
+        return ScaleSet(
+            vectors=real.vectors[take],
+            labels=[real.paths[r] for r in take],
+            queries=np.array([new[int(q)] for q in real.queries]),
+            relevant={new[q]: [new[r] for r in rel] for q, rel in real.relevant.items()},
+            real_rows=take,
+        )
+    vectors = np.concatenate([real.vectors, pool[: size - m]])
+    labels = real.paths + [f"d{i}" for i in range(size - m)]
+    return ScaleSet(vectors, labels, real.queries, real.relevant, np.arange(m))
+
+
+def mean_ap(col: ScaleSet, rankings: dict[int, list[int]]) -> float:
+    """Holidays mAP of `rankings` (query row -> ranked rows), the query itself junk."""
+    from lookalike.evaluate.metrics import mean_average_precision
+
+    labels = col.labels
+    return mean_average_precision(
+        {labels[q]: [labels[r] for r in rows] for q, rows in rankings.items()},
+        {labels[q]: [labels[r] for r in rel] for q, rel in col.relevant.items()},
+        junk={labels[q]: [labels[q]] for q in col.relevant},
+    )

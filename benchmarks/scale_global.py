@@ -56,15 +56,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-from common import machine, median, percentile, save_result
-from lookalike.evaluate.metrics import mean_average_precision
+from common import (
+    ScaleSet,
+    distractors,
+    faiss_one_thread,
+    machine_while,
+    mean_ap,
+    median,
+    percentile,
+    quantiles,
+    real_set,
+    save_result,
+    scale_set,
+)
 from lookalike.index.global_index import (
     CompressedGlobalIndex,
     GlobalIndex,
@@ -81,58 +91,6 @@ SCORED = 30  # queries whose `scores` are timed (the exact kind sorts every row)
 SETTINGS = IndexSettings(kind="compressed")
 
 
-@dataclass(frozen=True)
-class RealSet:
-    """The real descriptors `vectors: (n, d)` float32, each row's path, the query rows `(q,)`
-    and, per query, its relevant rows."""
-
-    vectors: np.ndarray
-    paths: list[str]
-    queries: np.ndarray
-    relevant: dict[int, list[int]]
-
-
-def real_set() -> RealSet:
-    """The whitened global descriptors of the Holidays + Corel index, as built."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from robustness import collection_and_view
-
-    collection, view = collection_and_view()
-    loaded = collection._generation()
-    vectors = np.ascontiguousarray(loaded.global_.vectors(np.arange(loaded.n_images)))
-    row_of = {int(image_id): row for row, image_id in enumerate(loaded.ids)}
-    paths = [""] * loaded.n_images
-    for path in view.images:
-        image_id = collection.id_of(path)
-        if image_id is not None and int(image_id) in row_of:
-            paths[row_of[int(image_id)]] = path
-    row_of_path = {p: r for r, p in enumerate(paths)}
-    queries = sorted(view.queries)
-    return RealSet(
-        vectors=vectors,
-        paths=paths,
-        queries=np.array([row_of_path[q] for q in queries], np.int64),
-        relevant={row_of_path[q]: [row_of_path[r] for r in view.queries[q]] for q in queries},
-    )
-
-
-def distractors(real: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """`(n, d)` float32 unit vectors: normalise(x_i + b x_j + s g / sqrt(d)) of random real rows
-    `x_i, x_j` of `real: (m, d)`, b ~ U(0.5, 1), s ~ U(0.8, 1.6), g standard Gaussian."""
-    rng = np.random.default_rng(seed)
-    d = real.shape[1]
-    out = np.empty((n, d), np.float32)
-    for start in range(0, n, 65536):
-        m = min(65536, n - start)
-        i, j = rng.integers(0, len(real), m), rng.integers(0, len(real), m)
-        b = rng.uniform(0.5, 1.0, (m, 1)).astype(np.float32)
-        s = rng.uniform(0.8, 1.6, (m, 1)).astype(np.float32)
-        noise = rng.standard_normal((m, d), dtype=np.float32) / np.float32(np.sqrt(d))
-        v = real[i] + b * real[j] + s * noise
-        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return out
-
-
 def nearest_cosines(a: np.ndarray, b: np.ndarray, same: bool) -> np.ndarray:
     """Cosine of each row of `a: (m, d)` to its nearest row of `b: (n, d)` (leaving out the
     diagonal when `a` is `b`'s first m rows)."""
@@ -140,43 +98,6 @@ def nearest_cosines(a: np.ndarray, b: np.ndarray, same: bool) -> np.ndarray:
     if same:
         np.fill_diagonal(sims, -np.inf)
     return sims.max(axis=1)
-
-
-def quantiles(values: np.ndarray) -> dict[str, float]:
-    qs = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
-    return {f"p{p}": round(float(v), 3) for p, v in zip((5, 25, 50, 75, 95), qs, strict=True)}
-
-
-@dataclass(frozen=True)
-class Collection:
-    """One benchmark collection: `vectors: (n, d)`, a label per row (paths, or `d<i>`), the
-    query rows and their relevant rows, in this collection's numbering."""
-
-    vectors: np.ndarray
-    labels: list[str]
-    queries: np.ndarray
-    relevant: dict[int, list[int]]
-
-
-def make_collection(real: RealSet, pool: np.ndarray, size: int, seed: int) -> Collection:
-    """`size` images: a subset of the real ones (every Holidays image kept) when `size` is
-    below their number, else all of them and the first `size - m` rows of `pool`."""
-    m = len(real.vectors)
-    if size < m:
-        holidays = np.array([r for r, p in enumerate(real.paths) if p.startswith("set/")])
-        others = np.setdiff1d(np.arange(m), holidays)
-        rng = np.random.default_rng(seed)
-        take = np.sort(np.concatenate([holidays, rng.choice(others, size - len(holidays), False)]))
-        new = {int(r): i for i, r in enumerate(take)}
-        return Collection(
-            vectors=real.vectors[take],
-            labels=[real.paths[r] for r in take],
-            queries=np.array([new[int(q)] for q in real.queries]),
-            relevant={new[q]: [new[r] for r in rel] for q, rel in real.relevant.items()},
-        )
-    vectors = np.concatenate([real.vectors, pool[: size - m]])
-    labels = real.paths + [f"d{i}" for i in range(size - m)]
-    return Collection(vectors, labels, real.queries, real.relevant)
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -188,16 +109,6 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 def without(rows: np.ndarray, row: int, k: int) -> list[int]:
     return [int(r) for r in rows if r != row and r >= 0][:k]
-
-
-def mean_ap(col: Collection, rankings: dict[int, list[int]]) -> float:
-    """Holidays mAP of `rankings` (query row -> ranked rows), the query itself junk."""
-    labels = col.labels
-    return mean_average_precision(
-        {labels[q]: [labels[r] for r in rows] for q, rows in rankings.items()},
-        {labels[q]: [labels[r] for r in rel] for q, rel in col.relevant.items()},
-        junk={labels[q]: [labels[q]] for q in col.relevant},
-    )
 
 
 RSS_OF_LOADING = """
@@ -221,24 +132,23 @@ def rss_of_loading(folder: Path, recorded: dict[str, Any]) -> int:
     return int(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
 
 
-def timed_queries(index: GlobalSearch, col: Collection, truth: np.ndarray) -> dict[str, Any]:
+def timed_queries(index: GlobalSearch, col: ScaleSet, truth: np.ndarray) -> dict[str, Any]:
     """Latency (one thread) and recall of `index.search(query, 10)` over the queries, and the
     time of `scores(query)`; `truth: (q, 11)` the exact top 11 of each query."""
-    faiss.omp_set_num_threads(1)
-    times, score_times, one, ten = [], [], 0, 0.0
-    for qi, q in enumerate(col.queries):
-        query = col.vectors[q]
-        t = time.perf_counter()
-        rows, _ = index.search(query, 11)
-        times.append(time.perf_counter() - t)
-        if qi < SCORED:
+    with faiss_one_thread():
+        times, score_times, one, ten = [], [], 0, 0.0
+        for qi, q in enumerate(col.queries):
+            query = col.vectors[q]
             t = time.perf_counter()
-            index.scores(query)
-            score_times.append(time.perf_counter() - t)
-        got, exact = without(rows, q, 10), without(truth[qi], q, 10)
-        one += int(exact[0] in got)
-        ten += len(set(got) & set(exact)) / 10
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
+            rows, _ = index.search(query, 11)
+            times.append(time.perf_counter() - t)
+            if qi < SCORED:
+                t = time.perf_counter()
+                index.scores(query)
+                score_times.append(time.perf_counter() - t)
+            got, exact = without(rows, q, 10), without(truth[qi], q, 10)
+            one += int(exact[0] in got)
+            ten += len(set(got) & set(exact)) / 10
     n = len(col.queries)
     return {
         "latency_ms": {
@@ -251,12 +161,12 @@ def timed_queries(index: GlobalSearch, col: Collection, truth: np.ndarray) -> di
     }
 
 
-def ranked(index: GlobalSearch, col: Collection) -> dict[int, list[int]]:
+def ranked(index: GlobalSearch, col: ScaleSet) -> dict[int, list[int]]:
     """The first TOP + 1 rows of each query by `index.search`."""
     return {int(q): index.search(col.vectors[q], TOP + 1)[0].tolist() for q in col.queries}
 
 
-def run_size(col: Collection, with_map: bool) -> dict[str, Any]:
+def run_size(col: ScaleSet, with_map: bool) -> dict[str, Any]:
     n = len(col.vectors)
     queries = np.ascontiguousarray(col.vectors[col.queries])
     truth = exact_top(col.vectors, queries, max(11, TOP + 1) if with_map else 11)
@@ -336,7 +246,7 @@ def main() -> None:
     m = len(real.vectors)
     n_pool = max(0, max(sizes) - m)
     print(f"{n_pool} distractors", flush=True)
-    pool = distractors(real.vectors, n_pool, SEED)
+    pool = distractors(real.vectors, n_pool, SEED).vectors
     rng = np.random.default_rng(SEED)
     sample_real = real.vectors[rng.choice(m, 2000, replace=False)]
     stats: dict[str, Any] = {
@@ -350,7 +260,7 @@ def main() -> None:
         )
 
     results: dict[str, Any] = {"distractors": stats, "sizes": {}}
-    base = make_collection(real, pool, m, SEED)
+    base = scale_set(real, pool, m, SEED)
     print(f"[{m}] no distractors: mAP", flush=True)
     truth = exact_top(base.vectors, base.vectors[base.queries], TOP + 1)
     compressed = build_global(base.vectors, SETTINGS)
@@ -362,17 +272,14 @@ def main() -> None:
     }
     del compressed
     for size in sizes:
-        col = make_collection(real, pool, size, SEED)
+        col = scale_set(real, pool, size, SEED)
         results["sizes"][str(size)] = run_size(col, with_map=size >= m)
         print(results["sizes"][str(size)]["compressed"]["latency_ms"], flush=True)
         del col
         gc.collect()
     results["queries"] = len(real.queries)
     results["settings"] = SETTINGS.__dict__
-    results["machine"] = {
-        **machine(),
-        "load_average": {"start": load_start[0], "end": os.getloadavg()[0]},
-    }
+    results["machine"] = machine_while(load_start)
     path = save_result("scale_global", results)
     print(f"wrote {path}", flush=True)
 

@@ -911,8 +911,11 @@ class Collection:
 
         `bytes` (and `bytes_per_image`) by part; `indexes` is the whole current generation,
         of which `global_index` is the part of the global index held in RAM while searching
-        and `global_refine` its float16 vectors, memory-mapped from disk (0 when exact).
-        `global_index`: its kind and parameters as recorded in the generation."""
+        and `global_refine` its float16 vectors, memory-mapped from disk (0 when exact);
+        `asmk_index` the part of the ASMK index held in RAM and `asmk_codes` its codes,
+        memory-mapped (0 for the inverted file). `global_index` and `asmk_index`: their kinds
+        and parameters as recorded in the generation."""
+        from lookalike.index import asmk_shortlist
         from lookalike.index.global_index import file_bytes
 
         status = self.status()
@@ -926,6 +929,7 @@ class Collection:
             "model": _du(self.index_dir / build.MODEL_DIR),
             "indexes": _du(current),
             **file_bytes(current),
+            **asmk_shortlist.file_bytes(current),
             "catalog": sum(_du(p) for p in self.index_dir.glob("catalog.sqlite*")),
         }
         try:
@@ -939,6 +943,8 @@ class Collection:
             "bytes_per_image": {k: (v / ok if ok else 0.0) for k, v in sizes.items()},
             "global_index": recorded.get("global_index")
             or ({"kind": "exact", "faiss": recorded["index"]} if "index" in recorded else None),
+            "asmk_index": recorded.get("asmk_index")
+            or ({"kind": "inverted"} if "index" in recorded else None),
         }
 
 

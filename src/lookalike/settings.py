@@ -293,6 +293,7 @@ class SiftSettings:
 
 
 GLOBAL_INDEX_KINDS = ("auto", "exact", "compressed")
+ASMK_INDEX_KINDS = ("auto", "inverted", "shortlist")
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,17 @@ class IndexSettings:
     number an image, plus the centroids (4 bytes a dimension a list) and each list's codes
     padded to a block of 32: about 46 bytes an image at a million 256-D images with the
     defaults. Fewer than 16 images are always exact.
+
+    The ASMK index is chosen by the same threshold (`asmk` 'auto'; 'inverted' or 'shortlist'
+    force one): below it the inverted file, in RAM, scores every image; from there on every
+    image's code is kept in image order on disk, memory-mapped, and a query scores only the
+    `candidates` best rows of the global index by ASMK (exactly the inverted file's scores on
+    them), in every CNN search mode ('asmk' too), rows outside them ranked below (see
+    `search.query.score`). RAM: 8 bytes an image; on disk, mapped: 18 bytes a visual word an
+    image (a 2-byte word and a 16-byte residual at 128-D): 8.4 kB an image on Holidays +
+    Corel (`benchmarks/scale_asmk.py`). 2000 candidates: at 100,000 images 97.5% of the
+    relevant Holidays images are among them and the mAP is within 0.001 of 5000 candidates',
+    at about 60% of their time.
     """
 
     kind: str = "auto"
@@ -321,24 +333,34 @@ class IndexSettings:
     refine: int = 1000
     train_per_list: int = 64
     seed: int = 0
+    asmk: str = "auto"
+    candidates: int = 2000
 
     def __post_init__(self) -> None:
         if self.kind not in GLOBAL_INDEX_KINDS:
             raise ValueError(
                 f"unknown global index kind {self.kind!r}; allowed: {', '.join(GLOBAL_INDEX_KINDS)}"
             )
+        if self.asmk not in ASMK_INDEX_KINDS:
+            raise ValueError(
+                f"unknown ASMK index kind {self.asmk!r}; allowed: {', '.join(ASMK_INDEX_KINDS)}"
+            )
         if self.exact_below < 0 or self.nlist < 0 or self.nprobe < 0:
             raise ValueError("exact_below, nlist and nprobe must be >= 0")
-        if self.pq_bytes < 1 or self.refine < 1 or self.train_per_list < 1:
-            raise ValueError("pq_bytes, refine and train_per_list must be >= 1")
+        if self.pq_bytes < 1 or self.refine < 1 or self.train_per_list < 1 or self.candidates < 1:
+            raise ValueError("pq_bytes, refine, train_per_list and candidates must be >= 1")
 
     @property
     def key(self) -> str:
         """Short name carrying every parameter, e.g. `auto-e100000-l0-b32-p0-r1000-t64-s0`; a
-        generation built under another is built again."""
+        generation built under another is built again. The ASMK choice is appended when it is
+        not the default (`-ashortlist-c5000`), so that generations built before it was a
+        setting keep their key."""
+        default = (self.asmk, self.candidates) == (IndexSettings.asmk, IndexSettings.candidates)
+        asmk = "" if default else f"-a{self.asmk}-c{self.candidates}"
         return (
             f"{self.kind}-e{self.exact_below}-l{self.nlist}-b{self.pq_bytes}-p{self.nprobe}"
-            f"-r{self.refine}-t{self.train_per_list}-s{self.seed}"
+            f"-r{self.refine}-t{self.train_per_list}-s{self.seed}{asmk}"
         )
 
     def compressed(self, n_images: int) -> bool:
@@ -346,6 +368,12 @@ class IndexSettings:
         if self.kind == "auto":
             return n_images >= self.exact_below
         return self.kind == "compressed"
+
+    def asmk_shortlist(self, n_images: int) -> bool:
+        """Whether the ASMK index of `n_images` images is the shortlist kind."""
+        if self.asmk == "auto":
+            return n_images >= self.exact_below
+        return self.asmk == "shortlist"
 
 
 @dataclass(frozen=True)

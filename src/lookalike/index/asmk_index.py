@@ -4,6 +4,9 @@ codebook, kernel and binarisation.
 Images are encoded once per codebook: each image's whitened local descriptors are assigned to
 their nearest visual word, residuals are summed per word and binarised (`asmk`'s kernel). The
 inverted file is built in bulk from those codes and stored as flat arrays (no pickle).
+
+`AsmkSearch` is what the query pipeline needs of an ASMK index; the inverted file here scores
+every image, `asmk_shortlist.ShortlistAsmk` (for millions of images) only given candidates.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from asmk import codebook as asmk_codebook
@@ -19,6 +23,8 @@ from asmk import index as asmk_index
 from asmk import kernel as asmk_kernel
 
 from lookalike.index.atomic import save_npy
+
+INVERTED = "inverted"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,52 @@ class Vocabulary:
         return codes
 
 
+class AsmkSearch(Protocol):
+    """What the query pipeline needs of an ASMK index over rows 0..n_images-1: its vocabulary
+    (to encode queries) and every row's similarity to a query code, `(n_images,)` float32."""
+
+    vocabulary: Vocabulary
+
+    @property
+    def n_images(self) -> int: ...
+
+    def scores(self, code: ImageCode, *, alpha: float, threshold: float) -> np.ndarray: ...
+
+
+def spans(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions `starts[i] .. starts[i] + lengths[i] - 1` of every span, one span after
+    another: `starts, lengths: (m,)` int -> `(lengths.sum(),)` int64."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    firsts = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, np.int64) - firsts, lengths) + np.arange(
+        int(lengths.sum()), dtype=np.int64
+    )
+
+
+def kernel_values(
+    theirs: np.ndarray, ours: np.ndarray, *, alpha: float, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """ASMK's selectivity on pairs of packed binarised residuals, `theirs, ours: (M, B)` uint32:
+    sim = 1 - 2 x Hamming distance / 32B (asmk's normaliser), kept where sim >= `threshold`,
+    raised to `alpha` -> (kept pair positions `(M',)` int64, their values `(M',)` float32)."""
+    if theirs.shape != ours.shape or theirs.ndim != 2:
+        raise ValueError(f"residual pairs disagree: {theirs.shape} vs {ours.shape}")
+    differ = np.bitwise_xor(_as_words(_as_records(theirs)), _as_words(_as_records(ours)))
+    bits = np.bitwise_count(differ).sum(axis=1, dtype=np.int32)
+    sim = 1.0 - bits.astype(np.float32) * np.float32(2.0 / (32 * theirs.shape[1]))
+    keep = np.flatnonzero(sim >= threshold)
+    kept = sim.take(keep)
+    kernel = kept * kept * kept if alpha == 3.0 else np.power(kept, np.float32(alpha))
+    return keep, kernel
+
+
+def inverse_norms(words_per_image: np.ndarray) -> np.ndarray:
+    """With idf off an image's score is divided by sqrt(its number of words): `(n,)` counts ->
+    `(n,)` float32 1 / sqrt(max(count, 1))."""
+    counts = np.asarray(words_per_image, dtype=np.float64)
+    return (1.0 / np.sqrt(np.maximum(counts, 1.0))).astype(np.float32)
+
+
 def _as_records(packed: np.ndarray) -> np.ndarray:
     """`(N, B)` uint32 packed residuals as `(N,)` opaque records of 4B bytes (a row gathered
     at once)."""
@@ -86,6 +138,13 @@ def _as_words(records: np.ndarray) -> np.ndarray:
     size = records.dtype.itemsize
     word = np.uint64 if size % 8 == 0 else np.uint32
     return records.view(word).reshape(len(records), size // np.dtype(word).itemsize)
+
+
+def take_rows(packed: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Rows `positions: (M,)` of packed residuals `(N, B)` uint32 (an array or a memory map)
+    -> `(M, B)` uint32, each row gathered at once."""
+    records = _as_records(packed).take(positions)
+    return records.view(np.uint32).reshape(len(records), packed.shape[1])
 
 
 def packed_width(dim: int) -> int:
@@ -121,6 +180,8 @@ class AsmkIndex:
     value in a few vectorised passes (the same values, to float rounding, as `asmk`'s
     per-word loop, which holds the interpreter for most of a query)."""
 
+    kind = INVERTED
+
     def __init__(
         self,
         residuals: np.ndarray,
@@ -142,9 +203,7 @@ class AsmkIndex:
         self.bounds = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
         self._n_images = int(n_images)
         self.vocabulary = vocabulary
-        # With idf off, an image's score is normalised by sqrt(number of its words).
-        words_per_image = np.bincount(self.rows, minlength=self._n_images).astype(np.float64)
-        self.inverse_norm = (1.0 / np.sqrt(np.maximum(words_per_image, 1.0))).astype(np.float32)
+        self.inverse_norm = inverse_norms(np.bincount(self.rows, minlength=self._n_images))
 
     @property
     def n_images(self) -> int:
@@ -153,7 +212,6 @@ class AsmkIndex:
     @classmethod
     def build(cls, vocabulary: Vocabulary, codes: Sequence[ImageCode]) -> AsmkIndex:
         """Inverted file for `codes` (image row i = codes[i])."""
-        k = vocabulary.size
         if codes:
             words = np.concatenate([c.words for c in codes]).astype(np.int64)
             residuals = np.concatenate([c.residuals for c in codes])
@@ -162,9 +220,24 @@ class AsmkIndex:
             d = vocabulary.codebook.centroids.shape[1]
             words = rows = np.zeros(0, np.int64)
             residuals = np.zeros((0, packed_width(d)), np.uint32)
+        return cls.from_entries(vocabulary, words, residuals, rows, len(codes))
+
+    @classmethod
+    def from_entries(
+        cls,
+        vocabulary: Vocabulary,
+        words: np.ndarray,
+        residuals: np.ndarray,
+        rows: np.ndarray,
+        n_images: int,
+    ) -> AsmkIndex:
+        """Inverted file over images 0..n_images-1 from their entries in any order: `words:
+        (E,)` int, `residuals: (E, B)` uint32, `rows: (E,)` int (entries of one word keep their
+        order)."""
+        words = np.asarray(words, dtype=np.int64)
         order = np.argsort(words, kind="stable")
-        counts = np.bincount(words, minlength=k).astype(np.int32)
-        return cls(residuals[order], rows[order], counts, len(codes), vocabulary)
+        counts = np.bincount(words, minlength=vocabulary.size).astype(np.int32)
+        return cls(residuals[order], np.asarray(rows)[order], counts, n_images, vocabulary)
 
     def scores(self, code: ImageCode, *, alpha: float, threshold: float) -> np.ndarray:
         """ASMK similarity of a query code to every indexed image -> `(n_images,)` float32:
@@ -177,24 +250,26 @@ class AsmkIndex:
         words = code.words.astype(np.int64)
         starts = self.bounds[words]
         lengths = self.bounds[words + 1] - starts
-        total = int(lengths.sum())
-        if total:
+        if lengths.sum():
             # the posting lists of the query's words, one after another, and the query's
             # residual repeated along its word's list
-            firsts = np.cumsum(lengths) - lengths
-            entries = np.repeat(starts - firsts, lengths) + np.arange(total)
-            theirs = _as_records(self.residuals).take(entries)
-            ours = np.repeat(_as_records(code.residuals), lengths)
-            differ = np.bitwise_xor(_as_words(theirs), _as_words(ours))
-            bits = np.bitwise_count(differ).sum(axis=1, dtype=np.int32)
-            sim = 1.0 - bits.astype(np.float32) * np.float32(2.0 / (32 * code.residuals.shape[1]))
-            keep = np.flatnonzero(sim >= threshold)
+            entries = spans(starts, lengths)
+            theirs = take_rows(self.residuals, entries)
+            ours = np.repeat(code.residuals, lengths, axis=0)
+            keep, kernel = kernel_values(theirs, ours, alpha=alpha, threshold=threshold)
             rows = self.rows.take(entries.take(keep))
-            kept = sim.take(keep)
-            kernel = kept * kept * kept if alpha == 3.0 else np.power(kept, np.float32(alpha))
             weights = kernel * self.inverse_norm.take(rows)
             out += np.bincount(rows, weights=weights, minlength=self.n_images).astype(np.float32)
         return out / np.float32(np.sqrt(len(words)))
+
+    def params(self) -> dict[str, Any]:
+        return {"kind": INVERTED}
+
+    def ram_bytes(self) -> int:
+        """Bytes the inverted file holds in RAM: residuals, row numbers, per-word bounds and
+        per-image norms."""
+        parts = (self.residuals, self.rows, self.counts, self.bounds, self.inverse_norm)
+        return int(sum(a.nbytes for a in parts))
 
     def save(self, folder: Path) -> None:
         """Flat arrays: entries sorted by word, with per-word counts."""

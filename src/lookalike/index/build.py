@@ -7,6 +7,7 @@ order; each can be called alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from lookalike.features import Extractor, ImageFeatures
 from lookalike.images import ImageError, content_hash, image_size, load_image
 from lookalike.index import classic_store, sift_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
+from lookalike.index.asmk_shortlist import CodeBlock, Part, save_asmk, write_shortlist
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
 from lookalike.index.global_index import build_global, save_global
 from lookalike.index.store import existing_shards, open_shard, write_shard
@@ -411,24 +413,36 @@ def build_generation(
     sift_codebook: np.ndarray | None = None,
     global_settings: IndexSettings = IndexSettings(),
 ) -> Path:
-    """Write the global index (of the kind `global_settings` choose for this many images) and
-    ASMK inverted file over `records` (row i = records[i]); the matrices of their classic
+    """Write the global index and the ASMK index (of the kinds `global_settings` choose for
+    this many images) over `records` (row i = records[i]); the matrices of their classic
     descriptors (see `classic_store.backfill`); and with RootSIFT enabled, its inverted file
-    under `sift_codebook` (see `sift_store.codebook`)."""
+    under `sift_codebook` (see `sift_store.codebook`).
+
+    The ASMK inverted file is built in memory; the shortlist kind's codes are copied from the
+    encoded shards straight into the generation folder (memory stays that of one shard)."""
     features_dir = index_dir / FEATURES_DIR
     vocabulary = Vocabulary(model.codebook)
     by_shard: dict[int, list[tuple[int, int]]] = {}
     for i, rec in enumerate(records):
         by_shard.setdefault(rec.shard or 0, []).append((i, rec.row or 0))
+    shortlist = global_settings.asmk_shortlist(len(records))
     codes: list[ImageCode | None] = [None] * len(records)
+    parts: list[Part] = []
     globals_ = np.zeros((len(records), model.global_whitening.output_dim), np.float32)
     for shard, items in sorted(by_shard.items()):
         folder = encode_shard(model, vocabulary, features_dir, shard)
-        shard_codes, shard_global = load_codes(folder, [row for _, row in items])
-        for (i, _), code, g in zip(items, shard_codes, shard_global, strict=True):
+        rows = np.array([i for i, _ in items], np.int64)
+        theirs = np.array([row for _, row in items], np.int64)
+        if shortlist:
+            parts.append((rows, theirs, functools.partial(CodeBlock.open, folder)))
+            globals_[rows] = np.load(folder / "global.npy", mmap_mode="r")[theirs]
+            continue
+        shard_codes, shard_global = load_codes(folder, theirs.tolist())
+        for i, code, g in zip(rows, shard_codes, shard_global, strict=True):
             codes[i] = code
             globals_[i] = g
-    asmk = AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
+    asmk = None if shortlist else AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
+    del codes
     global_index = build_global(globals_, global_settings)
     del globals_  # the index holds what it needs (a float16 copy, for the compressed kind)
     classic = extras.classic
@@ -442,7 +456,12 @@ def build_generation(
         shutil.rmtree(final)
     with atomic_dir(final) as tmp:
         recorded = save_global(global_index, tmp)
-        asmk.save(tmp / "asmk")
+        if asmk is None:
+            candidates = global_settings.candidates
+            written = write_shortlist(tmp, vocabulary, len(records), parts, candidates)
+            recorded["asmk_index"] = written.params()
+        else:
+            recorded.update(save_asmk(asmk, tmp))
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
         for name, matrix in described.items():
             save_npy(tmp, f"classic-{name}", matrix)

@@ -11,7 +11,8 @@ import numpy as np
 
 from lookalike.features import ImageFeatures
 from lookalike.features.classic import SIFT_DIM
-from lookalike.index.asmk_index import AsmkIndex, Vocabulary
+from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, Vocabulary
+from lookalike.index.asmk_shortlist import ShortlistAsmk, load_asmk
 from lookalike.index.global_index import GlobalSearch, load_global
 from lookalike.learn.model import Model
 from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
@@ -23,7 +24,7 @@ class LoadedGeneration:
 
     generation: int
     ids: np.ndarray  # (n,) int64
-    asmk: AsmkIndex
+    asmk: AsmkSearch  # the inverted file, or the shortlist kind: see `score`
     global_: GlobalSearch  # exact, or compressed: see `CompressedGlobalIndex.scores`
     model: Model
     meta: dict[str, object]
@@ -46,7 +47,7 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
     return LoadedGeneration(
         generation=int(meta["generation"]),
         ids=np.load(folder / "ids.npy"),
-        asmk=AsmkIndex.load(folder / "asmk", vocabulary),
+        asmk=load_asmk(folder, meta, vocabulary),
         global_=load_global(folder, meta),
         model=model,
         meta=meta,
@@ -80,6 +81,14 @@ def score(
     its `classic` descriptors (those `settings.classic` names).
 
     `self_rows`: rows holding the query itself (a query by id), left out of score normalisation.
+
+    With a shortlist ASMK index (`ShortlistAsmk`, millions of images), a CNN mode that uses
+    ASMK ('fused', and 'asmk' alone too) takes the global index's best `candidates` rows (see
+    `global_candidates`) and scores only those by ASMK: the others get an ASMK score of 0 and,
+    in 'fused', the lowest candidate's global similarity; every non-candidate's final score
+    (classic scores added too) is then capped just below the lowest candidate's, so that no
+    row outside the candidates outranks one inside. (The second stage's query expansion asks
+    for ASMK scores of every row: a full pass over the codes, see `ShortlistAsmk.scores`.)
     """
     if settings.mode in CLASSIC_DESCRIPTORS:
         final = classic_scores(loaded, settings.mode, classic)
@@ -91,15 +100,22 @@ def score(
     if features is None:
         raise ValueError(f"mode {settings.mode!r} needs the query's CNN features")
     model = loaded.model
-    asmk_scores = global_scores = None
+    asmk_scores = global_scores = candidates = None
+    query = model.global_whitening.apply(features.global_[None].astype(np.float32))[0]
     if settings.mode in ("asmk", "fused"):
         desc = model.local_whitening.apply(np.asarray(features.local.desc, dtype=np.float32))
         code = loaded.asmk.vocabulary.encode(desc, settings.query_assignments)
-        asmk_scores = loaded.asmk.scores(
-            code, alpha=settings.alpha, threshold=settings.similarity_threshold
-        )
-    if settings.mode in ("global", "fused"):
-        query = model.global_whitening.apply(features.global_[None].astype(np.float32))[0]
+        alpha, threshold = settings.alpha, settings.similarity_threshold
+        if isinstance(loaded.asmk, ShortlistAsmk):
+            candidates, floored = global_candidates(loaded.global_, query, loaded.asmk.candidates)
+            global_scores = floored if settings.mode == "fused" else None
+            asmk_scores = np.zeros(loaded.asmk.n_images, np.float32)
+            asmk_scores[candidates] = loaded.asmk.scores(
+                code, alpha=alpha, threshold=threshold, candidates=candidates
+            )
+        else:
+            asmk_scores = loaded.asmk.scores(code, alpha=alpha, threshold=threshold)
+    if settings.mode in ("global", "fused") and global_scores is None:
         global_scores = loaded.global_.scores(query)
     if settings.mode == "asmk":
         assert asmk_scores is not None
@@ -121,7 +137,36 @@ def score(
             for n in settings.fuse
         ]
         final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
+    if candidates is not None:
+        final = below_candidates(final, candidates)
     return QueryScores(asmk=asmk_scores, global_=global_scores, final=final)
+
+
+def global_candidates(
+    global_: GlobalSearch, query: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of a shortlist ASMK index: the `k` best rows of `global_` for the whitened
+    `query: (d,)` -> (those rows `(k',)` int64, ascending; `(n,)` float32 global similarities:
+    the search's on them, their lowest on every other row, as `CompressedGlobalIndex.scores`)."""
+    rows, sims = global_.search(query, k)
+    out = np.zeros(global_.n_images, dtype=np.float32)
+    if len(rows):
+        out[:] = sims.min()
+        out[rows] = sims
+    return np.sort(rows).astype(np.int64), out
+
+
+def below_candidates(final: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """`final: (n,)` float32 with every row outside `candidates: (k,)` capped at the largest
+    float32 below the candidates' lowest score (ties among the capped broken by row)."""
+    if len(candidates) == 0 or len(candidates) == len(final):
+        return final
+    cap = np.nextafter(final[candidates].min(), np.float32(-np.inf))
+    outside = np.ones(len(final), dtype=bool)
+    outside[candidates] = False
+    capped = final.copy()
+    capped[outside] = np.minimum(final[outside], cap)
+    return capped
 
 
 def rootsift_scores(
