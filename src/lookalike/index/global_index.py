@@ -68,6 +68,17 @@ def _query_row(query: np.ndarray, dim: int) -> np.ndarray:
     return np.ascontiguousarray(query[None], dtype=np.float32)
 
 
+def floored(n_images: int, rows: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """`(n_images,)` float32 similarities from a search's `rows, sims: (k,)`: theirs on those
+    rows, their lowest on every other row (a floor: no row outside the search outranks one in
+    it, and nothing is computed over all rows)."""
+    out = np.zeros(n_images, dtype=np.float32)
+    if len(rows):
+        out[:] = sims.min()
+        out[rows] = sims
+    return out
+
+
 class _FaissRows:
     """Rows 0..n-1 of d-dimensional vectors in a FAISS `index`."""
 
@@ -241,12 +252,8 @@ class CompressedGlobalIndex(_FaissRows):
         """`(n,)` float32: the refined similarity of `query: (d,)` for the `refine` best rows
         (see `search`); every other row gets the smallest of those (a floor: no row outside the
         shortlist outranks one inside it, and no similarity over all n rows is computed)."""
-        out = np.zeros(self.n_images, dtype=np.float32)
         rows, sims = self.search(query, self.shortlist)
-        if len(rows):
-            out[:] = sims[-1]
-            out[rows] = sims
-        return out
+        return floored(self.n_images, rows, sims)
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """The float16 refine vectors of `rows: (k,)` -> `(k, d)` float32."""

@@ -13,7 +13,7 @@ from lookalike.features import ImageFeatures
 from lookalike.features.classic import SIFT_DIM
 from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, Vocabulary
 from lookalike.index.asmk_shortlist import ShortlistAsmk, load_asmk
-from lookalike.index.global_index import GlobalSearch, load_global
+from lookalike.index.global_index import GlobalSearch, floored, load_global
 from lookalike.learn.model import Model
 from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
 
@@ -149,11 +149,7 @@ def global_candidates(
     `query: (d,)` -> (those rows `(k',)` int64, ascending; `(n,)` float32 global similarities:
     the search's on them, their lowest on every other row, as `CompressedGlobalIndex.scores`)."""
     rows, sims = global_.search(query, k)
-    out = np.zeros(global_.n_images, dtype=np.float32)
-    if len(rows):
-        out[:] = sims.min()
-        out[rows] = sims
-    return np.sort(rows).astype(np.int64), out
+    return np.sort(rows).astype(np.int64), floored(global_.n_images, rows, sims)
 
 
 def below_candidates(final: np.ndarray, candidates: np.ndarray) -> np.ndarray:
