@@ -42,6 +42,7 @@ from lookalike.evaluate.robustness_run import (
     sample_queries,
 )
 from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
+from lookalike.features.detail import POLICY as BLURRED_POLICY
 from lookalike.search.retry import POLICY
 from lookalike.settings import CNN_MODES
 
@@ -74,11 +75,13 @@ LOGS = cache_root() / "bench-robustness"
 
 
 def second_stage_key(collection: Collection) -> str:
-    """A short fingerprint of the second stage's settings (verification, retries) and of the
-    second looks' policy: ranks logged under another one are stale for the methods that
-    verify."""
+    """A short fingerprint of the second stage's settings (verification, retries), of the
+    second looks' policy and of the rule for blurred queries: ranks logged under another one
+    are stale for the methods that verify (all in 'fused' mode)."""
     settings = dataclasses.asdict(collection.settings.rerank)
-    text = json.dumps({**settings, "retry_policy": POLICY}, sort_keys=True)
+    search = collection.settings.search
+    blurred = {"policy": BLURRED_POLICY, "fuse": search.blurred_fuse, "w": search.blurred_weight}
+    text = json.dumps({**settings, "retry_policy": POLICY, "blurred": blurred}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

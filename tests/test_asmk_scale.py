@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
-from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
+from lookalike.index.asmk_index import INVERTED, AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import (
     SHORTLIST,
     SHORTLIST_DIR,
@@ -28,7 +29,8 @@ from lookalike.index.asmk_shortlist import (
     write_shortlist,
 )
 from lookalike.search.query import below_candidates, score, top_rows
-from lookalike.settings import IndexSettings, SearchSettings, Settings
+from lookalike.search.rerank import _expanded_scores, rerank
+from lookalike.settings import IndexSettings, RerankSettings, SearchSettings, Settings
 from test_asmk import make_set
 
 D = 48  # 2 packed words a residual, 16 padding bits
@@ -266,3 +268,57 @@ def test_info_reports_the_asmk_bytes(demo_collection: Collection, shortlisted: C
     default = demo_collection.info()
     assert default["asmk_index"]["kind"] == "inverted"
     assert default["bytes"]["asmk_codes"] == 0 and default["bytes"]["asmk_index"] > 0
+
+
+class _MaskedInverted:
+    """The slow reference for scores on candidate rows: an inverted file's scores of every row,
+    kept on `rows` and 0 elsewhere (an index of the inverted kind to the query pipeline)."""
+
+    kind = INVERTED
+
+    def __init__(self, index: AsmkIndex, rows: np.ndarray) -> None:
+        self.index, self.rows = index, rows
+        self.vocabulary = index.vocabulary
+
+    @property
+    def n_images(self) -> int:
+        return self.index.n_images
+
+    def scores(self, code: ImageCode, *, alpha: float, threshold: float) -> np.ndarray:
+        out = np.zeros(self.n_images, np.float32)
+        out[self.rows] = self.index.scores(code, alpha=alpha, threshold=threshold)[self.rows]
+        return out
+
+
+def test_expansion_on_a_shortlist_index_scores_the_first_stages_candidates(
+    demo: DemoCollection, shortlisted: Collection
+) -> None:
+    """Each expanding image's code is scored on the first stage's candidates only (the inverted
+    file's scores there, 0 elsewhere), and every other row is capped below them again."""
+    loaded = shortlisted._generation()
+    assert isinstance(loaded.asmk, ShortlistAsmk)
+    inverted = inverted_of(loaded.asmk.block, loaded.asmk.vocabulary)
+    features = shortlisted.stored_features(shortlisted.id_of(demo.query))
+    stored = shortlisted._stored_images(loaded)
+    second = RerankSettings(expand=True)
+    for mode in ("fused", "asmk"):
+        search = SearchSettings(mode=mode)
+        first = score(loaded, features, search)
+        candidates = first.candidates
+        assert candidates is not None and len(candidates) == 12
+        reranked = rerank(loaded, features, first, stored, search, second)
+        rows = reranked.expanded_from
+        assert rows, mode
+        got = _expanded_scores(loaded, features, first, stored, search, second, rows, None)
+        every_row = replace(first, candidates=None)  # as the inverted file's first stage
+        masked, full = (
+            _expanded_scores(
+                replace(loaded, asmk=asmk), features, every_row, stored, search, second, rows, None
+            )
+            for asmk in (_MaskedInverted(inverted, candidates), inverted)
+        )
+        np.testing.assert_allclose(got, below_candidates(masked, candidates), rtol=0, atol=TOL)
+        assert set(top_rows(got, 12).tolist()) == set(candidates.tolist())
+        # a full pass over the codes would have scored the other rows too
+        outside = np.setdiff1d(np.arange(loaded.n_images), candidates)
+        assert np.abs(full[outside] - masked[outside]).max() > 1e-3

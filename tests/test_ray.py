@@ -13,9 +13,11 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,7 +27,10 @@ from lookalike.catalog import Catalog, CatalogError
 from lookalike.cli import app
 from lookalike.collection import Collection, Hit
 from lookalike.demo import DemoCollection, build_demo_collection
+from lookalike.features.detail import SHARP
+from lookalike.images import load_image
 from lookalike.index.store import open_shard
+from lookalike.settings import IndexSettings
 
 runner = CliRunner()
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -111,6 +116,71 @@ def test_shard_bounds_split_rows_evenly() -> None:
         shard_bounds(2, 3)
     with pytest.raises(ValueError, match="at least 1"):
         shard_bounds(5, 0)
+
+
+@pytest.fixture(scope="module")
+def shortlist_collection(
+    demo: DemoCollection, demo_collection: Collection, tmp_path_factory: pytest.TempPathFactory
+) -> Collection:
+    """A copy of the demo index forced to the shortlist ASMK kind with 5 candidates of its 72
+    images, so that the cap below the candidates decides most of the ranking."""
+    index_dir = tmp_path_factory.mktemp("shortlist") / "index, côté"
+    shutil.copytree(demo_collection.index_dir, index_dir)
+    shortlist = IndexSettings(asmk="shortlist", candidates=5)
+    settings = replace(demo_collection.settings, index=shortlist)
+    collection = Collection.create(demo.root, index=index_dir, settings=settings)
+    report = collection.index(workers=1)
+    assert not report.added and not report.updated  # the stored features are reused
+    return collection
+
+
+def test_a_shortlist_generation_splits_into_code_blocks(
+    shortlist_collection: Collection, tmp_path: Path
+) -> None:
+    """Each part of a shortlist generation holds its rows' codes as they are in the generation
+    (no inverted file) and, served, scores candidate rows as the unsharded index does; a set
+    written before the kind was recorded loads as inverted, and one of a shortlist generation
+    is written again."""
+    from lookalike.index.asmk_shortlist import SHORTLIST_DIR, CodeBlock, ShortlistAsmk
+    from lookalike.scale.shards import SET_META, ShardServer, ShardSet, split_generation
+
+    loaded = shortlist_collection._generation()
+    assert isinstance(loaded.asmk, ShortlistAsmk)
+    out = tmp_path / "sets, ünï"
+    shard_set = split_generation(shortlist_collection.index_dir, 3, out)
+    assert (shard_set.asmk_kind, shard_set.candidates) == ("shortlist", 5)
+    meta = json.loads((shard_set.folder / SET_META).read_text())
+    assert meta["asmk_index"] == {"kind": "shortlist", "candidates": 5}
+    whole = loaded.asmk.block
+    code = whole.code(10)  # an indexed image's code as a query
+    rng = np.random.default_rng(4)
+    for i in range(shard_set.n):
+        part = shard_set.part(i)
+        assert not (part / "asmk").exists()
+        block = CodeBlock.open(part / SHORTLIST_DIR)
+        start, stop = shard_set.bounds[i], shard_set.bounds[i + 1]
+        for row in (0, stop - start - 1):
+            np.testing.assert_array_equal(block.code(row).words, whole.code(start + row).words)
+            np.testing.assert_array_equal(
+                block.code(row).residuals, whole.code(start + row).residuals
+            )
+        server = ShardServer(str(part))
+        assert isinstance(server.loaded.asmk, ShortlistAsmk)
+        rows = rng.permutation(stop - start)[:7]
+        np.testing.assert_array_equal(
+            server.asmk_scores(code, 3.0, 0.0, rows),
+            loaded.asmk.scores(code, alpha=3.0, threshold=0.0, candidates=rows + start),
+        )
+        np.testing.assert_array_equal(
+            server.codes([3])[0].residuals, whole.code(start + 3).residuals
+        )
+
+    meta.pop("asmk_index")  # as written before the kind was recorded
+    (shard_set.folder / SET_META).write_text(json.dumps(meta))
+    older = ShardSet.load(shard_set.folder)
+    assert (older.asmk_kind, older.candidates) == ("inverted", None)
+    again = split_generation(shortlist_collection.index_dir, 3, out)
+    assert again.asmk_kind == "shortlist" and not (again.part(0) / "asmk").exists()
 
 
 # --- extraction on the cluster -----------------------------------------------------------
@@ -264,6 +334,12 @@ def test_a_killed_run_on_ray_resumes_and_leaves_a_consistent_index(
 # --- sharded search ----------------------------------------------------------------------
 
 
+def _blur(image: np.ndarray) -> np.ndarray:
+    """Blurred at sigma 8 pixels per 512, so that colour weighs in (`features.detail`)."""
+    sigma = 8.0 * max(image.shape[:2]) / 512.0
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
+
+
 def _queries(demo: DemoCollection, collection: Collection) -> list[Any]:
     """Queries described once (a query is described identically however it is searched)."""
     files = _query_files(demo)
@@ -305,6 +381,14 @@ def test_sharded_search_ranks_as_the_unsharded_index(
             sharded.search(some_id, k=15, exclude_self=True),
             demo_collection.search(some_id, k=15, exclude_self=True),
         )
+        # classic descriptors are scored by the coordinator: fused in, and for blurred queries
+        _same_hits(
+            sharded.search(queries[1], k=15, fuse=("colour", "shape")),
+            demo_collection.search(queries[1], k=15, fuse=("colour", "shape")),
+        )
+        blurred = demo_collection.describe(_blur(load_image(_query_files(demo)[0])))
+        assert blurred.detail is not None and blurred.detail < SHARP
+        _same_hits(sharded.search(blurred, k=15), demo_collection.search(blurred, k=15))
         with pytest.raises(ValueError, match="sharded search serves"):
             sharded.search(queries[0], mode="colour")
 
@@ -365,3 +449,37 @@ def test_sharded_search_keeps_a_compressed_global_index(
                     sharded.search(query, k=15, verify=verify),
                     collection.search(query, k=15, verify=verify),
                 )
+
+
+def test_sharded_search_over_a_shortlist_generation_ranks_as_the_unsharded_index(
+    ray_address: str, demo: DemoCollection, shortlist_collection: Collection, tmp_path: Path
+) -> None:
+    """The coordinator takes the generation's candidates, each part scores those it holds from
+    its codes, and the rest are capped below them: the unsharded shortlist ranking, expansion
+    included (which scores the expanding images' codes on the same candidates)."""
+    from lookalike.scale.shards import ShardedCollection
+
+    collection = shortlist_collection
+    queries = _queries(demo, collection)
+    some_id = collection.images()[5][0]
+    with ShardedCollection.start(
+        collection.index_dir, shards=3, address=ray_address, out=tmp_path, cpus=0.1
+    ) as sharded:
+        assert sharded.shard_set.asmk_kind == "shortlist"
+        for query in queries:
+            hits = sharded.search(query, k=15)
+            assert hits[0].inliers is not None and hits[0].inliers > 0  # verification ran
+            _same_hits(hits, collection.search(query, k=15))
+        for mode in ("asmk", "fused"):
+            hits = sharded.search(queries[1], k=15, mode=mode, verify=0)
+            _same_hits(hits, collection.search(queries[1], k=15, mode=mode, verify=0))
+            assert [h.asmk_score for h in hits[5:]] == [0.0] * 10  # outside the 5 candidates
+        for query in queries[:3]:
+            _same_hits(
+                sharded.search(query, k=15, expand=True),
+                collection.search(query, k=15, expand=True),
+            )
+        _same_hits(
+            sharded.search(some_id, k=15, exclude_self=True),
+            collection.search(some_id, k=15, exclude_self=True),
+        )

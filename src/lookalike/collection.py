@@ -105,6 +105,8 @@ class QueryDescription:
     pixels: Any = field(default=None, compare=False, repr=False)
     # second looks described so far, by name: each one a description of its own
     looks: dict[str, QueryDescription] = field(default_factory=dict, compare=False, repr=False)
+    # how much fine detail the query holds (`features.detail`); None when unknown
+    detail: float | None = None
 
 
 @dataclass(frozen=True)
@@ -573,8 +575,11 @@ class Collection:
             cnn=settings.mode in CNN_MODES,
             classic=settings.classic,
             sift=settings.sift,
+            optional=tuple(n for n in settings.blurred if n in loaded.classic),
         )
-        scores = score(loaded, described.features, settings, self_rows, described.classic)
+        scores = score(
+            loaded, described.features, settings, self_rows, described.classic, described.detail
+        )
         final, verified = scores.final, {}
         if second.shortlist > 0 and described.features is not None:
             stored = self._stored_images(loaded)
@@ -585,7 +590,9 @@ class Collection:
             best = _most_inliers(reranked.verified, self_rows)
             if second.retry and best < second.saturation:
                 for look in self._second_looks(described):
-                    look_scores = score(loaded, look.features, settings, self_rows, look.classic)
+                    look_scores = score(
+                        loaded, look.features, settings, self_rows, look.classic, look.detail
+                    )
                     again = rerank(
                         loaded, look.features, look_scores, stored, settings, second, self_rows,
                         look.memo,
@@ -716,12 +723,15 @@ class Collection:
         cnn: bool,
         classic: tuple[str, ...],
         sift: bool,
+        optional: tuple[str, ...] = (),
     ) -> tuple[QueryDescription, np.ndarray | None]:
         """(The query described: CNN features with positions in query pixels, when `cnn`; the
         `classic` descriptors, and its RootSIFT features as 'rootsift' when `sift`; its (width,
-        height) and pixels; its rows in `loaded`, the generation being searched, when it is an
-        indexed image)."""
+        height), pixels and detail; its rows in `loaded`, the generation being searched, when
+        it is an indexed image). `optional` classic descriptors are described too when the
+        query's pixels are read, and left out otherwise (a described or an indexed query)."""
         from lookalike.features.classic import describe, rootsift
+        from lookalike.features.detail import detail
         from lookalike.images import source_size
         from lookalike.search.region import clip_region, query_pixels
 
@@ -764,14 +774,18 @@ class Collection:
         described = {}
         if cnn or classic:
             pixels = query_pixels(query, size, self.settings.features.decode_size, box)
-            described = describe(pixels.image, classic, self.settings.classic)
+            wanted = (*classic, *(n for n in optional if n not in classic)) if cnn else classic
+            described = describe(pixels.image, wanted, self.settings.classic)
         if sift:
             sharp = query_pixels(query, size, self.settings.sift.max_side, box)
             described["rootsift"] = rootsift(sharp.image, self.settings.sift).desc
         if not cnn:
             return QueryDescription(None, described, size), self_rows
         features = _in_query(self.extractor().extract(pixels.image), pixels)
-        return QueryDescription(features, described, size, pixels=pixels), self_rows
+        described_query = QueryDescription(
+            features, described, size, pixels=pixels, detail=detail(pixels.image)
+        )
+        return described_query, self_rows
 
     def _second_looks(self, described: QueryDescription) -> Iterator[QueryDescription]:
         """`described` read again each way of `search.retry.second_looks`, each described only
@@ -785,7 +799,10 @@ class Collection:
             if look.name not in described.looks:
                 features = read(self.extractor().extract, pixels.image, look)
                 described.looks[look.name] = QueryDescription(
-                    _in_query(features, pixels), described.classic, described.size
+                    _in_query(features, pixels),
+                    described.classic,
+                    described.size,
+                    detail=described.detail,  # the query's, however the look reads it
                 )
             yield described.looks[look.name]
 
@@ -815,6 +832,7 @@ class Collection:
             cnn=cnn,
             classic=tuple(self.settings.classic.descriptors if classic is None else classic),
             sift=loaded.sift is not None if sift is None else sift,
+            optional=tuple(n for n in self.settings.search.blurred if n in loaded.classic),
         )
         return described
 

@@ -84,6 +84,12 @@ class SearchSettings:
     `fuse`: classic descriptors (or 'rootsift') whose scores are added to a CNN mode's, each
     scaled so that the collection's median is 0 and its best match 1, their mean weighted by
     `fuse_weight`.
+
+    `blurred_fuse`: classic descriptors that weigh in, in 'fused' mode, when the query is
+    blurred (see `features.detail`): their stretched scores are added as `fuse`'s are, weighted
+    by `blurred_weight` times how blurred the query counts (0 for a sharp one, so its search is
+    unchanged). The CNN's features do not survive heavy blur; colour does. Only descriptors the
+    index stores are used. `blurred_weight` 0 turns this off.
     """
 
     mode: str = "fused"
@@ -94,6 +100,8 @@ class SearchSettings:
     shortlist: int = 1000
     fuse: tuple[str, ...] = ()
     fuse_weight: float = 0.25
+    blurred_fuse: tuple[str, ...] = ("colour",)
+    blurred_weight: float = 2.0
 
     def __post_init__(self) -> None:
         if self.mode not in SEARCH_MODES:
@@ -107,6 +115,14 @@ class SearchSettings:
             raise ValueError(f"--fuse adds classic scores to a CNN mode, not to {self.mode!r}")
         if self.fuse_weight < 0:
             raise ValueError(f"fuse_weight must be >= 0, got {self.fuse_weight}")
+        strange = [name for name in self.blurred_fuse if name not in CLASSIC_DESCRIPTORS]
+        if strange:
+            raise ValueError(
+                f"blurred_fuse takes classic descriptors ({', '.join(CLASSIC_DESCRIPTORS)}), "
+                f"not {strange[0]!r}"
+            )
+        if self.blurred_weight < 0:
+            raise ValueError(f"blurred_weight must be >= 0, got {self.blurred_weight}")
 
     @property
     def classic(self) -> tuple[str, ...]:
@@ -114,6 +130,13 @@ class SearchSettings:
         if self.mode in CLASSIC_DESCRIPTORS:
             return (self.mode,)
         return tuple(name for name in self.fuse if name in CLASSIC_DESCRIPTORS)
+
+    @property
+    def blurred(self) -> tuple[str, ...]:
+        """The classic descriptors a query may use when it is blurred (none outside 'fused')."""
+        if self.mode != "fused" or self.blurred_weight == 0:
+            return ()
+        return self.blurred_fuse
 
     @property
     def sift(self) -> bool:

@@ -81,9 +81,12 @@ class Vocabulary:
 
 class AsmkSearch(Protocol):
     """What the query pipeline needs of an ASMK index over rows 0..n_images-1: its vocabulary
-    (to encode queries) and every row's similarity to a query code, `(n_images,)` float32."""
+    (to encode queries), its `kind` (`INVERTED`, or the shortlist kind that scores only
+    candidate rows: `asmk_shortlist.ShortlistSearch`) and every row's similarity to a query
+    code, `(n_images,)` float32."""
 
     vocabulary: Vocabulary
+    kind: str
 
     @property
     def n_images(self) -> int: ...

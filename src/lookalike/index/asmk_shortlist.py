@@ -9,7 +9,9 @@ Two kinds of ASMK index, one interface for the query pipeline (`asmk_index.AsmkS
 - `ShortlistAsmk` (`asmk-codes/`): the same codes in image order, as flat arrays mapped from
   disk, of which a query reads only its candidates' (the `IndexSettings.candidates` best rows
   of the global index, `search.query.score`); RAM holds the per-image offsets (8 bytes an
-  image). Its scores on the candidates are exactly the inverted file's.
+  image). Its scores on the candidates are exactly the inverted file's. The query pipeline sees
+  it as a `ShortlistSearch` (`as_shortlist`), which the shards of such a generation serve too
+  (`scale.shards`: each part holds its rows' codes in this layout).
 
 Files of the shortlist kind, named as an encoded shard's codes (`build.encode_shard`):
 
@@ -28,13 +30,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from lookalike.index.asmk_index import (
     INVERTED,
     AsmkIndex,
+    AsmkSearch,
     ImageCode,
     Vocabulary,
     inverse_norms,
@@ -194,6 +197,30 @@ def write_blocks(
             residuals.flush()
             del words, residuals
     return CodeBlock.open(folder)
+
+
+class ShortlistSearch(AsmkSearch, Protocol):
+    """An ASMK index of the shortlist kind (`kind == SHORTLIST`) as the query pipeline sees it:
+    how many `candidates` a query takes from the global index, and the scores of given
+    candidate rows (`ShortlistAsmk.scores`). `ShortlistAsmk`, or the parts of one held by
+    shard actors (`scale.shards`)."""
+
+    candidates: int
+
+    def scores(
+        self,
+        code: ImageCode,
+        *,
+        alpha: float,
+        threshold: float,
+        candidates: np.ndarray | None = None,
+    ) -> np.ndarray: ...
+
+
+def as_shortlist(index: AsmkSearch) -> ShortlistSearch | None:
+    """`index` as a `ShortlistSearch` when it is of the shortlist kind, else None (the
+    inverted file, which scores every row)."""
+    return cast(ShortlistSearch, index) if index.kind == SHORTLIST else None
 
 
 class ShortlistAsmk:
@@ -362,12 +389,19 @@ def save_asmk(index: AsmkIndex | ShortlistAsmk, folder: Path) -> dict[str, Any]:
     return {"asmk_index": index.params()}
 
 
+def asmk_params(meta: dict[str, Any]) -> dict[str, Any]:
+    """The kind and parameters of a generation's ASMK index from its `global.json`, `meta`
+    (generations from before the shortlist kind record no `asmk_index`: they hold the inverted
+    file)."""
+    return dict(meta.get("asmk_index") or {"kind": INVERTED})
+
+
 def load_asmk(
     folder: Path, meta: dict[str, Any], vocabulary: Vocabulary
 ) -> AsmkIndex | ShortlistAsmk:
-    """The ASMK index of the generation `folder`, whose `global.json` is `meta` (generations
-    from before the shortlist kind record no `asmk_index`: they hold the inverted file)."""
-    params = meta.get("asmk_index") or {"kind": INVERTED}
+    """The ASMK index of the generation `folder`, whose `global.json` is `meta` (see
+    `asmk_params`)."""
+    params = asmk_params(meta)
     if params.get("kind") == SHORTLIST:
         return ShortlistAsmk.load(folder / SHORTLIST_DIR, vocabulary, params)
     return AsmkIndex.load(folder / INVERTED_DIR, vocabulary)

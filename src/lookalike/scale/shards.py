@@ -7,23 +7,36 @@ each part held by a Ray actor (on any node of a cluster), a query fanned out to 
     with ShardedCollection.start("PHOTOS", shards=3, address="HEAD:6379") as photos:
         hits = photos.search("q.jpg", k=10)
 
-What grows with the collection is sharded: the ASMK inverted file and the local features
-that verification reads. A part (`shard-000/`, ...) is self-contained, so it can live on the
-node that serves it: its rows' inverted file (`asmk/`) and codes (`codes/`), their local
-features (`features/shard-000001/`), their image ids and longer sides. The set folder holds
-what the coordinator needs: the model (whitening and codebook), a copy of the generation's
-global index (`global/`: small, about 1 kB an image exact and some 50 bytes compressed, and
-whichever kind the generation has, so that its scores are the unsharded index's), and
-`shards.json`, written last.
+What grows with the collection is sharded: the ASMK index and the local features that
+verification reads. A part (`shard-000/`, ...) is self-contained, so it can live on the node
+that serves it: its rows' ASMK index, their whitened global descriptors (`codes/global.npy`),
+local features (`features/shard-000001/`), image ids and longer sides. The ASMK index is of
+the generation's kind (`asmk_shortlist`): the inverted file of the part's rows (`asmk/`, in
+RAM) with their codes (`codes/`); or, for a generation of the shortlist kind, the codes alone
+in that kind's layout (`asmk-codes/`, a `CodeBlock` memory-mapped when served: the rows
+`bounds[i]:bounds[i + 1]` of the generation's, copied as they are). The set folder holds what
+the coordinator needs: the model (whitening and codebook), a copy of the generation's global
+index (`global/`: small, about 1 kB an image exact and some 50 bytes compressed, and whichever
+kind the generation has, so that its scores are the unsharded index's) with its classic
+descriptors (colour for blurred queries, and `--fuse`; 2.4 kB an image, mapped), and
+`shards.json`, written last, with the ASMK kind under `asmk_index`. Sets written by older
+versions (no ASMK kind recorded, or no classic descriptors copied) are written again.
 
 The coordinator (the `ShardedCollection`, on the machine with the index folder) describes the
-query, encodes it, scores the global index, and asks every part for the raw ASMK similarities
-of its rows; it joins them in row order and fuses them exactly as the unsharded search does
-(scores are scaled by the best over *all* rows, so the parts return raw scores, not their own
-top k). Verification runs on the part that holds each shortlisted image, given the query's
-local features; query expansion fetches the few codes it needs. Every per-row number is
-computed by the same code on the same data as in one process, so the hits, scores and their
-order are those of `Collection.search` on the unsharded index.
+query, encodes it, scores the global index, and runs the unsharded query pipeline
+(`search.query.score`) over ASMK scores gathered from the parts. For the inverted kind every
+part returns the raw ASMK similarities of all its rows, joined in row order and fused exactly
+as the unsharded search does (scores are scaled by the best over *all* rows, so the parts
+return raw scores, not their own top k). For the shortlist kind the coordinator takes the
+global index's best `candidates` rows as the unsharded search does (`global_candidates`),
+sends each part the candidates it holds (as its own row numbers), each part scores those from
+its codes (`ShortlistAsmk.scores`), and the coordinator puts them in place, 0 elsewhere, and
+caps every other row below the candidates as the unsharded search does. Verification runs on
+the part that holds each shortlisted image, given the query's local features; query expansion
+fetches the few codes it needs and scores them as the first stage does (on its candidates,
+for the shortlist kind). Every per-row number is computed by the same code on the same data as
+in one process, so the hits, scores and their order are those of `Collection.search` on the
+unsharded index.
 """
 
 from __future__ import annotations
@@ -43,7 +56,17 @@ from lookalike.catalog import Catalog, CatalogError, ImageRecord
 from lookalike.collection import Collection
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.index import build
-from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
+from lookalike.index.asmk_index import INVERTED, AsmkIndex, ImageCode, Vocabulary, packed_width
+from lookalike.index.asmk_shortlist import (
+    SHORTLIST,
+    SHORTLIST_DIR,
+    CodeBlock,
+    ShortlistAsmk,
+    as_shortlist,
+    asmk_params,
+    word_dtype,
+    write_blocks,
+)
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
 from lookalike.index.global_index import GlobalIndex, load_global
 from lookalike.index.store import open_shard, write_shard
@@ -78,12 +101,16 @@ def shard_bounds(n_rows: int, n: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class ShardSet:
-    """A generation split into parts: part i holds rows `bounds[i]:bounds[i + 1]`."""
+    """A generation split into parts: part i holds rows `bounds[i]:bounds[i + 1]`; `asmk_kind`:
+    the generation's ASMK kind (`INVERTED` or `SHORTLIST`), `candidates` the shortlist kind's
+    (None for the inverted file)."""
 
     folder: Path
     generation: int
     model_id: str
     bounds: tuple[int, ...]
+    asmk_kind: str = INVERTED
+    candidates: int | None = None
 
     @property
     def n(self) -> int:
@@ -94,9 +121,18 @@ class ShardSet:
 
     @classmethod
     def load(cls, folder: Path) -> ShardSet:
+        """The set in `folder` (sets written before the shortlist kind record no `asmk_index`:
+        their parts hold inverted files)."""
         meta = json.loads((Path(folder) / SET_META).read_text())
+        asmk = asmk_params(meta)
+        shortlist = asmk["kind"] == SHORTLIST
         return cls(
-            Path(folder), int(meta["generation"]), str(meta["model_id"]), tuple(meta["bounds"])
+            Path(folder),
+            int(meta["generation"]),
+            str(meta["model_id"]),
+            tuple(meta["bounds"]),
+            str(asmk["kind"]),
+            int(asmk["candidates"]) if shortlist else None,
         )
 
 
@@ -118,11 +154,20 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
         raise CatalogError(f"{index_dir} has no index yet: run `lookalike index` first")
     base = Path(out) if out is not None else index_dir / SHARDS_DIR
     final = shard_set_dir(base, generation, n)
+    meta = json.loads((source / "global.json").read_text())
+    asmk = asmk_params(meta)
+    classic = [f"classic-{name}.npy" for name in meta.get("classic_descriptors", [])]
     if (final / SET_META).is_file():
-        return ShardSet.load(final)
+        written = ShardSet.load(final)
+        copied = all((final / GLOBAL_DIR / name).is_file() for name in classic)
+        if written.asmk_kind == asmk["kind"] and copied:
+            return written
+        # written before parts of the shortlist kind were (its parts hold inverted files), or
+        # before the classic descriptors were copied for the coordinator
+        logger.info("rewriting %s, written by an older version", final)
+        shutil.rmtree(final)
     model = Model.load(index_dir / build.MODEL_DIR)
-    built_with = json.loads((source / "global.json").read_text()).get("model_id")
-    if built_with != model.id:
+    if meta.get("model_id") != model.id:
         raise CatalogError(f"{source} was built with another model: run `lookalike index` again")
     ids = np.load(source / "ids.npy")
     if not len(ids):
@@ -134,13 +179,31 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
         (tmp / GLOBAL_DIR).mkdir()
         for file in source.glob("global*"):  # the index, its parameters (and refine vectors)
             shutil.copy2(file, tmp / GLOBAL_DIR / file.name)
+        for name in classic:  # colour for blurred queries, and whatever --fuse adds
+            shutil.copy2(source / name, tmp / GLOBAL_DIR / name)
         vocabulary = Vocabulary(model.codebook)
+        shortlist = asmk["kind"] == SHORTLIST
         for i in range(n):
-            part_ids = ids[bounds[i] : bounds[i + 1]]
-            _write_part(tmp / f"shard-{i:03d}", index_dir, model, vocabulary, part_ids, records)
+            part, part_ids = tmp / f"shard-{i:03d}", ids[bounds[i] : bounds[i + 1]]
+            _write_part(
+                part, index_dir, model, vocabulary, part_ids, records, inverted=not shortlist
+            )
+            if shortlist:
+                _write_part_block(part, source, vocabulary, bounds[i], bounds[i + 1])
+        recorded = (
+            {"kind": SHORTLIST, "candidates": int(asmk["candidates"])}
+            if shortlist
+            else {"kind": INVERTED}
+        )
         write_json_atomic(
             tmp / SET_META,
-            {"generation": generation, "model_id": model.id, "bounds": list(bounds), "n": n},
+            {
+                "generation": generation,
+                "model_id": model.id,
+                "bounds": list(bounds),
+                "n": n,
+                "asmk_index": recorded,
+            },
         )
     if out is None:
         _remove_older_sets(base, generation)
@@ -155,8 +218,12 @@ def _write_part(
     vocabulary: Vocabulary,
     ids: np.ndarray,
     records: dict[int, ImageRecord],
+    *,
+    inverted: bool,
 ) -> None:
-    """One part: the codes, inverted file, local features and sizes of the images `ids`."""
+    """One part: the local features, sizes, whitened globals (`codes/global.npy`) of the images
+    `ids`, and with `inverted` their codes (`codes/`) and inverted file (`asmk/`); a part of a
+    shortlist generation holds its codes in `asmk-codes/` instead (`_write_part_block`)."""
     rows = [records[int(i)] for i in ids]
     features_dir = index_dir / build.FEATURES_DIR
     codes_dir = index_dir / build.CODES_DIR / model.id
@@ -166,7 +233,8 @@ def _write_part(
     for record in rows:
         shard, row = record.shard or 0, record.row or 0
         (code,), vector = build.load_codes(codes_dir / f"shard-{shard:06d}", [row])
-        codes.append(code)
+        if inverted:
+            codes.append(code)
         globals_.append(vector[0])
         stored = open_shard(features_dir, shard)
         features.append(ImageFeatures(stored.local(row), np.asarray(stored.global_[row])))
@@ -174,13 +242,30 @@ def _write_part(
     save_npy(folder, "ids", ids.astype(np.int64))
     sides = [float(max(r.width or 0, r.height or 0)) for r in rows]
     save_npy(folder, "sides", np.asarray(sides, np.float32))
-    AsmkIndex.build(vocabulary, codes).save(folder / "asmk")
     (folder / "codes").mkdir()
-    save_npy(folder / "codes", "word_offsets", np.cumsum([0] + [len(c.words) for c in codes]))
-    save_npy(folder / "codes", "words", np.concatenate([c.words for c in codes]))
-    save_npy(folder / "codes", "residuals", np.concatenate([c.residuals for c in codes]))
+    if inverted:
+        AsmkIndex.build(vocabulary, codes).save(folder / "asmk")
+        save_npy(folder / "codes", "word_offsets", np.cumsum([0] + [len(c.words) for c in codes]))
+        save_npy(folder / "codes", "words", np.concatenate([c.words for c in codes]))
+        save_npy(folder / "codes", "residuals", np.concatenate([c.residuals for c in codes]))
     save_npy(folder / "codes", "global", np.stack(globals_).astype(np.float32))
     write_shard(folder / build.FEATURES_DIR, PART_FEATURES_SHARD, features, {"part": folder.name})
+
+
+def _write_part_block(
+    folder: Path, generation: Path, vocabulary: Vocabulary, start: int, stop: int
+) -> None:
+    """A part of a shortlist generation: the codes of its rows `start:stop`, copied from the
+    generation's (`asmk-codes/`, streamed) into the part's `asmk-codes/` as they are, so that
+    the part scores the very codes the unsharded index scores."""
+    rows = np.arange(stop - start, dtype=np.int64)
+    width = packed_width(vocabulary.codebook.centroids.shape[1])
+
+    def source() -> CodeBlock:
+        return CodeBlock.open(generation / SHORTLIST_DIR)
+
+    parts = [(rows, rows + start, source)]
+    write_blocks(folder / SHORTLIST_DIR, len(rows), parts, width, word_dtype(vocabulary.size))
 
 
 def _remove_older_sets(base: Path, generation: int) -> None:
@@ -195,12 +280,14 @@ def _remove_older_sets(base: Path, generation: int) -> None:
 
 
 class _PartImages:
-    """The second stage's view of a part's images, by row of the part."""
+    """The second stage's view of a part's images, by row of the part; `block`: a shortlist
+    part's codes (else they are read from `codes/`)."""
 
-    def __init__(self, folder: Path, sides: np.ndarray) -> None:
+    def __init__(self, folder: Path, sides: np.ndarray, block: CodeBlock | None) -> None:
         self.features_dir = folder / build.FEATURES_DIR
         self.codes_dir = folder / "codes"
         self.sides = sides
+        self.block = block
 
     def local(self, row: int, limit: int) -> LocalFeatures:
         return open_shard(self.features_dir, PART_FEATURES_SHARD).local(row, limit)
@@ -209,40 +296,61 @@ class _PartImages:
         return float(self.sides[row])
 
     def code(self, row: int) -> ImageCode:
+        if self.block is not None:
+            return self.block.code(row)
         return build.load_codes(self.codes_dir, [row])[0][0]
 
 
 class ShardServer:
     """One part of a shard set opened for searching (what a Ray actor holds). Rows are the
-    part's own, 0..m-1; the coordinator maps them to the generation's."""
+    part's own, 0..m-1; the coordinator maps them to the generation's. Its ASMK index is the
+    inverted file of its rows, or for a shortlist generation their codes (memory-mapped), of
+    which it scores the candidate rows it is given."""
 
     def __init__(self, folder: str) -> None:
         part = Path(folder)
         model = Model.load(part.parent / build.MODEL_DIR)
-        meta = json.loads((part.parent / SET_META).read_text())
+        shard_set = ShardSet.load(part.parent)
         vocabulary = Vocabulary(model.codebook)
         ids = np.load(part / "ids.npy")
+        asmk: AsmkIndex | ShortlistAsmk
+        block = None
+        if shard_set.asmk_kind == SHORTLIST:
+            block = CodeBlock.open(part / SHORTLIST_DIR)
+            assert shard_set.candidates is not None  # recorded with the shortlist kind
+            asmk = ShortlistAsmk(block, vocabulary, shard_set.candidates)
+        else:
+            asmk = AsmkIndex.load(part / "asmk", vocabulary)
         self.loaded = LoadedGeneration(
-            generation=int(meta["generation"]),
+            generation=shard_set.generation,
             ids=ids,
-            asmk=AsmkIndex.load(part / "asmk", vocabulary),
+            asmk=asmk,
             # the coordinator scores the global index; this one (exact, of the part's rows)
             # only completes the `LoadedGeneration` that verification is given
             global_=GlobalIndex.build(np.load(part / "codes" / "global.npy")),
             model=model,
             meta={"part": part.name},
         )
-        self.images = _PartImages(part, np.load(part / "sides.npy"))
+        self.images = _PartImages(part, np.load(part / "sides.npy"), block)
 
     def ids(self) -> np.ndarray:
         """`(m,)` int64 catalog ids of the part's rows."""
         return np.asarray(self.loaded.ids)
 
-    def asmk_scores(self, code: ImageCode, alpha: float, threshold: float) -> np.ndarray:
-        """`(m,)` float32 ASMK similarities of the query `code` to the part's rows."""
+    def asmk_scores(
+        self, code: ImageCode, alpha: float, threshold: float, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`(m,)` float32 ASMK similarities of the query `code` to the part's rows; with
+        `rows: (k,)` (the part's own, of a shortlist generation) only theirs -> `(k,)`, in
+        their order (`ShortlistAsmk.scores`)."""
         # arrays that come through Ray are read-only; asmk's kernel wants writable buffers
         code = ImageCode(np.array(code.words), np.array(code.residuals))
-        return self.loaded.asmk.scores(code, alpha=alpha, threshold=threshold)
+        if rows is None:
+            return self.loaded.asmk.scores(code, alpha=alpha, threshold=threshold)
+        shortlist = as_shortlist(self.loaded.asmk)
+        if shortlist is None:
+            raise ValueError("the part holds an inverted file, which scores every row")
+        return shortlist.scores(code, alpha=alpha, threshold=threshold, candidates=np.array(rows))
 
     def codes(self, rows: Sequence[int]) -> list[ImageCode]:
         """The ASMK codes of the part's `rows`."""
@@ -286,7 +394,6 @@ class ShardedGeneration:
         self.model = model
         self.actors = actors
         self.meta: dict[str, object] = {"shards": shard_set.n, "folder": str(shard_set.folder)}
-        self.classic: dict[str, np.ndarray] = {}
         self.sift = None
         parts = self.ray.get([a.ids.remote() for a in actors])
         self.ids = np.concatenate(parts).astype(np.int64)
@@ -294,9 +401,14 @@ class ShardedGeneration:
         if len(self.ids) != self.bounds[-1]:
             raise RuntimeError(f"the shards of {shard_set.folder} hold {len(self.ids)} rows")
         self.sides = np.concatenate(self.ray.get([a.sides.remote() for a in actors]))
-        self.asmk = _ShardedAsmk(self, Vocabulary(model.codebook))
+        self.asmk = _ShardedAsmk(self, Vocabulary(model.codebook), shard_set)
         global_dir = shard_set.folder / GLOBAL_DIR
-        self.global_ = load_global(global_dir, json.loads((global_dir / "global.json").read_text()))
+        meta = json.loads((global_dir / "global.json").read_text())
+        self.global_ = load_global(global_dir, meta)
+        self.classic = {  # scored here, as the global index is (2.4 kB an image, mapped)
+            name: np.load(global_dir / f"classic-{name}.npy", mmap_mode="r")
+            for name in meta.get("classic_descriptors", [])
+        }
         if self.global_.n_images != self.n_images:
             raise RuntimeError(f"the global index of {shard_set.folder} disagrees with its shards")
         self.images = _ShardedImages(self)
@@ -322,16 +434,49 @@ class ShardedGeneration:
 
 
 class _ShardedAsmk:
-    def __init__(self, sharded: ShardedGeneration, vocabulary: Vocabulary) -> None:
+    """The generation's ASMK index over its parts (`AsmkSearch`, and of a shortlist generation
+    `ShortlistSearch`): the parts of an inverted one score all their rows, those of a shortlist
+    one the candidate rows each holds."""
+
+    def __init__(
+        self, sharded: ShardedGeneration, vocabulary: Vocabulary, shard_set: ShardSet
+    ) -> None:
         self.sharded = sharded
         self.vocabulary = vocabulary
+        self.kind = shard_set.asmk_kind
+        self.candidates = shard_set.candidates
 
     @property
     def n_images(self) -> int:
         return self.sharded.n_images
 
-    def scores(self, code: ImageCode, *, alpha: float, threshold: float) -> np.ndarray:
-        return self.sharded.gather("asmk_scores", code, alpha, threshold)
+    def scores(
+        self,
+        code: ImageCode,
+        *,
+        alpha: float,
+        threshold: float,
+        candidates: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Every row's scores `(n,)` float32 joined in row order; or (a shortlist generation)
+        those of the generation's rows `candidates: (k,)` -> `(k,)`, in their order, each part
+        given the candidates it holds."""
+        if candidates is None:
+            return self.sharded.gather("asmk_scores", code, alpha, threshold)
+        sharded = self.sharded
+        rows = np.asarray(candidates, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_images):
+            raise ValueError(f"candidate rows must be in [0, {self.n_images})")
+        groups = sharded.owners(rows)
+        shared = sharded.ray.put(code)
+        refs = {
+            p: sharded.actors[p].asmk_scores.remote(shared, alpha, threshold, own)
+            for p, (_, own) in groups.items()
+        }
+        out = np.zeros(len(rows), np.float32)
+        for p, ref in refs.items():
+            out[groups[p][0]] = sharded.ray.get(ref)
+        return out
 
 
 class _ShardedImages:
@@ -388,7 +533,8 @@ def start_servers(shard_set: ShardSet, *, cpus: float = 1.0) -> list[Any]:
 class ShardedCollection(Collection):
     """A `Collection` searched through shard actors: `search`, `describe`, `images`,
     `verified_pairs` and `explain` work as on the unsharded index, with the same hits in the
-    same order, for the first stages in `SHARDED_MODES` (without classic descriptors fused).
+    same order, for the first stages in `SHARDED_MODES`, classic descriptors fused or not (the
+    coordinator holds them, as it holds the global index; RootSIFT is not sharded).
 
     It serves the generation that was current when it started; `close` (or leaving a `with`
     block) ends its actors.
@@ -450,10 +596,10 @@ class ShardedCollection(Collection):
 
     def _search_settings(self, mode: str | None, fuse: tuple[str, ...] | None) -> SearchSettings:
         settings = super()._search_settings(mode, fuse)
-        if settings.mode not in SHARDED_MODES or settings.fuse:
+        if settings.mode not in SHARDED_MODES or settings.sift:
             raise ValueError(
-                f"a sharded search serves the modes {', '.join(SHARDED_MODES)} without --fuse; "
-                "search the index unsharded for the classic and RootSIFT ones"
+                f"a sharded search serves the modes {', '.join(SHARDED_MODES)}, without RootSIFT; "
+                "search the index unsharded for the classic modes and RootSIFT"
             )
         return settings
 

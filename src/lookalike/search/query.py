@@ -11,8 +11,9 @@ import numpy as np
 
 from lookalike.features import ImageFeatures
 from lookalike.features.classic import SIFT_DIM
-from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, Vocabulary
-from lookalike.index.asmk_shortlist import ShortlistAsmk, load_asmk
+from lookalike.features.detail import blurred_share
+from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, ImageCode, Vocabulary
+from lookalike.index.asmk_shortlist import as_shortlist, load_asmk
 from lookalike.index.global_index import GlobalSearch, floored, load_global
 from lookalike.learn.model import Model
 from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
@@ -63,11 +64,14 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
 
 @dataclass(frozen=True)
 class QueryScores:
-    """Per-row scores of one query: `asmk` and `global_` `(n,)` float32, `fused` as ranked."""
+    """Per-row scores of one query: `asmk` and `global_` `(n,)` float32, `final` as ranked;
+    `candidates: (k,)` int64 ascending, the only rows scored by ASMK with a shortlist ASMK index
+    (None when every row was: the inverted file, or a mode without ASMK)."""
 
     asmk: np.ndarray | None
     global_: np.ndarray | None
     final: np.ndarray
+    candidates: np.ndarray | None = None
 
 
 def score(
@@ -76,19 +80,24 @@ def score(
     settings: SearchSettings,
     self_rows: np.ndarray | None = None,
     classic: Mapping[str, np.ndarray] | None = None,
+    detail: float | None = None,
 ) -> QueryScores:
     """Score every indexed image against a query's raw features (None for a classic mode) and
     its `classic` descriptors (those `settings.classic` names).
 
+    `detail`: the query's fine detail (`features.detail`; None when unknown). A blurred query
+    in 'fused' mode gets `settings.blurred_fuse`'s scores added (those of its `classic`
+    descriptors the index stores), weighted by `blurred_weight` times `blurred_share(detail)`.
+
     `self_rows`: rows holding the query itself (a query by id), left out of score normalisation.
 
-    With a shortlist ASMK index (`ShortlistAsmk`, millions of images), a CNN mode that uses
-    ASMK ('fused', and 'asmk' alone too) takes the global index's best `candidates` rows (see
-    `global_candidates`) and scores only those by ASMK: the others get an ASMK score of 0 and,
-    in 'fused', the lowest candidate's global similarity; every non-candidate's final score
-    (classic scores added too) is then capped just below the lowest candidate's, so that no
-    row outside the candidates outranks one inside. (The second stage's query expansion asks
-    for ASMK scores of every row: a full pass over the codes, see `ShortlistAsmk.scores`.)
+    With a shortlist ASMK index (`ShortlistAsmk` or its shards, millions of images), a CNN mode
+    that uses ASMK ('fused', and 'asmk' alone too) takes the global index's best `candidates`
+    rows (see `global_candidates`) and scores only those by ASMK: the others get an ASMK score
+    of 0 and, in 'fused', the lowest candidate's global similarity; every non-candidate's final
+    score (classic scores added too) is then capped just below the lowest candidate's, so that
+    no row outside the candidates outranks one inside. The candidates are returned with the
+    scores: the second stage's query expansion scores the same rows (`rerank.rerank`).
     """
     if settings.mode in CLASSIC_DESCRIPTORS:
         final = classic_scores(loaded, settings.mode, classic)
@@ -105,16 +114,17 @@ def score(
     if settings.mode in ("asmk", "fused"):
         desc = model.local_whitening.apply(np.asarray(features.local.desc, dtype=np.float32))
         code = loaded.asmk.vocabulary.encode(desc, settings.query_assignments)
-        alpha, threshold = settings.alpha, settings.similarity_threshold
-        if isinstance(loaded.asmk, ShortlistAsmk):
-            candidates, floored = global_candidates(loaded.global_, query, loaded.asmk.candidates)
+        shortlist = as_shortlist(loaded.asmk)
+        if shortlist is not None:
+            candidates, floored = global_candidates(loaded.global_, query, shortlist.candidates)
             global_scores = floored if settings.mode == "fused" else None
-            asmk_scores = np.zeros(loaded.asmk.n_images, np.float32)
-            asmk_scores[candidates] = loaded.asmk.scores(
-                code, alpha=alpha, threshold=threshold, candidates=candidates
-            )
-        else:
-            asmk_scores = loaded.asmk.scores(code, alpha=alpha, threshold=threshold)
+        asmk_scores = asmk_row_scores(
+            loaded.asmk,
+            code,
+            candidates,
+            alpha=settings.alpha,
+            threshold=settings.similarity_threshold,
+        )
     if settings.mode in ("global", "fused") and global_scores is None:
         global_scores = loaded.global_.scores(query)
     if settings.mode == "asmk":
@@ -137,9 +147,37 @@ def score(
             for n in settings.fuse
         ]
         final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
+    blurred = settings.blurred_weight * blurred_share(detail)
+    present = [n for n in settings.blurred if n in loaded.classic and n in (classic or {})]
+    if blurred > 0 and present:
+        added = [_stretched(classic_scores(loaded, n, classic), self_rows) for n in present]
+        final = (final + blurred * np.mean(added, axis=0)).astype(np.float32)
     if candidates is not None:
         final = below_candidates(final, candidates)
-    return QueryScores(asmk=asmk_scores, global_=global_scores, final=final)
+    return QueryScores(asmk=asmk_scores, global_=global_scores, final=final, candidates=candidates)
+
+
+def asmk_row_scores(
+    index: AsmkSearch,
+    code: ImageCode,
+    candidates: np.ndarray | None,
+    *,
+    alpha: float,
+    threshold: float,
+) -> np.ndarray:
+    """`(n,)` float32 ASMK similarities of a query `code` to the rows of `index`: every row's
+    when `candidates` is None (the inverted file); else, with a shortlist index, those of the
+    rows `candidates: (k,)` int (`ShortlistSearch.scores`) and 0 on every other row."""
+    if candidates is None:
+        return index.scores(code, alpha=alpha, threshold=threshold)
+    shortlist = as_shortlist(index)
+    if shortlist is None:
+        raise ValueError(f"an ASMK index of the {index.kind} kind scores every row, not candidates")
+    out = np.zeros(index.n_images, np.float32)
+    out[candidates] = shortlist.scores(
+        code, alpha=alpha, threshold=threshold, candidates=candidates
+    )
+    return out
 
 
 def global_candidates(

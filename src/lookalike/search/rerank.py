@@ -15,7 +15,14 @@ import numpy as np
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.index.asmk_index import ImageCode
 from lookalike.learn.whitening import l2_normalize
-from lookalike.search.query import LoadedGeneration, QueryScores, fuse, top_rows
+from lookalike.search.query import (
+    LoadedGeneration,
+    QueryScores,
+    asmk_row_scores,
+    below_candidates,
+    fuse,
+    top_rows,
+)
 from lookalike.search.verify import Verified, inlier_bonus, mutual_nearest_many, verify_pair
 from lookalike.settings import RerankSettings, SearchSettings
 
@@ -170,7 +177,14 @@ def _expanded_scores(
     self_rows: np.ndarray | None,
 ) -> np.ndarray:
     """First-stage scores of the query expanded by `rows`: alpha-QE of the whitened global
-    descriptor, and the mean of the (scaled) ASMK scores of the query and of each row."""
+    descriptor, and the mean of the (scaled) ASMK scores of the query and of each row.
+
+    With a shortlist ASMK index the first stage scored only its candidates (`first.candidates`,
+    the global index's best rows for the query): each row's code is scored on those same rows
+    (0 elsewhere, as the query's), so expansion reads as many codes per row as the first stage
+    does, and every other row's score is capped below the candidates' again, as in the first
+    stage: expansion reorders the candidates, no row outside them outranks one inside. With the
+    inverted file every row is scored, as in the first stage."""
     asmk = global_ = None
     if first.global_ is not None:
         q = loaded.model.global_whitening.apply(query.global_[None].astype(np.float32))[0]
@@ -181,17 +195,26 @@ def _expanded_scores(
     if first.asmk is not None:
         parts = [np.minimum(_scaled(first.asmk, self_rows), 1.0)]
         for row in rows:
-            scores = loaded.asmk.scores(
-                stored.code(row), alpha=search.alpha, threshold=search.similarity_threshold
+            scores = asmk_row_scores(
+                loaded.asmk,
+                stored.code(row),
+                first.candidates,
+                alpha=search.alpha,
+                threshold=search.similarity_threshold,
             )
             own = np.array([row], np.int64)
             leave_out = own if self_rows is None else np.concatenate([own, self_rows])
             parts.append(np.minimum(_scaled(scores, leave_out), 1.0))
         asmk = np.mean(parts, axis=0).astype(np.float32)
     if asmk is not None and global_ is not None:
-        return fuse(asmk, global_, search.global_weight, self_rows)
-    result = asmk if asmk is not None else global_
-    assert result is not None
+        result = fuse(asmk, global_, search.global_weight, self_rows)
+    elif asmk is not None:
+        result = asmk
+    else:
+        assert global_ is not None
+        result = global_
+    if first.candidates is not None:
+        result = below_candidates(result, first.candidates)
     return result
 
 
