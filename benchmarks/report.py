@@ -483,8 +483,9 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         f"{r['queries']} Holidays query images, each transformed {len(r['transforms'])} ways "
         f"({len(families)} families x 5 strengths), search {r['images']} images (Holidays",
         "and the Corel photographs as distractors) for the untouched original. Recall@1 /",
-        "recall@10, averaged over the five strengths of each family; every method ran in the",
-        "same loop on the same copies. For the peers, ties count against the original.",
+        "recall@10, averaged over the five strengths of each family; every method searched the",
+        "same copies (seeded), in the same loop or, for methods re-run alone (`--methods`), in a",
+        "later one. For the peers, ties count against the original.",
         "",
         "| method | " + " | ".join(families) + " | average | median query |",
         "|---|" + "---:|" * (len(families) + 2),
@@ -507,7 +508,10 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         "",
         "lookalike's default search includes its second looks (a query whose best image has "
         "fewer than 50 inliers is read again at half its scales, then turned a quarter, three "
-        "quarters and a half, and the way with the most inliers wins). "
+        "quarters and a half, and the way with the most inliers wins), and weighs colour in "
+        "for a blurred query (see the README). Methods that verify share each copy's "
+        "verification outcomes, so those searched after the first verify fewer images and "
+        "show shorter times. "
         "The ranks of the methods that verify are kept only for the second-stage settings "
         "they were logged with; a method that verifies and is missing here has not been run "
         "again since those settings changed (`--methods NAME` adds it).",
