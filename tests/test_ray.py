@@ -407,6 +407,7 @@ def test_shard_and_search_from_the_command_line(
     written = json.loads(made.stdout)
     half = len(demo.images) // 2
     assert [s["rows"] for s in written["shards"]] == [half, len(demo.images) - half]
+    assert (written["asmk_index"], written["candidates"]) == ("inverted", None)
     query = str(demo.root / demo.query)
     args = ["search", query, "--index", index, "--json", "-k", "10"]
     result = runner.invoke(

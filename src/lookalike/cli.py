@@ -563,7 +563,7 @@ def shard(
     as_json: JsonOpt = False,
 ) -> None:
     """Split the current index into shards for `search --ray ADDRESS --shards N`: each a
-    self-contained folder (inverted file, global descriptors, local features of its images)."""
+    self-contained folder (its images' ASMK index, global descriptors and local features)."""
     from lookalike.catalog import CatalogError
     from lookalike.scale.shards import split_generation
 
@@ -582,12 +582,17 @@ def shard(
                 {
                     "folder": str(shard_set.folder),
                     "generation": shard_set.generation,
+                    "asmk_index": shard_set.asmk_kind,
+                    "candidates": shard_set.candidates,
                     "shards": parts,
                 }
             )
         )
         return
-    out.print(f"generation {shard_set.generation} in {shard_set.n} shards in {shard_set.folder}")
+    out.print(
+        f"generation {shard_set.generation} in {shard_set.n} shards in {shard_set.folder} "
+        f"(ASMK: {shard_set.asmk_kind})"
+    )
     for part in parts:
         out.print(f"  {part['shard']}: {part['rows']} images")
 
