@@ -325,6 +325,34 @@ def test_searches_keep_faiss_to_one_thread_each(
     assert seen == [1]
 
 
+def test_a_running_app_keeps_torch_and_blas_to_one_thread_and_restores_them(
+    served: Collection, monkeypatch: pytest.MonkeyPatch, demo: DemoCollection
+) -> None:
+    """Embedded from Python (not through `lookalike serve`), the application still runs each
+    search on one core: torch on one thread, the BLAS libraries with their own threads too, and
+    gives the process its BLAS thread counts back when it stops."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    seen: list[tuple[int, bool]] = []
+    search_for_real = served.search
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        # BLAS built on OpenMP follows the thread's OpenMP setting (FAISS's, checked above)
+        own = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        blas_one = all(p["num_threads"] == 1 for p in own if p["threading_layer"] != "openmp")
+        seen.append((torch.get_num_threads(), blas_one))
+        return search_for_real(*args, **kwargs)
+
+    monkeypatch.setattr(served, "search", counting)
+    pools = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+    with TestClient(create_app(served, ServerSettings())) as running:
+        assert search(running, (demo.root / ORIGINAL).read_bytes()).status_code == 200
+    assert seen == [(1, True)]
+    after = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
+    assert {path: after[path] for path in pools} == pools
+
+
 def test_status_docs_and_page(client: TestClient) -> None:
     status = client.get("/api/status").json()
     assert status["images"] > 0 and status["generation"] >= 1 and status["model"]["id"]

@@ -670,7 +670,6 @@ def serve(
     import secrets
 
     import uvicorn
-    from threadpoolctl import threadpool_limits
 
     from lookalike.catalog import CatalogError
     from lookalike.collection import Collection
@@ -697,17 +696,8 @@ def serve(
         f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)",
         soft_wrap=True,
     )
-    # Searches run side by side, one core each: a BLAS or OpenMP pool per search would thrash
-    # (matching the shortlist's features is 3 to 5 times slower with two threads each on two
-    # cores). The libraries are loaded first, so that the limit reaches their pools. OpenMP's
-    # limit holds for this thread only: each search sets FAISS's again (`app.run_search`).
-    import faiss
-    import torch
-
-    faiss.omp_set_num_threads(1)
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+    # one core per search: the application sets the thread pools when it starts (`create_app`)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 def _print_eval(result: Any, as_json: bool) -> None:

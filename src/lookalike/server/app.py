@@ -22,6 +22,8 @@ import hmac
 import ipaddress
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -98,6 +100,7 @@ def create_app(collection: Collection, settings: ServerSettings | None = None) -
     the collection has no index yet."""
     settings = settings or ServerSettings()
     app = FastAPI(
+        lifespan=one_core_per_search,
         title="lookalike",
         summary="Find the images that show the same object, place or document.",
         version="0.1.0",
@@ -383,6 +386,26 @@ def parse_region(text: str | None) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
+@asynccontextmanager
+async def one_core_per_search(_: FastAPI) -> AsyncIterator[None]:
+    """While the application runs, searches run side by side on one core each: a BLAS, torch
+    or OpenMP pool per search would thrash (matching a shortlist's features is 3 to 5 times
+    slower with two threads each on two cores). The BLAS libraries' limits are process-wide:
+    set here, restored when the application stops. OpenMP's (FAISS's, and torch's in a thread
+    that already runs) hold for one thread only, so each search sets them (`run_search`)."""
+    # loaded first, so that the limit reaches their pools too (FAISS brings its own OpenBLAS)
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    del faiss, torch
+    limits = threadpool_limits(1)
+    try:
+        yield
+    finally:
+        limits.restore_original_limits()
+
+
 def run_search(
     collection: Collection,
     query: Any,
@@ -394,15 +417,17 @@ def run_search(
     """The hits, the query's (width, height) as seen, and the generation searched.
 
     Runs on a worker thread, one core per search: OpenMP's thread count is a per-thread
-    setting, so the limit `lookalike serve` sets on its main thread does not reach here, and
-    FAISS would start a team of one thread per core for each search (with two searches on two
-    cores that made the server 30% slower than with one thread each).
+    setting, so a limit set on another thread does not reach here, and FAISS (and torch) would
+    start a team of one thread per core for each search (with two searches on two cores that
+    made the server 30% slower than with one thread each).
     """
     import faiss
+    import torch
 
     from lookalike.images import source_size
 
     faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
     hits = collection.search(query, k=k, mode=mode, region=region, verify=verify)
     if isinstance(query, int):
         record = collection.record(query)
