@@ -575,7 +575,7 @@ class Collection:
             cnn=settings.mode in CNN_MODES,
             classic=settings.classic,
             sift=settings.sift,
-            optional=tuple(n for n in settings.blurred if n in loaded.classic),
+            optional=settings.blurred,
         )
         scores = score(
             loaded, described.features, settings, self_rows, described.classic, described.detail
@@ -728,8 +728,10 @@ class Collection:
         """(The query described: CNN features with positions in query pixels, when `cnn`; the
         `classic` descriptors, and its RootSIFT features as 'rootsift' when `sift`; its (width,
         height), pixels and detail; its rows in `loaded`, the generation being searched, when
-        it is an indexed image). `optional` classic descriptors are described too when the
-        query's pixels are read, and left out otherwise (a described or an indexed query)."""
+        it is an indexed image). `optional`: classic descriptors a blurred query may use
+        (`SearchSettings.blurred`); those the index stores are described, and the query's detail
+        measured, when its pixels are read with `cnn`, and left out otherwise (a described or
+        an indexed query)."""
         from lookalike.features.classic import describe, rootsift
         from lookalike.features.detail import detail
         from lookalike.images import source_size
@@ -774,7 +776,8 @@ class Collection:
         described = {}
         if cnn or classic:
             pixels = query_pixels(query, size, self.settings.features.decode_size, box)
-            wanted = (*classic, *(n for n in optional if n not in classic)) if cnn else classic
+            blurred = [n for n in optional if n in loaded.classic] if cnn else []
+            wanted = (*classic, *(n for n in blurred if n not in classic))
             described = describe(pixels.image, wanted, self.settings.classic)
         if sift:
             sharp = query_pixels(query, size, self.settings.sift.max_side, box)
@@ -782,8 +785,10 @@ class Collection:
         if not cnn:
             return QueryDescription(None, described, size), self_rows
         features = _in_query(self.extractor().extract(pixels.image), pixels)
+        # the detail matters only where colour may weigh in for a blurred query
+        sharpness = detail(pixels.image) if blurred else None
         described_query = QueryDescription(
-            features, described, size, pixels=pixels, detail=detail(pixels.image)
+            features, described, size, pixels=pixels, detail=sharpness
         )
         return described_query, self_rows
 
@@ -832,7 +837,7 @@ class Collection:
             cnn=cnn,
             classic=tuple(self.settings.classic.descriptors if classic is None else classic),
             sift=loaded.sift is not None if sift is None else sift,
-            optional=tuple(n for n in self.settings.search.blurred if n in loaded.classic),
+            optional=self.settings.search.blurred,
         )
         return described
 

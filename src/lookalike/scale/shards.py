@@ -72,7 +72,7 @@ from lookalike.index.global_index import GlobalIndex, load_global
 from lookalike.index.store import open_shard, write_shard
 from lookalike.learn.model import Model
 from lookalike.scale import connect, disconnect, import_ray
-from lookalike.search.query import LoadedGeneration
+from lookalike.search.query import LoadedGeneration, load_classic
 from lookalike.search.rerank import verify_shortlist
 from lookalike.search.verify import Verified
 from lookalike.settings import RerankSettings, SearchSettings
@@ -405,10 +405,8 @@ class ShardedGeneration:
         global_dir = shard_set.folder / GLOBAL_DIR
         meta = json.loads((global_dir / "global.json").read_text())
         self.global_ = load_global(global_dir, meta)
-        self.classic = {  # scored here, as the global index is (2.4 kB an image, mapped)
-            name: np.load(global_dir / f"classic-{name}.npy", mmap_mode="r")
-            for name in meta.get("classic_descriptors", [])
-        }
+        # scored here, as the global index is (2.4 kB an image, mapped)
+        self.classic = load_classic(global_dir, meta)
         if self.global_.n_images != self.n_images:
             raise RuntimeError(f"the global index of {shard_set.folder} disagrees with its shards")
         self.images = _ShardedImages(self)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,15 @@ class LoadedGeneration:
         return len(self.ids)
 
 
+def load_classic(folder: Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The classic descriptors of the generation in `folder` (`meta`: its `global.json`), by
+    name, each `(n, d)` float32 memory-mapped."""
+    return {
+        name: np.load(folder / f"classic-{name}.npy", mmap_mode="r")
+        for name in meta.get("classic_descriptors", [])
+    }
+
+
 def load_generation(folder: Path, model: Model) -> LoadedGeneration:
     meta = json.loads((folder / "global.json").read_text())
     if meta.get("model_id") != model.id:
@@ -52,10 +62,7 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
         global_=load_global(folder, meta),
         model=model,
         meta=meta,
-        classic={
-            name: np.load(folder / f"classic-{name}.npy", mmap_mode="r")
-            for name in meta.get("classic_descriptors", [])
-        },
+        classic=load_classic(folder, meta),
         sift=AsmkIndex.load(folder / "sift-asmk", Vocabulary(np.load(folder / "sift-codebook.npy")))
         if meta.get("sift")
         else None,
