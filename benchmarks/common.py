@@ -180,7 +180,7 @@ def real_set() -> RealSet:
     from robustness import collection_and_view
 
     collection, view = collection_and_view()
-    loaded = collection._generation()
+    loaded = collection.snapshot().loaded
     vectors = np.ascontiguousarray(loaded.global_.vectors(np.arange(loaded.n_images)))
     row_of = {int(image_id): row for row, image_id in enumerate(loaded.ids)}
     paths = [""] * loaded.n_images

@@ -28,6 +28,7 @@ from lookalike.index.asmk_shortlist import (
     save_asmk,
     write_shortlist,
 )
+from lookalike.index.generation import Manifest
 from lookalike.search.query import below_candidates, score, top_rows
 from lookalike.search.rerank import _expanded_scores, rerank
 from lookalike.settings import IndexSettings, RerankSettings, SearchSettings, Settings
@@ -142,9 +143,7 @@ def test_written_from_parts_in_any_order_and_memory_mapped(fx: Fixture, tmp_path
     np.testing.assert_array_equal(written.block.offsets, block.offsets)
     np.testing.assert_array_equal(written.block.words, block.words)
     np.testing.assert_array_equal(written.block.residuals, block.residuals)
-    loaded = load_asmk(
-        generation, json.loads(json.dumps({"asmk_index": written.params()})), fx.vocabulary
-    )
+    loaded = load_asmk(generation, json.loads(json.dumps(written.params())), fx.vocabulary)
     assert isinstance(loaded, ShortlistAsmk) and loaded.candidates == 10
     rows = np.array([29, 0, 7, 13])
     np.testing.assert_array_equal(
@@ -172,9 +171,9 @@ def test_chosen_by_size_saved_and_loaded_by_kind(fx: Fixture, tmp_path: Path) ->
     for index, folder in ((big, tmp_path / "a"), (fx.inverted, tmp_path / "b")):
         recorded = save_asmk(index, folder)
         assert recorded["asmk_index"]["kind"] == index.kind
-        loaded = load_asmk(folder, recorded, fx.vocabulary)
+        loaded = load_asmk(folder, recorded["asmk_index"], fx.vocabulary)
         assert type(loaded) is type(index)
-    # generations from before the shortlist kind record no `asmk_index`
+    # parameters without a kind are the inverted file's
     assert isinstance(load_asmk(tmp_path / "b", {}, fx.vocabulary), AsmkIndex)
     assert file_bytes(tmp_path / "b")["asmk_codes"] == 0
     assert file_bytes(tmp_path / "b")["asmk_index"] > 0
@@ -222,14 +221,14 @@ def shortlisted(
 def test_a_collection_forced_to_the_shortlist_kind_finds_the_same(
     demo: DemoCollection, demo_collection: Collection, shortlisted: Collection
 ) -> None:
-    loaded = shortlisted._generation()
+    loaded = shortlisted.snapshot().loaded
     assert isinstance(loaded.asmk, ShortlistAsmk) and loaded.asmk.candidates == 12
     assert isinstance(loaded.asmk.block.residuals, np.memmap)
     folder = shortlisted.index_dir / f"gen-{loaded.generation:06d}"
     assert (folder / SHORTLIST_DIR).is_dir() and not (folder / "asmk").exists()
-    meta = json.loads((folder / "global.json").read_text())
-    assert meta["asmk_index"]["kind"] == SHORTLIST
-    assert meta["global_settings"] == shortlisted.settings.index.key
+    manifest = Manifest.read(folder)
+    assert manifest is not None and manifest.asmk_index["kind"] == SHORTLIST
+    assert manifest.global_settings == shortlisted.settings.index.key
     for copy in [c for c in demo.originals if c.startswith("copies/")][::4]:
         image_id = shortlisted.id_of(copy)
         for mode in ("fused", "asmk"):
@@ -243,7 +242,7 @@ def test_a_collection_forced_to_the_shortlist_kind_finds_the_same(
 def test_no_row_outside_the_candidates_outranks_one_inside(
     demo: DemoCollection, shortlisted: Collection
 ) -> None:
-    loaded = shortlisted._generation()
+    loaded = shortlisted.snapshot().loaded
     image_id = shortlisted.id_of(demo.query)
     features = shortlisted.stored_features(image_id)
     query = loaded.model.global_whitening.apply(features.global_[None].astype(np.float32))[0]
@@ -295,7 +294,7 @@ def test_expansion_on_a_shortlist_index_scores_the_first_stages_candidates(
 ) -> None:
     """Each expanding image's code is scored on the first stage's candidates only (the inverted
     file's scores there, 0 elsewhere), and every other row is capped below them again."""
-    loaded = shortlisted._generation()
+    loaded = shortlisted.snapshot().loaded
     assert isinstance(loaded.asmk, ShortlistAsmk)
     inverted = inverted_of(loaded.asmk.block, loaded.asmk.vocabulary)
     features = shortlisted.stored_features(shortlisted.id_of(demo.query))

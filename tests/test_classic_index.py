@@ -15,7 +15,8 @@ from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.images import load_image
-from lookalike.index import build
+from lookalike.index.generation import Manifest
+from lookalike.index.layout import IndexLayout
 from lookalike.settings import CLASSIC_DESCRIPTORS, ClassicSettings, Settings
 
 
@@ -29,16 +30,15 @@ def _colourful(path: Path) -> bool:
 
 
 def _generation(collection: Collection) -> Path:
-    folders = sorted(collection.index_dir.glob(f"{build.GENERATION_PREFIX}*"))
-    return folders[-1]
+    return IndexLayout(collection.index_dir).generations()[-1][1]
 
 
 def test_a_generation_holds_one_matrix_per_descriptor(demo_collection: Collection) -> None:
     folder = _generation(demo_collection)
-    meta = json.loads((folder / "global.json").read_text())
-    assert meta["classic"] == ClassicSettings().key
-    assert meta["classic_descriptors"] == sorted(CLASSIC_DESCRIPTORS)
-    images = meta["images"]
+    manifest = Manifest.read(folder)
+    assert manifest is not None and manifest.classic == ClassicSettings().key
+    assert list(manifest.classic_descriptors) == sorted(CLASSIC_DESCRIPTORS)
+    images = manifest.images
     for name in CLASSIC_DESCRIPTORS:
         matrix = np.load(folder / f"classic-{name}.npy")
         assert matrix.shape == (images, ClassicSettings().dims(name))
@@ -152,7 +152,7 @@ def test_a_leftover_classic_folder_does_not_block_the_next_shard(
         shutil.copyfile(path, folder / path.name)
     collection = Collection.create(folder)
     collection.index(workers=1)
-    features = collection.index_dir / build.FEATURES_DIR
+    features = IndexLayout(collection.index_dir).features
     next_shard = max(existing_shards(features)) + 1
     leftover = classic_shard(collection.index_dir, ClassicSettings(), next_shard)
     leftover.mkdir(parents=True)

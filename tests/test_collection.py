@@ -184,7 +184,7 @@ def test_empty_folder_indexes_to_nothing(tmp_path: Path) -> None:
     collection = Collection.create(tmp_path / "empty")
     report = collection.index(workers=1)
     assert report.images == 0
-    assert collection.search(np.zeros((64, 64, 3), np.uint8), k=5) == []
+    assert list(collection.search(np.zeros((64, 64, 3), np.uint8), k=5)) == []
 
 
 def _png_claiming(width: int, height: int) -> bytes:

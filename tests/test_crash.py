@@ -24,7 +24,7 @@ from lookalike.catalog import Catalog, IndexBusy
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.images import find_images
-from lookalike.index import build
+from lookalike.index.layout import IndexLayout
 from lookalike.index.store import existing_shards
 from lookalike.settings import FeatureSettings, LearnSettings, Settings
 
@@ -150,10 +150,10 @@ def assert_consistent(root: Path, *, complete: bool = True) -> Collection:
     }
     catalogued = {r.path for r in ok} | {r.path for r in failed}
     assert catalogued == on_disk if complete else catalogued <= on_disk
-    assert in_use == set(existing_shards(index_dir / build.FEATURES_DIR))  # no orphan shard
+    assert in_use == set(existing_shards(IndexLayout(index_dir).features))  # no orphan shard
     assert not [p for p in index_dir.rglob("*") if ".tmp-" in p.name]
-    generations = sorted(p.name for p in index_dir.glob(f"{build.GENERATION_PREFIX}*"))
-    assert generations[-1] == build.generation_dir(index_dir, generation).name
+    generations = IndexLayout(index_dir).generations()
+    assert generations[-1] == (generation, IndexLayout(index_dir).generation(generation))
     collection = Collection.open(root)
     for record in ok:
         ids = [hit.id for hit in collection.search(record.id, k=10, verify=0)]

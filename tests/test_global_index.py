@@ -13,6 +13,7 @@ import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
+from lookalike.index.generation import Manifest
 from lookalike.index.global_index import (
     COMPRESSED,
     EXACT,
@@ -113,8 +114,8 @@ def test_save_load_round_trip_memory_maps_the_refine_vectors(
     assert params["faiss"] == f"IVF{params['nlist']},PQ32x4fs"
     assert params["pq_bytes"] == 16 and params["refine"] == 200
     assert params["nlist"] >= 16 and 1 <= params["nprobe"] <= params["nlist"]
-    meta = json.loads(json.dumps(recorded))  # as global.json holds it
-    loaded = load_global(folder, meta)
+    params_read = json.loads(json.dumps(recorded["global_index"]))  # as the manifest holds them
+    loaded = load_global(folder, params_read)
     assert isinstance(loaded, CompressedGlobalIndex)
     assert loaded.params() == params
     assert isinstance(loaded.refine, np.memmap) and loaded.refine.mode == "r"
@@ -175,10 +176,10 @@ def test_a_collection_switches_kind_by_size(
     report = collection.index(workers=1)
     assert not report.added and not report.updated and report.generation > 1
     folder = index_dir / f"gen-{report.generation:06d}"
-    meta = json.loads((folder / "global.json").read_text())
-    assert meta["global_index"]["kind"] == COMPRESSED
-    assert meta["global_settings"] == settings.index.key
-    loaded = collection._generation()
+    manifest = Manifest.read(folder)
+    assert manifest is not None and manifest.global_index["kind"] == COMPRESSED
+    assert manifest.global_settings == settings.index.key
+    loaded = collection.snapshot().loaded
     assert isinstance(loaded.global_, CompressedGlobalIndex)
     assert isinstance(loaded.global_.refine, np.memmap)
 

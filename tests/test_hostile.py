@@ -30,8 +30,8 @@ import skimage.data
 from PIL import Image
 
 from lookalike.collection import Collection, IndexReport
+from lookalike.features import batch
 from lookalike.images import load_image
-from lookalike.index import build
 from test_images import _STORE_FOR_ORIENTATION  # the inverse of each EXIF orientation
 
 pytestmark = [
@@ -389,7 +389,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     except PermissionError:
         root_reads_everything = False
 
-    real_load_image = build.load_image
+    real_load_image = batch.load_image
 
     def load_after_removing_vanishing(path: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         if Path(path).name == "vanishing.jpg":
@@ -399,7 +399,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     collection = Collection.create(root)
     before = _peak_rss()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(build, "load_image", load_after_removing_vanishing)
+        patch.setattr(batch, "load_image", load_after_removing_vanishing)
         report = collection.index(workers=1)
     rss_increase = _peak_rss() - before
     yield Run(root, collection, report, rss_increase, root_reads_everything, expected)

@@ -107,7 +107,7 @@ def test_without_ray_the_error_says_how_to_install_it(
 
 
 def test_shard_bounds_split_rows_evenly() -> None:
-    from lookalike.scale.shards import shard_bounds
+    from lookalike.scale.split import shard_bounds
 
     assert shard_bounds(10, 3) == (0, 3, 6, 10)
     assert shard_bounds(7, 1) == (0, 7)
@@ -142,9 +142,10 @@ def test_a_shortlist_generation_splits_into_code_blocks(
     written before the kind was recorded loads as inverted, and one of a shortlist generation
     is written again."""
     from lookalike.index.asmk_shortlist import SHORTLIST_DIR, CodeBlock, ShortlistAsmk
-    from lookalike.scale.shards import SET_META, ShardServer, ShardSet, split_generation
+    from lookalike.scale.part import ShardServer
+    from lookalike.scale.split import SET_META, ShardSet, split_generation
 
-    loaded = shortlist_collection._generation()
+    loaded = shortlist_collection.snapshot().loaded
     assert isinstance(loaded.asmk, ShortlistAsmk)
     out = tmp_path / "sets, ünï"
     shard_set = split_generation(shortlist_collection.index_dir, 3, out)
@@ -352,7 +353,7 @@ def _queries(demo: DemoCollection, collection: Collection) -> list[Any]:
 def test_sharded_search_ranks_as_the_unsharded_index(
     ray_address: str, demo: DemoCollection, demo_collection: Collection, tmp_path: Path, n: int
 ) -> None:
-    from lookalike.scale.shards import ShardedCollection
+    from lookalike.scale.coordinator import ShardedCollection
 
     queries = _queries(demo, demo_collection)
     some_id = demo_collection.images()[5][0]
@@ -430,7 +431,7 @@ def test_sharded_search_keeps_a_compressed_global_index(
     only its shortlist, so that is what the sharded search must reproduce."""
     from dataclasses import replace
 
-    from lookalike.scale.shards import ShardedCollection
+    from lookalike.scale.coordinator import ShardedCollection
     from lookalike.settings import IndexSettings
 
     shutil.copytree(demo_collection.index_dir, tmp_path / "index")
@@ -458,7 +459,7 @@ def test_sharded_search_over_a_shortlist_generation_ranks_as_the_unsharded_index
     """The coordinator takes the generation's candidates, each part scores those it holds from
     its codes, and the rest are capped below them: the unsharded shortlist ranking, expansion
     included (which scores the expanding images' codes on the same candidates)."""
-    from lookalike.scale.shards import ShardedCollection
+    from lookalike.scale.coordinator import ShardedCollection
 
     collection = shortlist_collection
     queries = _queries(demo, collection)

@@ -16,7 +16,9 @@ from lookalike.catalog import Catalog
 from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
-from lookalike.index import build, sift_store
+from lookalike.index import sift_store
+from lookalike.index.generation import Manifest
+from lookalike.index.layout import IndexLayout
 from lookalike.settings import SiftSettings
 
 pytestmark = pytest.mark.slow
@@ -72,8 +74,9 @@ def test_rootsift_mode_finds_copies_and_is_added_and_dropped_later(
     assert collection.settings.sift.enabled  # kept for later runs
     info = collection.info()
     assert info["bytes"]["rootsift"] > 0
-    generation = sorted(collection.index_dir.glob(f"{build.GENERATION_PREFIX}*"))[-1]
-    assert json.loads((generation / "global.json").read_text())["sift"] == SiftSettings().key
+    _, generation = IndexLayout(collection.index_dir).generations()[-1]
+    manifest = Manifest.read(generation)
+    assert manifest is not None and manifest.sift == SiftSettings().key
 
     misses = []
     for copy in copies:
@@ -117,6 +120,6 @@ def test_rootsift_mode_finds_copies_and_is_added_and_dropped_later(
     _index(folder, "--no-sift")
     dropped = Collection.open(folder)
     assert not dropped.settings.sift.enabled
-    assert not list((dropped.index_dir / sift_store.SIFT_DIR).glob("*"))
+    assert not list(IndexLayout(dropped.index_dir).sift_root.glob("*"))
     with pytest.raises(ValueError, match="no RootSIFT features"):
         dropped.search(folder / copies[0], mode="rootsift")

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -126,7 +126,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _hits_table(title: str, hits: list[Any]) -> Table:
+def _hits_table(title: str, hits: Sequence[Any]) -> Table:
     table = Table(title=title)
     table.add_column("rank", justify="right")
     table.add_column("score", justify="right")
@@ -545,7 +545,7 @@ def dedup(
 def _sharded(collection: Any, shards: int, ray: str, folder: Path | None, cpus: float) -> Any:
     """`collection` searched through `shards` actors on the Ray cluster at `ray`."""
     from lookalike.catalog import CatalogError
-    from lookalike.scale.shards import ShardedCollection
+    from lookalike.scale.coordinator import ShardedCollection
 
     try:
         return ShardedCollection.start(
@@ -565,7 +565,7 @@ def shard(
     """Split the current index into shards for `search --ray ADDRESS --shards N`: each a
     self-contained folder (its images' ASMK index, global descriptors and local features)."""
     from lookalike.catalog import CatalogError
-    from lookalike.scale.shards import split_generation
+    from lookalike.scale.split import split_generation
 
     collection = _open(folder)
     try:

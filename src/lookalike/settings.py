@@ -97,7 +97,6 @@ class SearchSettings:
     similarity_threshold: float = 0.0
     query_assignments: int = 5
     global_weight: float = 0.5
-    shortlist: int = 1000
     fuse: tuple[str, ...] = ()
     fuse_weight: float = 0.25
     blurred_fuse: tuple[str, ...] = ("colour",)
@@ -160,7 +159,7 @@ of one scene or object share tens (`benchmarks/dedup.py` measures both sides).""
 class RerankSettings:
     """Second stage: spatial verification of the shortlist, then query expansion.
 
-    The top `shortlist` images of the first stage are verified (0 turns verification off):
+    The top `verify` images of the first stage are verified (0 turns verification off):
     mutual nearest neighbours among the `features` strongest local features of each side
     (cosine at least `min_similarity` over the `match_dims` strongest whitened directions;
     0 uses them all), then a geometric `model` fitted with RANSAC,
@@ -178,7 +177,7 @@ class RerankSettings:
     returned. A query that matches nothing for sure costs up to five searches.
     """
 
-    shortlist: int = 100
+    verify: int = 100
     features: int = 500
     match_dims: int = 64
     min_similarity: float = 0.5
@@ -193,8 +192,8 @@ class RerankSettings:
     retry: bool = True
 
     def __post_init__(self) -> None:
-        if self.shortlist < 0 or self.match_dims < 0:
-            raise ValueError("shortlist and match_dims must be >= 0")
+        if self.verify < 0 or self.match_dims < 0:
+            raise ValueError("verify and match_dims must be >= 0")
         if self.features < 1 or self.expand_top < 1:
             raise ValueError("features and expand_top must be >= 1")
         if self.model not in ("affine", "homography"):
@@ -428,10 +427,95 @@ class Settings:
         unknown = sorted(set(values) - set(parts))
         if unknown:
             raise ValueError(f"unknown settings section(s) {unknown}; allowed: {sorted(parts)}")
+        values = _renamed(values)
         return cls(**{k: from_dict(parts[k], values[k]) for k in values})
+
+
+def _renamed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings stored by older versions, in today's names: the verify count was `shortlist`
+    (`rerank.shortlist`), and `search.shortlist` was never read."""
+    out = dict(values)
+    search = dict(out.get("search", {}))
+    if search.pop("shortlist", None) is not None:
+        out["search"] = search
+    rerank = dict(out.get("rerank", {}))
+    if "shortlist" in rerank:
+        rerank.setdefault("verify", rerank.pop("shortlist"))
+        rerank.pop("shortlist", None)
+        out["rerank"] = rerank
+    return out
 
 
 PRESETS: dict[str, Settings] = {
     "default": Settings(),
     "fast": Settings(features=FeatureSettings(image_size=448, scales=(1.0, 0.7071))),
 }
+
+
+DEFAULT_K = 20
+"""Hits a search returns when the request does not say."""
+
+DEDUP_NEIGHBOURS = 10
+"""Candidates verified per image by `lookalike dedup` (its best first-stage hits)."""
+
+
+@dataclass(frozen=True)
+class ResolvedSearch:
+    """What one search runs with: `k` hits, the first stage's and the second stage's settings."""
+
+    k: int
+    search: SearchSettings
+    rerank: RerankSettings
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What one search request may set; None (every default) keeps the index's stored setting.
+    The CLI, the HTTP API and `Collection.search` all build one, and `apply` is the one place
+    where a request meets an index's settings.
+
+    k: hits returned (`DEFAULT_K`). mode: the first stage (`SEARCH_MODES`). fuse: classic
+    descriptors (or 'rootsift') added to a CNN mode. verify: first-stage hits verified
+    spatially (0: none). expand: query expansion. retry: second looks at a query that verifies
+    nothing for sure (see `RerankSettings`).
+    """
+
+    k: int | None = None
+    mode: str | None = None
+    fuse: tuple[str, ...] | None = None
+    verify: int | None = None
+    expand: bool | None = None
+    retry: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.mode is not None and self.mode not in SEARCH_MODES:
+            raise ValueError(
+                f"unknown search mode {self.mode!r}; allowed: {', '.join(SEARCH_MODES)}"
+            )
+        if self.verify is not None and self.verify < 0:
+            raise ValueError(f"verify must be 0 (off) or a positive count, got {self.verify}")
+        if self.fuse is not None:
+            if isinstance(self.fuse, str):
+                raise TypeError("fuse is a tuple of names, e.g. ('colour',)")
+            object.__setattr__(self, "fuse", tuple(self.fuse))
+            # the names, and whether the mode takes them, are checked now (before any work)
+            SearchSettings(mode=self.mode or SearchSettings.mode, fuse=self.fuse)
+
+    def apply(self, settings: Settings) -> ResolvedSearch:
+        """These options over `settings` (an index's stored ones): ValueError when the result
+        is not a valid search (e.g. classic descriptors fused into a classic mode)."""
+        search = settings.search
+        if self.mode is not None:
+            search = dataclasses.replace(search, mode=self.mode)
+        if self.fuse is not None:
+            search = dataclasses.replace(search, fuse=self.fuse)
+        rerank = settings.rerank
+        if self.verify is not None:
+            rerank = dataclasses.replace(rerank, verify=self.verify)
+        if self.expand is not None:
+            rerank = dataclasses.replace(rerank, expand=self.expand)
+        if self.retry is not None:
+            rerank = dataclasses.replace(rerank, retry=self.retry)
+        return ResolvedSearch(DEFAULT_K if self.k is None else self.k, search, rerank)

@@ -11,9 +11,9 @@ Two kinds of ASMK index, one interface for the query pipeline (`asmk_index.AsmkS
   of the global index, `search.query.score`); RAM holds the per-image offsets (8 bytes an
   image). Its scores on the candidates are exactly the inverted file's. The query pipeline sees
   it as a `ShortlistSearch` (`as_shortlist`), which the shards of such a generation serve too
-  (`scale.shards`: each part holds its rows' codes in this layout).
+  (`scale.split`: each part holds its rows' codes in this layout).
 
-Files of the shortlist kind, named as an encoded shard's codes (`build.encode_shard`):
+Files of the shortlist kind, named as an encoded shard's codes (`codes.encode_shard`):
 
 - `word_offsets.npy` (n + 1,) int64: image i's entries are `word_offsets[i]:word_offsets[i+1]`
 - `words.npy` (E,) uint16 (uint32 beyond 65,536 words): each entry's visual word, ascending
@@ -27,7 +27,7 @@ The kind and its parameters are recorded under `asmk_index` in `global.json` (`s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -35,7 +35,6 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from lookalike.index.asmk_index import (
-    INVERTED,
     AsmkIndex,
     AsmkSearch,
     ImageCode,
@@ -203,7 +202,7 @@ class ShortlistSearch(AsmkSearch, Protocol):
     """An ASMK index of the shortlist kind (`kind == SHORTLIST`) as the query pipeline sees it:
     how many `candidates` a query takes from the global index, and the scores of given
     candidate rows (`ShortlistAsmk.scores`). `ShortlistAsmk`, or the parts of one held by
-    shard actors (`scale.shards`)."""
+    shard actors (`scale.part`)."""
 
     candidates: int
 
@@ -389,21 +388,13 @@ def save_asmk(index: AsmkIndex | ShortlistAsmk, folder: Path) -> dict[str, Any]:
     return {"asmk_index": index.params()}
 
 
-def asmk_params(meta: dict[str, Any]) -> dict[str, Any]:
-    """The kind and parameters of a generation's ASMK index from its `global.json`, `meta`
-    (generations from before the shortlist kind record no `asmk_index`: they hold the inverted
-    file)."""
-    return dict(meta.get("asmk_index") or {"kind": INVERTED})
-
-
 def load_asmk(
-    folder: Path, meta: dict[str, Any], vocabulary: Vocabulary
+    folder: Path, params: Mapping[str, Any], vocabulary: Vocabulary
 ) -> AsmkIndex | ShortlistAsmk:
-    """The ASMK index of the generation `folder`, whose `global.json` is `meta` (see
-    `asmk_params`)."""
-    params = asmk_params(meta)
+    """The ASMK index of the generation `folder`, of the kind and parameters `params` (as
+    `save_asmk` recorded them under `asmk_index`)."""
     if params.get("kind") == SHORTLIST:
-        return ShortlistAsmk.load(folder / SHORTLIST_DIR, vocabulary, params)
+        return ShortlistAsmk.load(folder / SHORTLIST_DIR, vocabulary, dict(params))
     return AsmkIndex.load(folder / INVERTED_DIR, vocabulary)
 
 

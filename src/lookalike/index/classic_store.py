@@ -20,11 +20,10 @@ import numpy as np
 from lookalike.catalog import ImageRecord
 from lookalike.images import ImageError, load_image
 from lookalike.index.atomic import atomic_dir, save_npy
+from lookalike.index.layout import IndexLayout, shard_name
 from lookalike.settings import ClassicSettings
 
 logger = logging.getLogger("lookalike")
-
-CLASSIC_DIR = "classic"
 
 T = TypeVar("T")
 
@@ -33,11 +32,11 @@ Descriptors = Mapping[str, np.ndarray]
 
 
 def classic_root(index_dir: Path, settings: ClassicSettings) -> Path:
-    return index_dir / CLASSIC_DIR / settings.key
+    return IndexLayout(index_dir).classic(settings.key)
 
 
 def classic_shard(index_dir: Path, settings: ClassicSettings, shard: int) -> Path:
-    return classic_root(index_dir, settings) / f"shard-{shard:06d}"
+    return classic_root(index_dir, settings) / shard_name(shard)
 
 
 def write_classic(
@@ -152,7 +151,7 @@ def gather(
 
 def remove_unused(index_dir: Path, settings: ClassicSettings, shards_in_use: set[int]) -> None:
     """Delete descriptors made with other settings, and those of shards no image points at."""
-    prune(index_dir / CLASSIC_DIR, settings.key, shards_in_use)
+    prune(IndexLayout(index_dir).classic_root, settings.key, shards_in_use)
 
 
 def prune(top: Path, keep: str | None, shards_in_use: set[int]) -> None:

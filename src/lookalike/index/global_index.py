@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -300,12 +301,11 @@ def save_global(index: GlobalIndex | CompressedGlobalIndex, folder: Path) -> dic
     return {"index": EXACT_FAISS_NAME, "global_index": index.params()}
 
 
-def load_global(folder: Path, meta: dict[str, Any]) -> GlobalIndex | CompressedGlobalIndex:
-    """The global index of the generation `folder`, whose `global.json` is `meta` (indexes
-    from before the compressed kind record no `global_index`: they are exact)."""
-    params = meta.get("global_index") or {"kind": EXACT}
+def load_global(folder: Path, params: Mapping[str, Any]) -> GlobalIndex | CompressedGlobalIndex:
+    """The global index of the generation `folder`, of the kind and parameters `params` (as
+    `save_global` recorded them under `global_index`)."""
     if params.get("kind") == COMPRESSED:
-        return CompressedGlobalIndex.load(folder, params)
+        return CompressedGlobalIndex.load(folder, dict(params))
     return GlobalIndex.load(folder / INDEX_FILE)
 
 

@@ -24,20 +24,20 @@ from lookalike.images import ImageError
 from lookalike.index.asmk_index import AsmkIndex, Vocabulary
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.classic_store import backfill_shards, prune
+from lookalike.index.layout import IndexLayout, shard_name
 from lookalike.settings import LearnSettings, SiftSettings
 
 logger = logging.getLogger("lookalike")
 
-SIFT_DIR = "sift"
 CODEBOOK = "codebook.npy"
 
 
 def sift_root(index_dir: Path, settings: SiftSettings) -> Path:
-    return index_dir / SIFT_DIR / settings.key
+    return IndexLayout(index_dir).sift(settings.key)
 
 
 def sift_shard(index_dir: Path, settings: SiftSettings, shard: int) -> Path:
-    return sift_root(index_dir, settings) / f"shard-{shard:06d}"
+    return sift_root(index_dir, settings) / shard_name(shard)
 
 
 def write_sift(
@@ -177,4 +177,6 @@ def build_index(
 def remove_unused(index_dir: Path, settings: SiftSettings, shards_in_use: set[int]) -> None:
     """Delete features made with other settings (all of them when RootSIFT is off), and those
     of shards no image points at."""
-    prune(index_dir / SIFT_DIR, settings.key if settings.enabled else None, shards_in_use)
+    prune(
+        IndexLayout(index_dir).sift_root, settings.key if settings.enabled else None, shards_in_use
+    )

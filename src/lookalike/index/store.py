@@ -16,7 +16,6 @@ The catalog records (shard, row) for an image only once its shard is durable.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,19 +24,15 @@ import numpy as np
 
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.index.atomic import atomic_dir, save_npy
-
-SHARD_RE = re.compile(r"^shard-(\d{6})$")
+from lookalike.index.layout import shard_name, shard_numbers
 
 
 def shard_path(features_dir: Path, shard: int) -> Path:
-    return features_dir / f"shard-{shard:06d}"
+    return features_dir / shard_name(shard)
 
 
 def existing_shards(features_dir: Path) -> list[int]:
-    if not features_dir.is_dir():
-        return []
-    found = (SHARD_RE.match(p.name) for p in features_dir.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
+    return shard_numbers(features_dir)
 
 
 def write_shard(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lookalike.index.build import fit_model_on, iter_extract
+from lookalike.features.batch import iter_extract
+from lookalike.learn.fit import fit_model_on
 from lookalike.learn.model import Model
 from lookalike.settings import FeatureSettings, LearnSettings
 

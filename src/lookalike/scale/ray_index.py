@@ -3,7 +3,7 @@
 `lookalike index FOLDER --ray ADDRESS` describes the images on the cluster's nodes and writes
 the index on the machine it runs on, exactly as a run on one machine does: the files to
 describe become a Ray Data dataset of paths; a pool of actors, each holding one network, runs
-`build.extract_file` on them (decoding included); the results come back in the order of the
+`features.batch.extract_file` on them (decoding included); the results come back in the order of the
 paths, and `build.extract_into_shards` writes feature shards and catalog rows from them as it
 does locally (so the on-disk index is the same, and a killed run carries on from what is
 durable). A file that cannot be decoded is reported with its path and reason, as locally.
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.features.batch import Extracted, Extras, extract_file
 from lookalike.features.extract import use_bfloat16
-from lookalike.index.build import Extracted, Extras, extract_file
 from lookalike.scale import RAY_MISSING, connect, disconnect, import_ray
 from lookalike.settings import FeatureSettings
 
@@ -113,7 +113,7 @@ def iter_extract_ray(
     precision: str | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[Extracted]:
-    """`build.iter_extract` on the Ray cluster at `address`: `paths` (relative to `root`)
+    """`features.batch.iter_extract` on the Ray cluster at `address`: `paths` (relative to `root`)
     described in `workers` actors (0: one per CPU of the cluster), yielded in the order of
     `paths`. `precision`: see `resolved_precision`."""
     if not paths:

@@ -2,71 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from lookalike.features import ImageFeatures
 from lookalike.features.classic import SIFT_DIM
 from lookalike.features.detail import blurred_share
-from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, ImageCode, Vocabulary
-from lookalike.index.asmk_shortlist import as_shortlist, load_asmk
-from lookalike.index.global_index import GlobalSearch, floored, load_global
-from lookalike.learn.model import Model
+from lookalike.index.asmk_index import AsmkSearch, ImageCode
+from lookalike.index.asmk_shortlist import as_shortlist
+from lookalike.index.generation import Generation
+from lookalike.index.global_index import GlobalSearch, floored
 from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
-
-
-@dataclass(frozen=True)
-class LoadedGeneration:
-    """One generation of the indexes, opened for reading. Row i is catalog image `ids[i]`."""
-
-    generation: int
-    ids: np.ndarray  # (n,) int64
-    asmk: AsmkSearch  # the inverted file, or the shortlist kind: see `score`
-    global_: GlobalSearch  # exact, or compressed: see `CompressedGlobalIndex.scores`
-    model: Model
-    meta: dict[str, object]
-    classic: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d) float32
-    sift: AsmkIndex | None = None  # RootSIFT's inverted file, when the index has one
-
-    @property
-    def n_images(self) -> int:
-        return len(self.ids)
-
-
-def load_classic(folder: Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The classic descriptors of the generation in `folder` (`meta`: its `global.json`), by
-    name, each `(n, d)` float32 memory-mapped."""
-    return {
-        name: np.load(folder / f"classic-{name}.npy", mmap_mode="r")
-        for name in meta.get("classic_descriptors", [])
-    }
-
-
-def load_generation(folder: Path, model: Model) -> LoadedGeneration:
-    meta = json.loads((folder / "global.json").read_text())
-    if meta.get("model_id") != model.id:
-        raise RuntimeError(
-            f"index {folder} was built with model {meta.get('model_id')}, but the model is "
-            f"{model.id}; run `lookalike index` again"
-        )
-    vocabulary = Vocabulary(model.codebook)
-    return LoadedGeneration(
-        generation=int(meta["generation"]),
-        ids=np.load(folder / "ids.npy"),
-        asmk=load_asmk(folder, meta, vocabulary),
-        global_=load_global(folder, meta),
-        model=model,
-        meta=meta,
-        classic=load_classic(folder, meta),
-        sift=AsmkIndex.load(folder / "sift-asmk", Vocabulary(np.load(folder / "sift-codebook.npy")))
-        if meta.get("sift")
-        else None,
-    )
 
 
 @dataclass(frozen=True)
@@ -82,7 +30,7 @@ class QueryScores:
 
 
 def score(
-    loaded: LoadedGeneration,
+    loaded: Generation,
     features: ImageFeatures | None,
     settings: SearchSettings,
     self_rows: np.ndarray | None = None,
@@ -211,7 +159,7 @@ def below_candidates(final: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 
 def rootsift_scores(
-    loaded: LoadedGeneration, settings: SearchSettings, classic: Mapping[str, np.ndarray] | None
+    loaded: Generation, settings: SearchSettings, classic: Mapping[str, np.ndarray] | None
 ) -> np.ndarray:
     """`(n,)` float32 ASMK similarities of the query's RootSIFT features (`classic['rootsift']:
     (N, 128)`) to the collection's, through RootSIFT's own codebook and inverted file."""
@@ -227,7 +175,7 @@ def rootsift_scores(
 
 
 def classic_scores(
-    loaded: LoadedGeneration, name: str, classic: Mapping[str, np.ndarray] | None
+    loaded: Generation, name: str, classic: Mapping[str, np.ndarray] | None
 ) -> np.ndarray:
     """`(n,)` float32 inner products of the query's classic descriptor `name` with the
     collection's (Bhattacharyya coefficients of the histograms)."""

@@ -8,15 +8,13 @@ Expansion reads their stored ASMK codes and whitened global descriptors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from lookalike.features import ImageFeatures, LocalFeatures
-from lookalike.index.asmk_index import ImageCode
+from lookalike.index.generation import Generation, StoredImages
 from lookalike.learn.whitening import l2_normalize
 from lookalike.search.query import (
-    LoadedGeneration,
     QueryScores,
     asmk_row_scores,
     below_candidates,
@@ -30,7 +28,7 @@ VerifyMemo = dict[tuple[tuple[object, ...], int], Verified]
 """Verification outcomes of one query: (generation and matching settings, row) -> outcome."""
 
 
-def _memo_key(loaded: LoadedGeneration, settings: RerankSettings) -> tuple[object, ...]:
+def _memo_key(loaded: Generation, settings: RerankSettings) -> tuple[object, ...]:
     """What a row's verification outcome depends on besides the query and the row."""
     s = settings
     return (
@@ -41,22 +39,6 @@ def _memo_key(loaded: LoadedGeneration, settings: RerankSettings) -> tuple[objec
         s.model,
         s.inlier_threshold,
     )
-
-
-class StoredImages(Protocol):
-    """What the second stage reads of an indexed image, by row of the loaded generation."""
-
-    def local(self, row: int, limit: int) -> LocalFeatures:
-        """Its `limit` strongest local features, positions in its pixels as stored."""
-        ...
-
-    def side(self, row: int) -> float:
-        """Its longer side in pixels."""
-        ...
-
-    def code(self, row: int) -> ImageCode:
-        """Its ASMK code."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +52,7 @@ class Reranked:
 
 
 def verify_shortlist(
-    loaded: LoadedGeneration,
+    loaded: Generation,
     query: LocalFeatures,
     rows: np.ndarray,
     stored: StoredImages,
@@ -86,7 +68,7 @@ def verify_shortlist(
     again, and new outcomes are added (RANSAC is seeded, so an outcome never changes).
 
     A `stored` with a `verify(query, rows, settings)` method (the shards of
-    `lookalike.scale.shards`) verifies the rows itself, each where its features are.
+    `lookalike.scale.coordinator`) verifies the rows itself, each where its features are.
     """
     if memo is not None:
         key = _memo_key(loaded, settings)
@@ -122,7 +104,7 @@ def verify_shortlist(
 
 
 def rerank(
-    loaded: LoadedGeneration,
+    loaded: Generation,
     query: ImageFeatures,
     first: QueryScores,
     stored: StoredImages,
@@ -131,13 +113,13 @@ def rerank(
     self_rows: np.ndarray | None = None,
     memo: VerifyMemo | None = None,
 ) -> Reranked:
-    """Verify the top `settings.shortlist` rows of `first`, add the inlier bonus, and (with
+    """Verify the top `settings.verify` rows of `first`, add the inlier bonus, and (with
     `settings.expand`) expand the query with the best verified images and score again.
 
     Scores are first scaled so that the best first-stage score (leaving out `self_rows`) is 1;
     a verified image then gains up to `settings.weight`. `memo`: see `verify_shortlist`.
     """
-    shortlist = top_rows(first.final, settings.shortlist)
+    shortlist = top_rows(first.final, settings.verify)
     verified = verify_shortlist(loaded, query.local, shortlist, stored, settings, memo)
     inliers = np.array([verified[int(r)].inliers for r in shortlist], dtype=np.int64)
     bonus = inlier_bonus(inliers, settings)
@@ -167,7 +149,7 @@ def rerank(
 
 
 def _expanded_scores(
-    loaded: LoadedGeneration,
+    loaded: Generation,
     query: ImageFeatures,
     first: QueryScores,
     stored: StoredImages,

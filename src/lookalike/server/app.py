@@ -22,7 +22,7 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -413,7 +413,7 @@ def run_search(
     k: int,
     mode: str | None,
     verify: int | None,
-) -> tuple[list[Hit], tuple[int, int], int]:
+) -> tuple[Sequence[Hit], tuple[int, int], int]:
     """The hits, the query's (width, height) as seen, and the generation searched.
 
     Runs on a worker thread, one core per search: OpenMP's thread count is a per-thread

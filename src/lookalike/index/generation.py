@@ -1,0 +1,287 @@
+"""A published generation of the indexes: its typed manifest, the generation loaded for
+reading, what the second stage reads of its images, and the immutable snapshot one search uses
+from start to end.
+
+A generation folder (`gen-NNNNNN/`) is written whole in a temporary folder and renamed into
+place; its `manifest.json` says what it was built with. A manifest of another version (or
+none: the `global.json` of older versions) makes the generation stale, and the next `index`
+run builds it again from the stored features (no image is described again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lookalike.catalog import Catalog, CatalogError, ImageRecord
+from lookalike.features import ImageFeatures, LocalFeatures
+from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, ImageCode, Vocabulary
+from lookalike.index.asmk_shortlist import load_asmk
+from lookalike.index.atomic import write_json_atomic
+from lookalike.index.codes import load_codes
+from lookalike.index.global_index import GlobalSearch, load_global
+from lookalike.index.layout import IndexLayout
+from lookalike.index.store import open_shard
+from lookalike.learn.model import Model
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_VERSION = 2
+"""Version 1 was the unversioned `global.json`; 2 is this dataclass."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a generation holds and what it was built with. Row i of every index is catalog
+    image `ids.npy[i]`."""
+
+    generation: int
+    images: int
+    model_id: str
+    dim: int
+    codebook_size: int
+    global_settings: str
+    """`IndexSettings.key` of the settings it was built under."""
+    global_index: dict[str, Any]
+    """The global index's kind and parameters (`global_index.save_global`)."""
+    asmk_index: dict[str, Any]
+    """The ASMK index's kind and parameters (`asmk_shortlist.save_asmk`)."""
+    classic: str | None
+    """`ClassicSettings.key` of its classic descriptors (None: none stored)."""
+    classic_descriptors: tuple[str, ...]
+    sift: str | None
+    """`SiftSettings.key` of its RootSIFT inverted file (None: none)."""
+    version: int = MANIFEST_VERSION
+
+    def save(self, folder: Path) -> None:
+        write_json_atomic(folder / MANIFEST_FILE, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest | None:
+        """The manifest of the generation in `folder`; None when there is none, it cannot be
+        read, or it is of another version (the generation is then built again)."""
+        try:
+            values = json.loads((folder / MANIFEST_FILE).read_text())
+            if values.get("version") != MANIFEST_VERSION:
+                return None
+            values["classic_descriptors"] = tuple(values["classic_descriptors"])
+            return cls(**values)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def built_with(
+        self, model_id: str, classic: str | None, sift: str | None, global_settings: str
+    ) -> bool:
+        """Whether this generation was built with this model, classic descriptors, RootSIFT
+        and global index settings (keys), so that it need not be built again."""
+        return (self.model_id, self.classic, self.sift, self.global_settings) == (
+            model_id,
+            classic,
+            sift,
+            global_settings,
+        )
+
+
+class Generation(Protocol):
+    """What the query pipeline reads of a generation (a `LoadedGeneration`, or the sharded
+    coordinator's view of one)."""
+
+    @property
+    def generation(self) -> int: ...
+    @property
+    def ids(self) -> np.ndarray: ...
+    @property
+    def asmk(self) -> AsmkSearch: ...
+    @property
+    def global_(self) -> GlobalSearch: ...
+    @property
+    def model(self) -> Model: ...
+    @property
+    def classic(self) -> Mapping[str, np.ndarray]: ...
+    @property
+    def sift(self) -> AsmkIndex | None: ...
+    @property
+    def n_images(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class LoadedGeneration:
+    """One generation of the indexes, opened for reading. Row i is catalog image `ids[i]`."""
+
+    generation: int
+    ids: np.ndarray  # (n,) int64
+    asmk: AsmkSearch  # the inverted file, or the shortlist kind: see `search.query.score`
+    global_: GlobalSearch  # exact, or compressed: see `CompressedGlobalIndex.scores`
+    model: Model
+    manifest: Manifest | None = None  # None for a part of a shard set (`scale.part`)
+    classic: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d) float32
+    sift: AsmkIndex | None = None  # RootSIFT's inverted file, when the index has one
+
+    @property
+    def n_images(self) -> int:
+        return len(self.ids)
+
+
+def load_classic(folder: Path, manifest: Manifest) -> dict[str, np.ndarray]:
+    """The classic descriptors of the generation in `folder`, by name, each `(n, d)` float32
+    memory-mapped."""
+    return {
+        name: np.load(folder / f"classic-{name}.npy", mmap_mode="r")
+        for name in manifest.classic_descriptors
+    }
+
+
+def load_generation(folder: Path, model: Model) -> LoadedGeneration:
+    """The generation in `folder`, opened for reading with `model` (the one it was built with)."""
+    manifest = Manifest.read(folder)
+    if manifest is None:
+        raise CatalogError(f"{folder} has no readable manifest: run `lookalike index` again")
+    if manifest.model_id != model.id:
+        raise RuntimeError(
+            f"index {folder} was built with model {manifest.model_id}, but the model is "
+            f"{model.id}; run `lookalike index` again"
+        )
+    vocabulary = Vocabulary(model.codebook)
+    sift = None
+    if manifest.sift:
+        sift_vocabulary = Vocabulary(np.load(folder / "sift-codebook.npy"))
+        sift = AsmkIndex.load(folder / "sift-asmk", sift_vocabulary)
+    return LoadedGeneration(
+        generation=manifest.generation,
+        ids=np.load(folder / "ids.npy"),
+        asmk=load_asmk(folder, manifest.asmk_index, vocabulary),
+        global_=load_global(folder, manifest.global_index),
+        model=model,
+        manifest=manifest,
+        classic=load_classic(folder, manifest),
+        sift=sift,
+    )
+
+
+def current_model(index_dir: Path) -> Model | None:
+    """The model the index folder describes and encodes with (None before the first run)."""
+    folder = IndexLayout(index_dir).model
+    return Model.load(folder) if (folder / "meta.json").is_file() else None
+
+
+def stored_features(index_dir: Path, record: ImageRecord) -> ImageFeatures:
+    """The raw features of an indexed image, as stored (no re-extraction)."""
+    if record.status != "ok" or record.shard is None:
+        raise KeyError(f"no indexed image with id {record.id}")
+    shard = open_shard(IndexLayout(index_dir).features, record.shard)
+    row = record.row or 0
+    return ImageFeatures(
+        local=shard.local(row), global_=np.asarray(shard.global_[row], dtype=np.float32)
+    )
+
+
+class FolderImages:
+    """`StoredImages` of a generation read from its index folder: stored local features,
+    longer sides (from the catalog records) and ASMK codes, by row."""
+
+    def __init__(
+        self, index_dir: Path, loaded: Generation, records: Mapping[int, ImageRecord]
+    ) -> None:
+        self.layout = IndexLayout(index_dir)
+        self.model_id = loaded.model.id
+        self.ids = loaded.ids
+        self.records = records
+
+    def _record(self, row: int) -> ImageRecord:
+        record = self.records.get(int(self.ids[row]))
+        if record is None or record.shard is None:
+            raise KeyError(f"row {row} (image {int(self.ids[row])}) has no stored features")
+        return record
+
+    def local(self, row: int, limit: int) -> LocalFeatures:
+        record = self._record(row)
+        return open_shard(self.layout.features, record.shard or 0).local(record.row or 0, limit)
+
+    def side(self, row: int) -> float:
+        record = self._record(row)
+        return float(max(record.width or 0, record.height or 0))
+
+    def code(self, row: int) -> ImageCode:
+        record = self._record(row)
+        folder = self.layout.code_shard(self.model_id, record.shard or 0)
+        codes, _ = load_codes(folder, [record.row or 0])
+        return codes[0]
+
+
+class StoredImages(Protocol):
+    """What the second stage reads of an indexed image, by row of the generation."""
+
+    def local(self, row: int, limit: int) -> LocalFeatures:
+        """Its `limit` strongest local features, positions in its pixels as stored."""
+        ...
+
+    def side(self, row: int) -> float:
+        """Its longer side in pixels."""
+        ...
+
+    def code(self, row: int) -> ImageCode:
+        """Its ASMK code."""
+        ...
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One generation with the catalog records of its images and their stored data, as they
+    were when it was taken: a search takes one and uses it throughout, so a generation
+    published meanwhile changes nothing in it."""
+
+    loaded: Generation
+    records: Mapping[int, ImageRecord]
+    stored: StoredImages
+
+    @property
+    def number(self) -> int:
+        return int(self.loaded.generation)
+
+    def images(self) -> list[tuple[int, str]]:
+        """`(id, path)` of every searchable image, in the order of the rows."""
+        records = self.records
+        return [(int(i), records[int(i)].path) for i in self.loaded.ids if int(i) in records]
+
+
+class Generations:
+    """The generation readers search, loaded once and swapped whole (one attribute) when a
+    writer publishes a new one."""
+
+    def __init__(self, index_dir: Path, root: Path) -> None:
+        self.index_dir = index_dir
+        self.root = root
+        self._lock = threading.Lock()
+        self._current: Snapshot | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The current generation's snapshot. Its number and its images' records are read in
+        one catalog snapshot; loading a new one happens once, under a lock."""
+        with self._lock, Catalog.open(self.index_dir, readonly=True) as catalog:
+            with catalog.snapshot():
+                number = catalog.generation
+                current = self._current
+                if current is not None and current.number == number:
+                    return current
+                records = {r.id: r for r in catalog.records("ok")}
+            folder = IndexLayout(self.index_dir).generation(number)
+            model = current_model(self.index_dir)
+            if number == 0 or not folder.is_dir() or model is None:
+                raise CatalogError(
+                    f"{self.root} has no index yet: run `lookalike index {self.root}`"
+                )
+            loaded = load_generation(folder, model)
+            snapshot = Snapshot(loaded, records, FolderImages(self.index_dir, loaded, records))
+            self._current = snapshot
+            return snapshot
+
+    def forget(self) -> None:
+        """Load the generation again at the next `snapshot` (settings or model changed)."""
+        with self._lock:
+            self._current = None

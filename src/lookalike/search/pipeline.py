@@ -1,0 +1,474 @@
+"""The `Searcher`: a query image -> ranked hits, over one generation snapshot.
+
+describe (decode, crop, CNN features, classic descriptors) -> first stage (`query.score`) ->
+spatial verification and expansion (`rerank.rerank`) -> second looks at a query that verifies
+nothing for sure (`retry`) -> hits. A search takes one `Snapshot` when it starts and reads only
+it, so a generation published meanwhile changes nothing in its hits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from lookalike.catalog import ImageRecord
+from lookalike.features import Extractor, ImageFeatures, LocalFeatures
+from lookalike.features.classic import describe, rootsift
+from lookalike.features.detail import detail
+from lookalike.images import load_image, source_size
+from lookalike.index import sift_store
+from lookalike.index.generation import Snapshot, stored_features
+from lookalike.search.explain import save_png, side_by_side
+from lookalike.search.query import QueryScores, score, top_rows
+from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
+from lookalike.search.rerank import Reranked, rerank
+from lookalike.search.retry import read, second_looks
+from lookalike.search.verify import Verified
+from lookalike.settings import (
+    CNN_MODES,
+    DEDUP_NEIGHBOURS,
+    RerankSettings,
+    SearchOptions,
+    SearchSettings,
+    Settings,
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    rank: int
+    id: int
+    path: str  # relative to the collection root
+    score: float
+    asmk_score: float | None
+    global_score: float | None
+    root: Path
+    match: Verified | None = None
+    """Spatial verification against the query (None when the hit was not verified)."""
+    box: np.ndarray | None = None
+    """(4, 2) corners, in the hit's pixels, of the query (or its region) mapped by the match."""
+    size: tuple[int, int] | None = None
+    """The image's (width, height) as seen (EXIF orientation applied)."""
+
+    @property
+    def abspath(self) -> Path:
+        return self.root / self.path
+
+    @property
+    def inliers(self) -> int | None:
+        return None if self.match is None else self.match.inliers
+
+    def as_dict(self) -> dict[str, Any]:
+        matrix = None if self.match is None else self.match.matrix
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "asmk_score": None if self.asmk_score is None else round(self.asmk_score, 6),
+            "global_score": None if self.global_score is None else round(self.global_score, 6),
+            "inliers": self.inliers,
+            "homography": None if matrix is None else np.round(matrix, 6).tolist(),
+            "box": None if self.box is None else np.round(self.box, 1).tolist(),
+            "width": None if self.size is None else self.size[0],
+            "height": None if self.size is None else self.size[1],
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult(Sequence[Hit]):
+    """The hits of one search, best first (a sequence: index it, iterate it, take its len),
+    with the query's (width, height) as seen and the generation they come from."""
+
+    hits: tuple[Hit, ...]
+    query_size: tuple[int, int]
+    generation: int
+
+    @overload
+    def __getitem__(self, index: int) -> Hit: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Hit]: ...
+    def __getitem__(self, index: int | slice) -> Hit | Sequence[Hit]:
+        return self.hits[index]
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+
+@dataclass(frozen=True)
+class QueryDescription:
+    """A query image described once, to be searched many ways (`Searcher.search` takes it as
+    its query): CNN features with positions in the query's pixels, classic descriptors by name,
+    and the query's (width, height). Spatial verification outcomes are kept in `memo`, so that
+    searching it again verifies only images not verified before, and its second looks (see
+    `RerankSettings.retry`) are described once."""
+
+    features: ImageFeatures | None
+    classic: dict[str, np.ndarray]
+    size: tuple[int, int]
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the pixels described, kept for second looks; None for an indexed image searched with
+    # its stored features
+    pixels: QueryPixels | None = field(default=None, compare=False, repr=False)
+    # second looks described so far, by name: each one a description of its own
+    looks: dict[str, QueryDescription] = field(default_factory=dict, compare=False, repr=False)
+    # how much fine detail the query holds (`features.detail`); None when unknown
+    detail: float | None = None
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What a query must be described with: CNN features (`cnn`), the `classic` descriptors,
+    RootSIFT (`sift`), and the classic descriptors a blurred query may use (`optional`)."""
+
+    cnn: bool
+    classic: tuple[str, ...]
+    sift: bool
+    optional: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: SearchSettings) -> _Wanted:
+        return cls(settings.mode in CNN_MODES, settings.classic, settings.sift, settings.blurred)
+
+
+class Searcher:
+    """Searches the snapshots `snapshot()` gives, under the collection's `settings`.
+
+    `index_dir`: where an indexed image searched by id has its stored features; `root`: the
+    collection folder (hits' paths are relative to it); `extractor`: the network, built on
+    first use."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        settings: Settings,
+        extractor: Callable[[], Extractor],
+        index_dir: Path,
+        root: Path,
+        check: Callable[[SearchSettings], None] | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.extractor = extractor
+        self.index_dir = index_dir
+        self.root = root
+        self._check = check
+
+    def search(
+        self,
+        query: Any,
+        options: SearchOptions = SearchOptions(),
+        *,
+        region: Box | None = None,
+        exclude_self: bool = False,
+    ) -> SearchResult:
+        """The best images for `query`: a path, bytes, PIL image, (H, W, 3) array, the id (int)
+        of an indexed image (searched with its stored features; `exclude_self` drops it from
+        the hits), or a `QueryDescription`; `region` `(x, y, w, h)` in pixels of the query as
+        seen (full size, upright). `options` over the collection's settings (`SearchOptions`)."""
+        resolved = options.apply(self.settings)
+        settings, second = resolved.search, resolved.rerank
+        if self._check is not None:
+            self._check(settings)
+        snapshot = self.snapshot()
+        described, self_rows = self._query(snapshot, query, region, _Wanted.of(settings))
+        scores = score(
+            snapshot.loaded,
+            described.features,
+            settings,
+            self_rows,
+            described.classic,
+            described.detail,
+        )
+        final, verified = scores.final, {}
+        if second.verify > 0 and described.features is not None:
+            scores, reranked = self._second_stage(
+                snapshot, described, scores, settings, second, self_rows
+            )
+            final, verified = reranked.final, reranked.verified
+        rows = top_rows(final, resolved.k, self_rows if exclude_self else None)
+        size = described.size
+        query_box = region or (0.0, 0.0, float(size[0]), float(size[1]))
+        hits = tuple(
+            self._hit(snapshot, rank, int(row), final, scores, verified.get(int(row)), query_box)
+            for rank, row in enumerate(rows, start=1)
+        )
+        return SearchResult(hits, size, snapshot.number)
+
+    def _second_stage(
+        self,
+        snapshot: Snapshot,
+        described: QueryDescription,
+        scores: QueryScores,
+        settings: SearchSettings,
+        second: RerankSettings,
+        self_rows: np.ndarray | None,
+    ) -> tuple[QueryScores, Reranked]:
+        """Verification (and expansion) of the first stage's best; then, when nothing verifies
+        for sure, second looks at the query, keeping the look with the most inliers."""
+        assert described.features is not None
+        loaded, stored = snapshot.loaded, snapshot.stored
+        reranked = rerank(
+            loaded, described.features, scores, stored, settings, second, self_rows,
+            described.memo,
+        )  # fmt: skip
+        best = _most_inliers(reranked.verified, self_rows)
+        if not second.retry or best >= second.saturation:
+            return scores, reranked
+        for look in self._second_looks(described):
+            assert look.features is not None
+            look_scores = score(
+                loaded, look.features, settings, self_rows, look.classic, look.detail
+            )
+            again = rerank(
+                loaded, look.features, look_scores, stored, settings, second, self_rows,
+                look.memo,
+            )  # fmt: skip
+            most = _most_inliers(again.verified, self_rows)
+            if most >= second.min_inliers and most > best:
+                scores, reranked, best = look_scores, again, most
+            if best >= second.saturation:
+                break
+        return scores, reranked
+
+    def _hit(
+        self,
+        snapshot: Snapshot,
+        rank: int,
+        row: int,
+        final: np.ndarray,
+        scores: QueryScores,
+        match: Verified | None,
+        query_box: Box,
+    ) -> Hit:
+        image_id = int(snapshot.loaded.ids[row])
+        record = snapshot.records.get(image_id)
+        return Hit(
+            rank=rank,
+            id=image_id,
+            path=record.path if record else f"<removed image {image_id}>",
+            score=float(final[row]),
+            asmk_score=None if scores.asmk is None else float(scores.asmk[row]),
+            global_score=None if scores.global_ is None else float(scores.global_[row]),
+            root=self.root,
+            match=match,
+            box=None if match is None else match.map_box(query_box),
+            size=None if record is None else (record.width or 0, record.height or 0),
+        )
+
+    def describe(
+        self,
+        query: Any,
+        *,
+        region: Box | None = None,
+        classic: tuple[str, ...] | None = None,
+        cnn: bool = True,
+        sift: bool | None = None,
+    ) -> QueryDescription:
+        """Describe a query image (a path, bytes, PIL image or (H, W, 3) array) once, to search
+        it in several modes without describing it again: its CNN features (unless not `cnn`),
+        the `classic` descriptors (default: those the index stores) and its RootSIFT features
+        (`sift`; default: when the index has them)."""
+        snapshot = self.snapshot()
+        wanted = _Wanted(
+            cnn,
+            tuple(self.settings.classic.descriptors if classic is None else classic),
+            snapshot.loaded.sift is not None if sift is None else sift,
+            self.settings.search.blurred,
+        )
+        described, _ = self._query(snapshot, query, region, wanted)
+        return described
+
+    def _query(
+        self, snapshot: Snapshot, query: Any, region: Box | None, wanted: _Wanted
+    ) -> tuple[QueryDescription, np.ndarray | None]:
+        """(The query described as `wanted` asks: CNN features with positions in query pixels,
+        classic descriptors, RootSIFT as 'rootsift'; its (width, height), pixels and detail;
+        its rows in the snapshot when it is an indexed image). The classic descriptors a
+        blurred query may use (`wanted.optional`) are described, and its detail measured, only
+        for those the index stores and when its pixels are read for CNN features."""
+        if isinstance(query, QueryDescription):
+            return _described(query, region, wanted), None
+        if isinstance(query, int | np.integer):
+            record = snapshot.records.get(int(query))
+            if record is None:
+                raise KeyError(f"no indexed image with id {int(query)}")
+            self_rows = np.flatnonzero(snapshot.loaded.ids == int(query))
+            stored = (
+                None if region is not None else self._stored(snapshot, record, self_rows, wanted)
+            )
+            if stored is not None:
+                return stored, self_rows
+            return self._read(snapshot, self.root / record.path, region, wanted), self_rows
+        return self._read(snapshot, query, region, wanted), None
+
+    def _stored(
+        self, snapshot: Snapshot, record: ImageRecord, self_rows: np.ndarray, wanted: _Wanted
+    ) -> QueryDescription | None:
+        """An indexed image described from what is stored, when everything `wanted` is."""
+        loaded = snapshot.loaded
+        stored = [n for n in wanted.classic if n in loaded.classic]
+        sift_settings = self.settings.sift
+        has_sift = record.shard is not None and sift_store.has_sift(
+            self.index_dir, sift_settings, record.shard
+        )
+        if (
+            not len(self_rows)
+            or len(stored) != len(wanted.classic)
+            or (wanted.sift and not has_sift)
+        ):
+            return None
+        described = {n: np.asarray(loaded.classic[n][self_rows[0]]) for n in stored}
+        if wanted.sift:
+            assert record.shard is not None
+            described["rootsift"] = sift_store.read_sift(
+                self.index_dir, sift_settings, record.shard, record.row or 0
+            )
+        features = stored_features(self.index_dir, record) if wanted.cnn else None
+        size = (record.width or 0, record.height or 0)
+        return QueryDescription(features, described, size)
+
+    def _read(
+        self, snapshot: Snapshot, query: Any, region: Box | None, wanted: _Wanted
+    ) -> QueryDescription:
+        """A query image decoded (its `region` only, when given) and described."""
+        size = source_size(query)
+        box = None if region is None else clip_region(region, size)
+        described: dict[str, np.ndarray] = {}
+        pixels = None
+        blurred: list[str] = []
+        if wanted.cnn or wanted.classic:
+            pixels = query_pixels(query, size, self.settings.features.decode_size, box)
+            loaded = snapshot.loaded
+            blurred = [n for n in wanted.optional if n in loaded.classic] if wanted.cnn else []
+            names = (*wanted.classic, *(n for n in blurred if n not in wanted.classic))
+            described = describe(pixels.image, names, self.settings.classic)
+        if wanted.sift:
+            sharp = query_pixels(query, size, self.settings.sift.max_side, box)
+            described["rootsift"] = rootsift(sharp.image, self.settings.sift).desc
+        if not wanted.cnn or pixels is None:
+            return QueryDescription(None, described, size)
+        features = _in_query(self.extractor().extract(pixels.image), pixels)
+        # the detail matters only where colour may weigh in for a blurred query
+        sharpness = detail(pixels.image) if blurred else None
+        return QueryDescription(features, described, size, pixels=pixels, detail=sharpness)
+
+    def _second_looks(self, described: QueryDescription) -> Iterator[QueryDescription]:
+        """`described` read again each way of `search.retry.second_looks`, each described only
+        the first time it is asked for."""
+        pixels = described.pixels
+        if pixels is None:
+            return
+        for look in second_looks(self.settings.features.scales):
+            if look.name not in described.looks:
+                features = read(self.extractor().extract, pixels.image, look)
+                described.looks[look.name] = QueryDescription(
+                    _in_query(features, pixels),
+                    described.classic,
+                    described.size,
+                    detail=described.detail,  # the query's, however the look reads it
+                )
+            yield described.looks[look.name]
+
+
+def _described(query: QueryDescription, region: Box | None, wanted: _Wanted) -> QueryDescription:
+    """A described query as a search `wanted` reads it (ValueError when it lacks something)."""
+    if region is not None:
+        raise ValueError("a described query is searched whole: describe the region")
+    needed = (*wanted.classic, *(("rootsift",) if wanted.sift else ()))
+    missing = [n for n in needed if n not in query.classic]
+    if missing:
+        raise ValueError(f"the described query has no {missing[0]!r} descriptor")
+    return query if wanted.cnn else replace(query, features=None, pixels=None)
+
+
+def _in_query(features: ImageFeatures, pixels: QueryPixels) -> ImageFeatures:
+    """`features` read off `pixels`, with positions moved to the query's own pixels."""
+    local = features.local
+    moved = LocalFeatures(
+        xy=pixels.to_query(local.xy), scale=local.scale, strength=local.strength, desc=local.desc
+    )
+    return ImageFeatures(moved, features.global_)
+
+
+def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -> int:
+    """The most inliers of any verified row other than `self_rows` (0 when none)."""
+    own = set() if self_rows is None else {int(r) for r in self_rows}
+    return max((v.inliers for row, v in verified.items() if row not in own), default=0)
+
+
+def verified_pairs(
+    searcher: Searcher,
+    *,
+    neighbours: int = DEDUP_NEIGHBOURS,
+    min_inliers: int = 1,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[tuple[int, int], int]:
+    """Each indexed image searched by its stored features, its `neighbours` best first-stage
+    hits verified: `{(id_a, id_b): inliers}` (id_a < id_b, the larger count of the two
+    directions) for pairs with at least `min_inliers`."""
+    if min_inliers < 1 or neighbours < 1:
+        raise ValueError("the inlier threshold and neighbours must be positive")
+    ids = [int(i) for i in searcher.snapshot().loaded.ids]
+    options = SearchOptions(k=neighbours, verify=neighbours + 1)
+    near: dict[tuple[int, int], int] = {}
+    for done, image_id in enumerate(ids, start=1):
+        for hit in searcher.search(image_id, options, exclude_self=True):
+            if hit.inliers is not None and hit.inliers >= min_inliers:
+                pair = (min(image_id, hit.id), max(image_id, hit.id))
+                near[pair] = max(near.get(pair, 0), hit.inliers)
+        if progress is not None:
+            progress("dedup", done, len(ids))
+    return near
+
+
+def explain(
+    searcher: Searcher,
+    query: Any,
+    hits: Sequence[Hit],
+    out_dir: str | os.PathLike[str],
+    *,
+    region: Box | None = None,
+    height: int = 480,
+) -> list[Path]:
+    """Write one side-by-side PNG per verified hit into `out_dir`: the query (its region
+    boxed) and the hit, with the inlier correspondences and the matched region drawn.
+    Returns the files written, in rank order."""
+    if isinstance(query, int | np.integer):
+        record = searcher.snapshot().records.get(int(query))
+        if record is None:
+            raise KeyError(f"no indexed image with id {int(query)}")
+        query = searcher.root / record.path
+    size = source_size(query)
+    picture = load_image(query, max_side=2 * height)
+    written = []
+    for hit in hits:
+        if hit.match is None:
+            continue
+        drawn = side_by_side(
+            picture,
+            size,
+            load_image(hit.abspath, max_side=2 * height),
+            source_size(hit.abspath),
+            hit.match,
+            query_box=region,
+            hit_box=hit.box,
+            height=height,
+        )
+        name = f"{hit.rank:02d}-{hit.id}-{_safe_stem(hit.path)}.png"
+        text = {"query": str(query), "hit": hit.path, "inliers": str(hit.match.inliers)}
+        written.append(save_png(drawn, Path(out_dir) / name, text))
+    return written
+
+
+def _safe_stem(path: str, limit: int = 60) -> str:
+    """A file-name-safe short form of an image's name."""
+    stem = Path(path).stem
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:limit] or "image"
