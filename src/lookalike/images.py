@@ -674,17 +674,33 @@ def _unidentified_reason(head: bytes) -> str:
     if fmt is not None:
         return f"corrupt or truncated {fmt} header"
     if head[4:8] == b"ftyp":
-        box_end = min(int.from_bytes(head[:4], "big"), len(head))
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
-        if brands & _HEIF_BRANDS:
-            return "HEIC/HEIF is not supported (install pillow-heif)"
-        if brands & _AVIF_BRANDS:
-            return "AVIF is not supported by this Pillow build"
-        if head[8:12] == b"crx ":
-            return "camera RAW (CR3) is not supported"
-        if brands & _VIDEO_BRANDS:
-            return "not an image file (looks like an MP4/QuickTime video)"
-        return f"unsupported ISO media file (brand {head[8:12].decode('latin-1')!r})"
+        return _iso_media_reason(head)
+    reason = _other_format_reason(head)
+    if reason is not None:
+        return reason
+    text = _as_text(head)
+    if text is not None:
+        return _text_reason(text)
+    return f"not an image file (unrecognised format, starts with {head[:8].hex(' ')})"
+
+
+def _iso_media_reason(head: bytes) -> str:
+    """Why an ISO media file (``ftyp`` box: HEIF, AVIF, CR3, MP4...) cannot be read."""
+    box_end = min(int.from_bytes(head[:4], "big"), len(head))
+    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
+    if brands & _HEIF_BRANDS:
+        return "HEIC/HEIF is not supported (install pillow-heif)"
+    if brands & _AVIF_BRANDS:
+        return "AVIF is not supported by this Pillow build"
+    if head[8:12] == b"crx ":
+        return "camera RAW (CR3) is not supported"
+    if brands & _VIDEO_BRANDS:
+        return "not an image file (looks like an MP4/QuickTime video)"
+    return f"unsupported ISO media file (brand {head[8:12].decode('latin-1')!r})"
+
+
+def _other_format_reason(head: bytes) -> str | None:
+    """The reason for a known non-image or unsupported binary format (JPEG XL, PDF, archives)."""
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
         return "JPEG XL is not supported"
     if head.startswith(b"%PDF"):
@@ -695,20 +711,21 @@ def _unidentified_reason(head: bytes) -> str:
         return "not an image file (looks like gzip data)"
     if head.startswith((b"Rar!\x1a\x07", b"7z\xbc\xaf\x27\x1c")):
         return "not an image file (looks like a RAR/7z archive)"
+    return None
 
-    text = _as_text(head)
-    if text is not None:
-        lowered = text.lstrip("\ufeff \t\r\n").lower()
-        if lowered.startswith(("<!doctype html", "<html")) or (
-            lowered.startswith("<") and ("<html" in lowered or "<head" in lowered)
-        ):
-            return "not an image file (looks like HTML)"
-        if "<svg" in lowered:
-            return "SVG (vector) images are not supported; rasterise it first"
-        if lowered.startswith("<?xml"):
-            return "not an image file (looks like XML)"
-        return "not an image file (looks like text)"
-    return f"not an image file (unrecognised format, starts with {head[:8].hex(' ')})"
+
+def _text_reason(text: str) -> str:
+    """Why a file that decodes as text is not an image (HTML, SVG, XML or plain text)."""
+    lowered = text.lstrip("\ufeff \t\r\n").lower()
+    if lowered.startswith(("<!doctype html", "<html")) or (
+        lowered.startswith("<") and ("<html" in lowered or "<head" in lowered)
+    ):
+        return "not an image file (looks like HTML)"
+    if "<svg" in lowered:
+        return "SVG (vector) images are not supported; rasterise it first"
+    if lowered.startswith("<?xml"):
+        return "not an image file (looks like XML)"
+    return "not an image file (looks like text)"
 
 
 def _as_text(head: bytes) -> str | None:

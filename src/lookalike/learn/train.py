@@ -188,6 +188,82 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _resume(
+    checkpoint_path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    meta: dict[str, Any],
+    device: str,
+    minutes: float,
+) -> tuple[int, float, list[dict[str, Any]]]:
+    """Load `checkpoint_path` into `model`, `optimizer` and `rng` when it was made with `meta`;
+    return the step, elapsed training seconds and history to go on from (0, 0.0, [] afresh)."""
+    if not checkpoint_path.is_file():
+        return 0, 0.0, []
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if state.get("meta") != json.loads(json.dumps(meta)):
+        logger.warning("%s was made with other settings: starting afresh", checkpoint_path)
+        return 0, 0.0, []
+    model.load_state_dict(state["model"])
+    model.to(device)
+    optimizer.load_state_dict(state["optimizer"])
+    step, elapsed, history = state["step"], state["elapsed"], state["history"]
+    rng.bit_generator.state = state["rng"]
+    logger.info("resuming at step %d (%.1f of %.1f minutes)", step, elapsed / 60, minutes)
+    return step, elapsed, history
+
+
+def _save_weights(
+    model: torch.nn.Module, features: FeatureSettings, meta: dict[str, Any], path: Path
+) -> None:
+    """The network's weights alone (on the CPU), with the settings that made them."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic({"model": state, "strength_layer": features.local_layer, "meta": meta}, path)
+
+
+def _snapshot_path(out_dir: Path, minutes: float) -> Path:
+    return out_dir / "snapshots" / f"weights-{minutes:g}min.pt"
+
+
+def _save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    elapsed: float,
+    history: list[dict[str, Any]],
+    rng: np.random.Generator,
+    meta: dict[str, Any],
+) -> None:
+    """Everything `_resume` needs to go on: weights, optimizer, step, time, history, rng."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "elapsed": elapsed,
+        "history": history,
+        "rng": rng.bit_generator.state,
+        "meta": json.loads(json.dumps(meta)),
+    }
+    _save_atomic(state, path)
+
+
+def _next_batch(
+    image_paths: Sequence[Path], settings: TrainSettings, stride: float, rng: np.random.Generator
+) -> Batch | None:
+    """A batch from `settings.batch_images` random images; unreadable ones are skipped (with a
+    warning), and None when fewer than two could be read."""
+    images = []
+    for index in rng.choice(len(image_paths), settings.batch_images, replace=False):
+        try:
+            images.append(load_image(image_paths[index], max_side=settings.decode_size))
+        except ImageError as exc:
+            logger.warning("skipping %s", exc)
+    return make_batch(images, settings, stride, rng) if len(images) >= 2 else None
+
+
 def train(
     image_paths: Sequence[Path],
     out_dir: Path,
@@ -213,48 +289,17 @@ def train(
     lr = settings.learning_rate if settings.start == "imagenet" else settings.scratch_learning_rate
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
     meta = {"train": dataclasses.asdict(settings), "features": dataclasses.asdict(features)}
-    step, elapsed, history = 0, 0.0, []
     checkpoint_path = out_dir / CHECKPOINT
     rng = np.random.default_rng(settings.seed)
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state.get("meta") == json.loads(json.dumps(meta)):
-            model.load_state_dict(state["model"])
-            model.to(device)
-            optimizer.load_state_dict(state["optimizer"])
-            step, elapsed, history = state["step"], state["elapsed"], state["history"]
-            rng.bit_generator.state = state["rng"]
-            logger.info(
-                "resuming at step %d (%.1f of %.1f minutes)", step, elapsed / 60, settings.minutes
-            )
-        else:
-            logger.warning("%s was made with other settings: starting afresh", checkpoint_path)
-
-    def save_weights(path: Path) -> None:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _save_atomic({"model": state, "strength_layer": features.local_layer, "meta": meta}, path)
-
-    def snapshot_path(minutes: float) -> Path:
-        return out_dir / "snapshots" / f"weights-{minutes:g}min.pt"
+    step, elapsed, history = _resume(
+        checkpoint_path, model, optimizer, rng, meta, device, settings.minutes
+    )
 
     if step == 0:  # a fresh run: snapshots of an earlier one would be mistaken for its own
         shutil.rmtree(out_dir / "snapshots", ignore_errors=True)
-    due = sorted(m for m in snapshots if not snapshot_path(m).is_file())
+    due = sorted(m for m in snapshots if not _snapshot_path(out_dir, m).is_file())
     if due and due[0] == 0 and step == 0:
-        save_weights(snapshot_path(0))
-
-    def save() -> None:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "elapsed": elapsed,
-            "history": history,
-            "rng": rng.bit_generator.state,
-            "meta": json.loads(json.dumps(meta)),
-        }
-        _save_atomic(state, checkpoint_path)
+        _save_weights(model, features, meta, _snapshot_path(out_dir, 0))
 
     model.train()
     if settings.start == "imagenet":
@@ -263,22 +308,13 @@ def train(
     last_save = time.monotonic()
     stride = float(LAYER_STRIDES[features.local_layer])
 
-    def next_batch() -> Batch | None:
-        images = []
-        for index in rng.choice(len(image_paths), settings.batch_images, replace=False):
-            try:
-                images.append(load_image(image_paths[index], max_side=settings.decode_size))
-            except ImageError as exc:
-                logger.warning("skipping %s", exc)
-        return make_batch(images, settings, stride, rng) if len(images) >= 2 else None
-
     # the next batch is decoded and warped in a thread while the network trains on this one
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-batches")
-    pending = prefetch.submit(next_batch)
+    pending = prefetch.submit(_next_batch, image_paths, settings, stride, rng)
     while elapsed < budget and (settings.max_steps is None or step < settings.max_steps):
         t0 = time.monotonic()
         batch = pending.result()
-        pending = prefetch.submit(next_batch)
+        pending = prefetch.submit(_next_batch, image_paths, settings, stride, rng)
         if batch is None:
             continue
         loss, parts = training_step(model, batch, features, settings)
@@ -291,14 +327,14 @@ def train(
         if progress is not None:
             progress(elapsed, budget, parts)
         for minutes in [m for m in due if 0 < m * 60 <= elapsed]:
-            save_weights(snapshot_path(minutes))
+            _save_weights(model, features, meta, _snapshot_path(out_dir, minutes))
             due.remove(minutes)
         if time.monotonic() - last_save > settings.checkpoint_seconds:
-            save()
+            _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, history, rng, meta)
             last_save = time.monotonic()
     prefetch.shutdown(wait=True, cancel_futures=True)
-    save()
+    _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, history, rng, meta)
     weights = out_dir / "weights.pt"
-    save_weights(weights)
+    _save_weights(model, features, meta, weights)
     (out_dir / HISTORY).write_text(json.dumps(history))
     return weights
