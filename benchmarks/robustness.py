@@ -30,10 +30,10 @@ from pathlib import Path
 from common import RESULTS, machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import RetrievalSet, data_root, holidays
+from lookalike.evaluate.methods import METHODS
 from lookalike.evaluate.peers import phash_collection
 from lookalike.evaluate.robustness import suite
 from lookalike.evaluate.robustness_run import (
-    LOOKALIKE_METHODS,
     RobustnessResult,
     combine,
     default_methods,
@@ -87,10 +87,10 @@ def second_stage_key(collection: Collection) -> str:
 
 def verifies(method: str) -> bool:
     """Whether `method` runs the second stage (so its ranks depend on `second_stage_key`)."""
-    kwargs = LOOKALIKE_METHODS.get(method)
-    if kwargs is None or kwargs.get("verify") == 0:
+    options = METHODS.get(method)
+    if not isinstance(options, dict) or options.get("verify") == 0:
         return False
-    return kwargs.get("mode", "fused") in CNN_MODES
+    return options.get("mode", "fused") in CNN_MODES
 
 
 def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:

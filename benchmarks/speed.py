@@ -31,6 +31,7 @@ import torch
 from common import machine, median, percentile, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import holidays
+from lookalike.evaluate.methods import METHODS, parse_method
 from lookalike.evaluate.peers import (
     HASH_SIDE,
     gem_matrix,
@@ -47,17 +48,9 @@ from lookalike.index import sift_store
 from lookalike.search.query import top_rows
 
 K = 20
-SEARCH_METHODS: dict[str, dict[str, Any]] = {
-    "lookalike": {},  # the default: fused first stage, then verification of the top 100
-    "fused": {"verify": 0},
-    "asmk": {"mode": "asmk", "verify": 0},
-    "global": {"mode": "global", "verify": 0},
-    "fused+classic": {"fuse": ("colour", "texture", "shape")},
-    "colour": {"mode": "colour"},
-    "texture": {"mode": "texture"},
-    "shape": {"mode": "shape"},
-    "rootsift": {"mode": "rootsift"},
-}
+TIMED: tuple[str, ...] = tuple(m for m in METHODS if m != "lookalike+rootsift")
+"""The methods whose queries are timed, by their names in `lookalike.evaluate.methods`: every
+named method but 'lookalike+rootsift'."""
 
 
 def interleaved(
@@ -117,16 +110,20 @@ def querying(collection: Collection, queries: list[Any]) -> dict[str, dict[str, 
     decode = collection.settings.features.decode_size
     extractor = collection.extractor()
 
-    methods: dict[str, Callable[[Any], object]] = {
-        name: (lambda p, kw=kw: collection.search(p, k=K, **kw))
-        for name, kw in SEARCH_METHODS.items()
+    peers: dict[str, Callable[[Any], object]] = {
+        "phash": lambda p: top_rows(hamming_scores(hashes, phash(load_image(p, HASH_SIDE))), K),
+        "gem": lambda p: top_rows(
+            gem_scores(gem, extractor.extract(load_image(p, decode)).global_), K
+        ),
     }
-    methods["phash"] = lambda p: top_rows(
-        hamming_scores(hashes, phash(load_image(p, HASH_SIDE))), K
-    )
-    methods["gem"] = lambda p: top_rows(
-        gem_scores(gem, extractor.extract(load_image(p, decode)).global_), K
-    )
+    methods: dict[str, Callable[[Any], object]] = {}
+    for name in TIMED:
+        method = parse_method(name)
+        methods[name] = (
+            peers[name]
+            if method.peer
+            else (lambda p, kw=method.search: collection.search(p, k=K, **kw))
+        )
     for fn in methods.values():
         fn(queries[0])  # warm: the network, the index, the caches
     seconds = interleaved(methods, queries)

@@ -20,6 +20,7 @@ from lookalike.evaluate.datasets import (
     require_data,
 )
 from lookalike.evaluate.metrics import summarize
+from lookalike.images import IMAGE_EXTENSIONS, find_images
 
 
 def require_dataset(path: Path) -> Path:
@@ -124,6 +125,16 @@ def test_groups_on_awkward_names(tmp_path: Path) -> None:
     assert rs.rotations == {}
     assert rs.n_relevant == 3 * 2 + 2 * 1
     assert all(rs.path(p).is_file() for p in rs.images)
+
+
+def test_sets_list_what_find_images_lists_less_hidden_names(tmp_path: Path) -> None:
+    """One list of image extensions (`images.py`); a set's protocol also leaves out hidden
+    files and folders ("._x.jpg" beside a copied photograph), which an index would take."""
+    assert datasets.IMAGE_EXTENSIONS is IMAGE_EXTENSIONS
+    _touch(tmp_path, *AWKWARD, *IGNORED)
+    found = [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)]
+    assert groups(tmp_path).images == tuple(sorted(AWKWARD))
+    assert sorted(found) == sorted([*AWKWARD, "café au lait/.hidden.jpg", ".cache/c.jpg"])
 
 
 def test_groups_min_group_size(tmp_path: Path) -> None:

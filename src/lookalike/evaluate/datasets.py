@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
+from lookalike.images import IMAGE_EXTENSIONS
+
 __all__ = [
     "DATASETS",
     "FINGERPRINT_SETS",
@@ -35,11 +37,6 @@ __all__ = [
     "load_dataset",
     "require_data",
 ]
-
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-)
-"""File suffixes (compared lower-case) that count as images."""
 
 FINGERPRINT_SETS: tuple[str, ...] = tuple(
     f"fvc{year}_db{db}" for year in (2000, 2002) for db in (1, 2, 3, 4)
@@ -107,6 +104,9 @@ def _require_file(path: Path) -> Path:
 
 
 def _is_image(name: str) -> bool:
+    """An image file by its suffix (:data:`lookalike.images.IMAGE_EXTENSIONS`, any case) that
+    is not hidden (a set's protocol leaves out "._x.jpg" and the like, which
+    :func:`lookalike.images.find_images` would list)."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 

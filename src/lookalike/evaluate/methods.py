@@ -1,39 +1,92 @@
-"""The methods an evaluation can score, by name, each ranking a whole collection for a query:
+"""The one registry of named evaluation methods, and the rule for names composed from modes.
 
-- a search mode: 'fused', 'asmk', 'global', 'colour', 'texture', 'shape' or 'rootsift';
-- a CNN mode with classic descriptors fused into it: 'fused+classic' (the three histograms)
-  or e.g. 'fused+colour+texture' or 'fused+rootsift';
-- a peer (`peers.py`): 'phash' or 'gem'.
+A method ranks a whole collection for a query. `METHODS` names every method that a benchmark
+scores by name: lookalike's own, each with the keyword arguments of `Collection.search` it
+sets (what it leaves out is the index's setting), and the peers of `peers.py` ('peer').
+
+Any other name is composed: a search mode ('fused', 'asmk', 'global', 'colour', 'texture',
+'shape' or 'rootsift'), or a CNN mode with classic descriptors or RootSIFT fused into it, e.g.
+'fused+colour+texture' or 'global+rootsift' ('+classic' stands for the three histograms). A
+composed name sets `mode` and `fuse`; the named methods that are modes set the same.
+
+An evaluation (`run.evaluate`) scores every method at the run's second stage (its `verify`
+and `expand`, the index's where None), in place of a method's own; the robustness suite
+(`robustness_run.py`) and `benchmarks/speed.py` search with the method's own options.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
-from lookalike.settings import CLASSIC_DESCRIPTORS, CNN_MODES, FUSABLE, SEARCH_MODES
+from lookalike.evaluate.peers import gem_matrix, hamming_scores, phash_collection
+from lookalike.settings import (
+    CLASSIC_DESCRIPTORS,
+    CNN_MODES,
+    FUSABLE,
+    SEARCH_MODES,
+    SearchSettings,
+)
 
-PEERS = ("phash", "gem")
+
+class SearchKeywords(TypedDict, total=False):
+    """Keyword arguments of `Collection.search` that a method sets."""
+
+    mode: str
+    fuse: tuple[str, ...]
+    verify: int
+    expand: bool
+    retry: bool
+
+
+METHODS: dict[str, SearchKeywords | Literal["peer"]] = {
+    "lookalike": {},  # the index's own search: fused first stage, spatial verification
+    "fused": {"mode": "fused", "fuse": (), "verify": 0},  # the fused first stage alone
+    "asmk": {"mode": "asmk", "fuse": (), "verify": 0},
+    "global": {"mode": "global", "fuse": (), "verify": 0},
+    "fused+classic": {"mode": "fused", "fuse": CLASSIC_DESCRIPTORS},
+    "colour": {"mode": "colour", "fuse": ()},
+    "texture": {"mode": "texture", "fuse": ()},
+    "shape": {"mode": "shape", "fuse": ()},
+    "rootsift": {"mode": "rootsift", "fuse": ()},  # an index made with --sift only
+    "lookalike+rootsift": {"fuse": ("rootsift",)},  # the index's search, RootSIFT fused in
+    "phash": "peer",  # a 64-bit perceptual hash
+    "gem": "peer",  # off-the-shelf GeM, the pooled CNN descriptor before lookalike's whitening
+}
+"""Named methods, in the order their tables list them: what each sets of `Collection.search`'s
+options, or 'peer'."""
 
 
 @dataclass(frozen=True)
 class Method:
-    """A search mode with descriptors fused into it (`fuse`), or a peer (`mode` is the
-    peer's name and `peer` is True)."""
+    """A method by name: the options of `Collection.search` it sets (`search`), or a peer of
+    `peers.py` (`peer`, with no options)."""
 
     name: str
-    mode: str
-    fuse: tuple[str, ...] = ()
+    search: SearchKeywords
     peer: bool = False
+
+    def settings(self, stored: SearchSettings | None = None) -> SearchSettings | None:
+        """The search settings it runs with over an index that stores `stored` (default: the
+        default settings); None for a peer."""
+        if self.peer:
+            return None
+        base = stored or SearchSettings()
+        return replace(
+            base, mode=self.search.get("mode", base.mode), fuse=self.search.get("fuse", base.fuse)
+        )
 
 
 def parse_method(name: str) -> Method:
     """The method called `name` (see the module's docstring); ValueError if there is none."""
-    if name in PEERS:
-        return Method(name, name, peer=True)
+    named = METHODS.get(name)
+    if isinstance(named, str):
+        return Method(name, {}, peer=True)
+    if named is not None:
+        return Method(name, named.copy())
     mode, *fused = name.split("+")
     if mode not in SEARCH_MODES:
         raise ValueError(f"unknown method {name!r}; {methods_help()}")
@@ -46,13 +99,16 @@ def parse_method(name: str) -> Method:
         )
     if fused and mode not in CNN_MODES:
         raise ValueError(f"{name!r}: classic descriptors are fused into a CNN mode only")
-    return Method(name, mode, tuple(fused))
+    return Method(name, {"mode": mode, "fuse": tuple(fused)})
 
 
 def methods_help() -> str:
+    peers = [name for name, options in METHODS.items() if options == "peer"]
+    other = [n for n in METHODS if n not in peers and n.split("+")[0] not in SEARCH_MODES]
     return (
         f"allowed: {', '.join(SEARCH_MODES)}, a CNN mode with '+classic' or "
-        f"'+{'+'.join(CLASSIC_DESCRIPTORS)}' fused in, or a peer ({', '.join(PEERS)})"
+        f"'+{'+'.join(CLASSIC_DESCRIPTORS)}' fused in, or a peer ({', '.join(peers)}), or "
+        f"{', '.join(other)}"
     )
 
 
@@ -68,28 +124,26 @@ def ranker(
     expand: bool | None = None,
     seed: int = 0,
 ) -> Ranker:
-    """How `method` ranks `collection` (an indexed `Collection`) for one of its own images.
+    """How `method` ranks `collection` (an indexed `Collection`) for one of its own images, at
+    the second stage `verify` and `expand` set (None: the index's setting) whatever the
+    method's own.
 
     A peer's ties (PHash distances are small integers) fall in a seeded random order.
     """
     images = collection.images()  # (id, path) in row order
     n = len(images)
     if not method.peer:
+        options: dict[str, Any] = {**method.search, "verify": verify, "expand": expand}
 
         def search(image_id: int) -> list[str]:
-            hits = collection.search(
-                image_id, k=n, mode=method.mode, fuse=method.fuse, verify=verify, expand=expand
-            )
-            return [h.path for h in hits]
+            return [h.path for h in collection.search(image_id, k=n, **options)]
 
         return search
-
-    from lookalike.evaluate.peers import gem_matrix, hamming_scores, phash_collection
 
     paths = [p for _, p in images]
     row_of = {image_id: row for row, (image_id, _) in enumerate(images)}
     order = np.random.default_rng(seed).permutation(n)  # the tie-break
-    if method.mode == "phash":
+    if method.name == "phash":
         hashes = phash_collection(
             collection.root, paths, collection.index_dir / "peers" / "phash.npz"
         )

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from lookalike.evaluate.datasets import RetrievalSet
+from lookalike.evaluate.methods import METHODS as NAMED_METHODS
+from lookalike.evaluate.methods import parse_method
 from lookalike.evaluate.robustness import FAMILIES, Transform, apply, suite
 
 QUERY_SIDE = 1024
@@ -25,21 +27,9 @@ QUERY_SIDE = 1024
 
 K = 10
 
-LOOKALIKE_METHODS: dict[str, dict[str, Any]] = {
-    "lookalike": {},  # the default search: fused first stage, spatial verification
-    "asmk": {"mode": "asmk", "verify": 0},
-    "global": {"mode": "global", "verify": 0},
-    "fused+classic": {"fuse": ("colour", "texture", "shape")},
-    "colour": {"mode": "colour"},
-    "texture": {"mode": "texture"},
-    "shape": {"mode": "shape"},
-    "rootsift": {"mode": "rootsift"},  # an index made with --sift only
-    "lookalike+rootsift": {"fuse": ("rootsift",)},  # the default, RootSIFT fused in (--sift)
-}
-"""lookalike's methods: keyword arguments of `Collection.search`."""
-
-PEER_METHODS = ("phash", "gem")
-METHODS = (*LOOKALIKE_METHODS, *PEER_METHODS)
+METHODS: tuple[str, ...] = tuple(name for name in NAMED_METHODS if name != "fused")
+"""The methods a robustness run scores, by their names in `methods.py`: every named method but
+'fused' (the first stage of 'lookalike' alone)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +122,8 @@ def run_robustness(
     id_of = {path: image_id for image_id, path in images}
     from lookalike.settings import CNN_MODES
 
-    settings = [s for s in map(_settings_of, methods) if s is not None]
+    parsed = {m: parse_method(m) for m in methods}
+    settings = [s for s in (method.settings() for method in parsed.values()) if s is not None]
     needed = tuple(sorted({n for s in settings for n in s.classic}))
     cnn = "gem" in methods or any(s.mode in CNN_MODES for s in settings)
     sift = any(s.sift for s in settings)
@@ -164,8 +155,8 @@ def run_robustness(
             times["describe"].append(time.perf_counter() - t)
             for method in methods:
                 t = time.perf_counter()
-                if method in LOOKALIKE_METHODS:
-                    hits = collection.search(description, k=K, **LOOKALIKE_METHODS[method])
+                if not parsed[method].peer:
+                    hits = collection.search(description, k=K, **parsed[method].search)
                     found = [h.rank for h in hits if h.id == id_of[query]]
                     rank = found[0] if found else K + 1
                 elif method == "phash":
@@ -192,7 +183,7 @@ def run_robustness(
 def default_methods(collection: Any) -> list[str]:
     """Every method, those needing RootSIFT only when `collection` stores its features."""
     sift = collection.settings.sift.enabled
-    return [m for m in METHODS if sift or not getattr(_settings_of(m), "sift", False)]
+    return [m for m in METHODS if sift or not getattr(parse_method(m).settings(), "sift", False)]
 
 
 def sample_queries(
@@ -249,16 +240,6 @@ def combine(chunks: Sequence[RobustnessResult], queries: Sequence[str]) -> Robus
     return RobustnessResult(
         first.dataset, first.images, tuple(queries), first.transforms, ranks, seconds
     )
-
-
-def _settings_of(method: str) -> Any:
-    """The search settings of one of lookalike's methods (None for a peer)."""
-    from lookalike.settings import SearchSettings
-
-    if method not in LOOKALIKE_METHODS:
-        return None
-    kwargs = LOOKALIKE_METHODS[method]
-    return SearchSettings(mode=kwargs.get("mode", "fused"), fuse=tuple(kwargs.get("fuse", ())))
 
 
 def _capped(scores: np.ndarray, row: int) -> int:
