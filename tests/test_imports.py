@@ -21,8 +21,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -298,7 +296,6 @@ def test_relative_imports_resolve_from_modules_and_packages(tmp_path: Path) -> N
 # --------------------------------------------------------------------------- lookalike
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: cycles removed in the core split")
 def test_lookalike_has_no_import_cycle() -> None:
     graph = import_graph(SRC, "lookalike")
     assert len(graph) > 40  # the walk found the package

@@ -47,8 +47,10 @@ class Job:
         }
 
 
-Work = Callable[[Callable[[str, int, int], None]], dict[str, Any]]
-"""A job's work: called with a `progress(stage, done, total)` callback, returns its report."""
+Progress = Callable[[str, int, int], None]
+"""`progress(stage, done, total)`: how far a job's work has got."""
+Work = Callable[[Progress], dict[str, Any]]
+"""A job's work: called with a `Progress` callback, returns its report."""
 
 
 class Jobs:
