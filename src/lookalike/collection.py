@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from lookalike.index.generation import (
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.index.update import DiskFull, Indexer, IndexReport, ProgressCallback
 from lookalike.learn.model import Model
+from lookalike.scale.ray_index import iter_extract_ray
 from lookalike.search import pipeline
 from lookalike.search.dedup import DuplicateGroup, build_groups
 from lookalike.search.pipeline import Hit, QueryDescription, Searcher, SearchResult
@@ -156,14 +158,11 @@ class Collection:
             DiskFull: the disk (or a file size limit) ran out; what is published stays as it
                 was, and a run with space again carries on.
         """
-        extract: ExtractMany
-        if ray is None:
-            extract = functools.partial(iter_extract, workers=workers)
-        else:
-            # Ray is optional: its module is imported only when a cluster is asked for
-            from lookalike.scale.ray_index import iter_extract_ray
-
-            extract = functools.partial(iter_extract_ray, address=ray, workers=workers)
+        extract: ExtractMany = (
+            functools.partial(iter_extract, workers=workers)
+            if ray is None  # Ray itself is imported only when a cluster is asked for
+            else functools.partial(iter_extract_ray, address=ray, workers=workers)
+        )
         indexer = Indexer(self.root, self.index_dir, self.settings)
         report = indexer.run(extract=extract, refit=refit, progress=progress, shard_size=shard_size)
         self._generations.forget()
@@ -287,7 +286,7 @@ class Collection:
     def explain(
         self,
         query: Any,
-        hits: Any,
+        hits: Sequence[Hit],
         out_dir: str | os.PathLike[str],
         *,
         region: Box | None = None,

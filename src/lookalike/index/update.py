@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lookalike.catalog import Catalog, CatalogError, ImageRecord, ScanPlan, writer_lock
 from lookalike.features.batch import Extracted, ExtractMany, Extras, iter_extract
 from lookalike.images import ImageError, content_hash, find_images
@@ -325,7 +327,7 @@ class Indexer:
         catalog: Catalog,
         model: Model,
         records: Sequence[ImageRecord],
-        sift_codebook: Any,
+        sift_codebook: np.ndarray | None,
         progress: ProgressCallback | None,
     ) -> int:
         """Build the next generation over `records`, publish it, and remove what no
