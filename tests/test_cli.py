@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def test_search_json_finds_the_photograph_of_a_copy(
 ) -> None:
     args = ["search", new_copy, "--index", demo.root, "--json", "-k", 3]
     data = _json(_run(*args, *(["--mode", mode] if mode else [])))
-    assert data["mode"] == (mode or "fused")
+    assert data["mode"] == mode  # null: the index's setting
     assert data["query"] == str(new_copy)
     assert Path(data["root"]) == demo.root.resolve()
     hits = data["hits"]
@@ -164,6 +165,26 @@ def test_search_json_finds_the_photograph_of_a_copy(
     assert _photo(hits[0]["path"]) == "chelsea", hits
     if mode in (None, "fused"):
         assert hits[0]["asmk_score"] is not None and hits[0]["global_score"] is not None
+
+
+def test_search_without_a_mode_keeps_the_index_setting(
+    demo: DemoCollection, demo_collection: Collection, new_copy: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "global by default"
+    shutil.copytree(demo.root, root, symlinks=True)
+    collection = Collection.open(root)
+    stored = collection.settings
+    collection.configure(replace(stored, search=replace(stored.search, mode="global")))
+    args = ["search", new_copy, "--index", root, "--json", "-k", 3, "--verify", 0]
+    default = _json(_run(*args))
+    assert default["mode"] is None
+    hits = default["hits"]
+    assert all(h["asmk_score"] is None and h["global_score"] is not None for h in hits), hits
+    assert hits == _json(_run(*args, "--mode", "global"))["hits"]
+    assert hits != _json(_run(*args, "--mode", "fused"))["hits"]
+    plain = _run("search", new_copy, "--index", root, "-k", 3)
+    assert plain.exit_code == 0, plain.stderr
+    assert "3 hits for" in plain.stdout and "fused" not in plain.stdout
 
 
 def test_rootsift_mode_asks_for_an_index_made_with_sift(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,8 +18,10 @@ from lookalike.demo import (
     RESCALE_FACTOR,
     TRANSFORMS,
     DemoCollection,
+    DemoScore,
     apply_transform,
     build_demo_collection,
+    score_demo,
 )
 
 ALL_TRANSFORMS = tuple(TRANSFORMS)
@@ -130,3 +133,46 @@ def test_apply_transform_checks_shapes() -> None:
         apply_transform("crop", image[:, :, 0], rng)
     with pytest.raises(ValueError, match="uint8"):
         apply_transform("crop", image.astype(np.float32), rng)
+
+
+class _Ranked:
+    """A collection stand-in whose search returns fixed rankings (relative paths) per query."""
+
+    def __init__(self, root: Path, rankings: dict[str, list[str]]) -> None:
+        self.root, self.rankings, self.asked = root, rankings, []
+
+    def search(self, query: Path, *, k: int) -> list[SimpleNamespace]:
+        rel = query.relative_to(self.root).as_posix()
+        self.asked.append((rel, k))
+        return [SimpleNamespace(path=p) for p in self.rankings[rel][:k]]
+
+
+def test_score_demo_counts_copies_that_find_their_own_photograph_first() -> None:
+    root = Path("/nowhere/démo, photos")
+    a, b = "originals/a.jpg", "originals/b.jpg"
+    built = DemoCollection(
+        root=root,
+        originals={
+            "copies/a-crop.jpg": a,
+            "copies/a-noise.jpg": a,
+            "copies/b-crop.jpg": b,
+            "copies/b-noise.jpg": b,
+            "copies/b-light.jpg": b,
+        },
+        query="copies/a-crop.jpg",
+    )
+    rankings = {
+        "copies/a-crop.jpg": ["copies/a-crop.jpg", a, "copies/b-crop.jpg"],  # itself, then a
+        "copies/a-noise.jpg": ["copies/a-crop.jpg", a, b],  # another copy of a, then a
+        "copies/b-crop.jpg": [a, b],  # another photograph first
+        "copies/b-noise.jpg": ["copies/b-crop.jpg", a, b],  # the original after another one
+        "copies/b-light.jpg": ["copies/b-light.jpg"],  # nothing but itself
+    }
+    ranked = _Ranked(root, rankings)
+    score = score_demo(ranked, built, k=3)  # type: ignore[arg-type]
+    assert score == DemoScore(found=2, copies=5) and not score.passed
+    assert sorted(ranked.asked) == sorted((copy, 3) for copy in built.originals)
+
+    rankings["copies/a-noise.jpg"] = ["copies/a-noise.jpg", "copies/a-crop.jpg", a, b]
+    assert score_demo(_Ranked(root, rankings), built, k=2) == DemoScore(found=1, copies=5)
+    assert DemoScore(found=5, copies=5).passed

@@ -25,10 +25,14 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from lookalike.collection import Collection
 
 __all__ = [
     "CROP_AREA",
@@ -39,8 +43,10 @@ __all__ = [
     "RESCALE_FACTOR",
     "TRANSFORMS",
     "DemoCollection",
+    "DemoScore",
     "apply_transform",
     "build_demo_collection",
+    "score_demo",
 ]
 
 logger = logging.getLogger("lookalike")
@@ -396,3 +402,41 @@ def build_demo_collection(
     (root / "README.txt").write_text(readme, encoding="utf-8")
     logger.info("demo collection: %d originals, %d copies in %s", len(photos), len(originals), root)
     return DemoCollection(root=root, originals=originals, query=query)
+
+
+# --- scoring ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoScore:
+    """How many of a demo collection's transformed copies find their own photograph first."""
+
+    found: int
+    copies: int
+
+    @property
+    def passed(self) -> bool:
+        """Every copy found its own photograph first."""
+        return self.found == self.copies
+
+
+def _photograph(path: str) -> str:
+    """The photograph an image of the demo shows: 'copies/chelsea-crop.jpg' -> 'chelsea'."""
+    return Path(path).stem.split("-")[0]
+
+
+def score_demo(collection: Collection, built: DemoCollection, *, k: int = 8) -> DemoScore:
+    """Search `collection` (`built`, indexed) with each transformed copy and count the copies
+    whose `k` hits, the copy itself left out, show their own photograph first: the best hit
+    is the original or another copy of it, and the original comes before any hit of another
+    photograph."""
+    found = 0
+    for copy, original in sorted(built.originals.items()):
+        hits = collection.search(built.root / copy, k=k)
+        paths = [h.path for h in hits if h.path != copy]
+        own = [p for p in paths if _photograph(p) == _photograph(copy)]
+        first_other = next(
+            (i for i, p in enumerate(paths) if _photograph(p) != _photograph(copy)), len(paths)
+        )
+        found += bool(own) and paths[0] in own and original in paths[:first_other]
+    return DemoScore(found=found, copies=len(built.originals))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.evaluate.datasets import RetrievalSet
+from lookalike.evaluate.datasets import RetrievalSet, data_root
 from lookalike.evaluate.metrics import RetrievalReport, summarize
 
 logger = logging.getLogger("lookalike")
@@ -34,11 +34,24 @@ def default_index_dir(rset: RetrievalSet) -> Path:
     return cache_root() / "indexes" / f"{rset.name}-{digest}"
 
 
-def upright_view(rset: RetrievalSet, folder: Path) -> RetrievalSet:
+def view_folder(rset: RetrievalSet, distractors: Sequence[Path]) -> Path:
+    """The cache folder of `rset` among `distractors`: `views/<set>-<key>`, the key a hash of
+    the resolved paths of the set's root and of the distractor folders (two sets or distractor
+    folders of the same name never share a view)."""
+    folders = [rset.root, *distractors]
+    key = hashlib.blake2b(
+        "|".join(str(p.resolve()) for p in folders).encode(), digest_size=6
+    ).hexdigest()
+    return cache_root() / "views" / f"{rset.name}-{key}"
+
+
+def upright_view(rset: RetrievalSet, folder: Path | None = None) -> RetrievalSet:
     """The set with every image turned upright: rotated images are written (PNG, lossless)
-    into `folder`, the others are linked. Returns the set rooted at `folder`."""
+    into `folder` (default: `views/<set>-upright` in the cache), the others are linked. Returns
+    the set rooted at `folder`."""
     from PIL import Image
 
+    folder = folder or cache_root() / "views" / f"{rset.name}-upright"
     renamed: dict[str, str] = {}
     for rel in rset.images:
         degrees = rset.rotations.get(rel, 0)
@@ -55,10 +68,15 @@ def upright_view(rset: RetrievalSet, folder: Path) -> RetrievalSet:
     return _renamed(rset, folder, renamed, rotations={})
 
 
-def merged_view(rset: RetrievalSet, distractors: Sequence[Path], folder: Path) -> RetrievalSet:
-    """The set plus distractor images, as one folder of links: `set/...` and `distractors-i/...`."""
+def merged_view(
+    rset: RetrievalSet, distractors: Sequence[Path], folder: Path | None = None
+) -> RetrievalSet:
+    """The set plus distractor images, as one folder of links: `set/...` and `distractors-i/...`
+    (`folder`, default: `view_folder(rset, distractors)` in the cache). Distractors are never
+    queries. Raises OSError for a distractor folder that cannot be read."""
     from lookalike.images import find_images
 
+    folder = folder or view_folder(rset, distractors)
     renamed = {rel: f"set/{rel}" for rel in rset.images}
     for rel, new in renamed.items():
         _link(rset.path(rel), folder / new)
@@ -70,6 +88,19 @@ def merged_view(rset: RetrievalSet, distractors: Sequence[Path], folder: Path) -
             extra.append(new)
     view = _renamed(rset, folder, renamed, rotations={})
     return replace(view, images=tuple(sorted([*view.images, *extra])))
+
+
+def default_distractors(rset: RetrievalSet) -> list[Path]:
+    """The distractors a set is measured among unless told otherwise: the Corel set for
+    Holidays, when the benchmark data has it (`data_root()/corel`); none for other sets."""
+    corel = data_root() / "corel"
+    return [corel] if corel.is_dir() and rset.name == "holidays" else []
+
+
+def with_distractors(rset: RetrievalSet, distractors: Sequence[Path]) -> RetrievalSet:
+    """`rset` among `distractors`: its merged view in the cache (`merged_view`), or `rset`
+    itself when there are no distractors."""
+    return merged_view(rset, distractors) if distractors else rset
 
 
 def _link(source: Path, target: Path) -> None:

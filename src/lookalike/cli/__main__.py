@@ -1,0 +1,5 @@
+"""`python -m lookalike.cli`: the `lookalike` command."""
+
+from lookalike.cli import app
+
+app()

@@ -1,0 +1,262 @@
+"""`lookalike eval holidays | groups | robustness`: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.cli.common import JsonOpt, WorkersOpt, fail, out, progress_bar
+
+if TYPE_CHECKING:
+    from lookalike.evaluate.robustness_run import RobustnessResult
+    from lookalike.evaluate.run import EvalResult
+
+ModesOpt = Annotated[
+    str,
+    typer.Option(
+        "--modes",
+        help="Comma-separated methods to score: search modes (fused, asmk, global, colour, "
+        "texture, shape, rootsift), a CNN mode with classic descriptors fused in "
+        "(fused+classic, fused+colour+texture, fused+rootsift), or peers (phash, gem).",
+    ),
+]
+EvalVerifyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--verify",
+        help="Images verified spatially per query (0: the first stage alone; default: the "
+        "index's setting).",
+        min=0,
+    ),
+]
+EvalExpandOpt = Annotated[
+    bool | None,
+    typer.Option("--expand/--no-expand", help="Query expansion (default: the index's setting)."),
+]
+EvalIndexOpt = Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")]
+ModelOpt = Annotated[Path | None, typer.Option(help="Model bundle to index with.")]
+
+
+def _modes(modes: str) -> list[str]:
+    """The comma-separated method names, each checked; exits naming the allowed ones."""
+    # lazy: evaluate.* import numpy (0.2 s), too slow for `--help`
+    from lookalike.evaluate.methods import methods_help, parse_method
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    if not chosen:
+        raise fail(f"no method given; {methods_help()}")
+    try:
+        for name in chosen:
+            parse_method(name)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    return chosen
+
+
+def _names(given: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """The comma-separated names in `given` (all of `allowed` when None); exits on others."""
+    if given is None:
+        return allowed
+    chosen = tuple(n.strip() for n in given.split(",") if n.strip())
+    bad = [n for n in chosen if n not in allowed]
+    if bad or not chosen:
+        raise fail(f"unknown {what}(s) {bad}; allowed: {', '.join(allowed)}")
+    return chosen
+
+
+def _print_eval(result: EvalResult, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+        return
+    table = Table(
+        title=f"{result.dataset}: {result.images} images, indexed in {result.index_seconds:.0f} s"
+    )
+    for col in ("mode", "mAP", "P@1", "P@5", "P@10", "N-S (top 4)", "median query"):
+        table.add_column(col, justify="right")
+    for mode, rep in result.reports.items():
+        table.add_row(
+            mode,
+            f"{rep.map:.4f}",
+            f"{rep.p_at_1:.3f}",
+            f"{rep.p_at_5:.3f}",
+            f"{rep.p_at_10:.3f}",
+            f"{rep.ns_score:.2f}",
+            f"{result.query_seconds[mode] * 1000:.0f} ms",
+        )
+    out.print(table)
+
+
+def eval_holidays(
+    upright: Annotated[
+        bool, typer.Option("--upright", help="Turn the 94 sideways images upright first.")
+    ] = False,
+    modes: ModesOpt = "fused,asmk,global",
+    index: EvalIndexOpt = None,
+    model: ModelOpt = None,
+    workers: WorkersOpt = 0,
+    verify: EvalVerifyOpt = None,
+    expand: EvalExpandOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """INRIA Holidays with its official protocol (mAP over 300 queries, query removed)."""
+    # lazy: evaluate.* import numpy (0.2 s), too slow for `--help`
+    from lookalike.evaluate import DataMissing, holidays
+    from lookalike.evaluate.run import evaluate, upright_view
+
+    try:
+        rset = holidays()
+    except DataMissing as exc:
+        raise fail(str(exc)) from exc
+    if upright:
+        rset = upright_view(rset)
+    with progress_bar(not as_json) as bar:
+        result = evaluate(
+            rset,
+            modes=_modes(modes),
+            index_dir=index,
+            model=model,
+            workers=workers,
+            verify=verify,
+            expand=expand,
+            progress=bar,
+        )
+    _print_eval(result, as_json)
+
+
+def eval_groups(
+    folder: Annotated[Path, typer.Argument(help="A folder with one subfolder per group.")],
+    distractors: Annotated[
+        list[Path] | None,
+        typer.Option("--distractors", help="Folder of distractor images (repeatable)."),
+    ] = None,
+    modes: ModesOpt = "fused,asmk,global",
+    max_queries: Annotated[
+        int | None, typer.Option(help="Score a seeded sample of this many queries.")
+    ] = None,
+    index: EvalIndexOpt = None,
+    model: ModelOpt = None,
+    workers: WorkersOpt = 0,
+    verify: EvalVerifyOpt = None,
+    expand: EvalExpandOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Any one-subfolder-per-group collection: every image queries its group."""
+    # lazy: evaluate.* import numpy (0.2 s), too slow for `--help`
+    from lookalike.evaluate import groups
+    from lookalike.evaluate.run import evaluate, with_distractors
+
+    if not folder.is_dir():
+        raise fail(f"{folder}: not a folder")
+    try:
+        rset = with_distractors(groups(folder), distractors or ())
+    except (ValueError, OSError) as exc:  # no group big enough; a missing distractor folder
+        raise fail(str(exc)) from exc
+    with progress_bar(not as_json) as bar:
+        result = evaluate(
+            rset,
+            modes=_modes(modes),
+            index_dir=index,
+            model=model,
+            workers=workers,
+            max_queries=max_queries,
+            verify=verify,
+            expand=expand,
+            progress=bar,
+        )
+    _print_eval(result, as_json)
+
+
+def eval_robustness(
+    dataset: Annotated[
+        str, typer.Argument(help="A benchmark set with queries (holidays) or a groups folder.")
+    ],
+    distractors: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--distractors",
+            help="Folder of distractor images (repeatable); default for holidays: the Corel "
+            "set, when the benchmark data has it.",
+        ),
+    ] = None,
+    queries: Annotated[
+        int, typer.Option(help="A seeded sample of this many query images (0: all).", min=0)
+    ] = 100,
+    families: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated transform families (default: all eight)."),
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated methods (default: all; rootsift and lookalike+rootsift when "
+            "the index has --sift)."
+        ),
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Write one PNG per transform family into this folder.")
+    ] = None,
+    index: EvalIndexOpt = None,
+    workers: WorkersOpt = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the query sample and the transforms.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Transform query images (noise, light, scale, rotation, perspective, crop, JPEG, blur;
+    five strengths each) and measure how often each method finds the untouched original among
+    the set and its distractors: recall@1 and recall@10."""
+    # lazy: the collection (torch, FAISS) and the robustness run (OpenCV) are slow to import
+    from lookalike.collection import Collection
+    from lookalike.evaluate import DataMissing, groups, load_dataset
+    from lookalike.evaluate.robustness import FAMILIES
+    from lookalike.evaluate.robustness_run import METHODS, plot_families, run_robustness
+    from lookalike.evaluate.run import default_distractors, default_index_dir, with_distractors
+
+    chosen_families = _names(families, tuple(FAMILIES), "transform family")
+    chosen_methods = None if methods is None else _names(methods, METHODS, "method")
+    try:
+        folder = Path(dataset)
+        rset = groups(folder) if folder.is_dir() else load_dataset(dataset)
+        extra = default_distractors(rset) if distractors is None else distractors
+        rset = with_distractors(rset, extra)
+    except (DataMissing, ValueError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    collection = Collection.create(rset.root, index=index or default_index_dir(rset))
+    with progress_bar(not as_json) as bar:
+        collection.index(workers=workers, progress=bar)
+        result = run_robustness(
+            rset,
+            collection,
+            queries=queries or None,
+            families=chosen_families,
+            methods=chosen_methods,
+            seed=seed,
+            progress=bar,
+        )
+    written = [] if plots is None else plot_families(result, plots)
+    if as_json:
+        out.print_json(json.dumps({**result.as_dict(), "plots": [str(p) for p in written]}))
+        return
+    _print_robustness(result, tuple(FAMILIES))
+    for path in written:
+        out.print(f"plot: {path}")
+
+
+def _print_robustness(result: RobustnessResult, families: tuple[str, ...]) -> None:
+    table = Table(
+        title=f"{result.dataset}: {len(result.queries)} queries x {len(result.transforms)} "
+        f"transforms, among {result.images} images (recall@1 / recall@10)"
+    )
+    shown = sorted({t.family for t in result.transforms}, key=families.index)
+    for col in ("method", *shown, "average"):
+        table.add_column(col, justify="right")
+    for method in result.methods:
+        cells = [
+            f"{result.family_recall(method, f, 1):.2f} / {result.family_recall(method, f, 10):.2f}"
+            for f in shown
+        ]
+        average = f"{result.average(method, 1):.2f} / {result.average(method, 10):.2f}"
+        table.add_row(method, *cells, average)
+    out.print(table)

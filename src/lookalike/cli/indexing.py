@@ -1,0 +1,160 @@
+"""`lookalike index` and `lookalike train`: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from lookalike.catalog import CatalogError
+from lookalike.cli.common import JsonOpt, QuietOpt, WorkersOpt, fail, out, progress_bar
+from lookalike.settings import PRESETS
+
+if TYPE_CHECKING:
+    from lookalike.collection import IndexReport
+    from lookalike.learn.train import StepLosses
+
+
+def index(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="Where to keep the index (default: FOLDER/.lookalike)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model bundle from `lookalike train` to index with."),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Feature preset for a new index: default or fast.")
+    ] = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Learn whitening and codebook again.")
+    ] = False,
+    sift: Annotated[
+        bool | None,
+        typer.Option(
+            "--sift/--no-sift",
+            help="Store RootSIFT features too, for `search --mode rootsift` (slower indexing, "
+            "about twice the disk); kept for later runs. Default: as the index was made (off).",
+        ),
+    ] = None,
+    workers: WorkersOpt = 0,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Describe the images on the Ray cluster at this address (HOST:PORT, or auto "
+            "on a node of it), --workers actors (0: one per CPU there); FOLDER must be at the "
+            "same path on every node. Needs `pip install 'lookalike[ray]'`.",
+        ),
+    ] = None,
+) -> None:
+    """Index FOLDER, or bring its index up to date (only new, changed and deleted files)."""
+    # lazy: importing collection loads torch and FAISS (2 s), too slow for `--help`
+    from lookalike.collection import Collection
+
+    settings = None
+    if preset is not None:
+        if preset not in PRESETS:
+            raise fail(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+        settings = PRESETS[preset]
+    try:
+        collection = Collection.create(folder, index=index, settings=settings, model=model)
+        if sift is not None and sift != collection.settings.sift.enabled:
+            current = collection.settings
+            collection.configure(replace(current, sift=replace(current.sift, enabled=sift)))
+        with progress_bar(not quiet and not as_json) as bar:
+            report = collection.index(workers=workers, refit=refit, progress=bar, ray=ray)
+    except (FileNotFoundError, CatalogError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    except RuntimeError as exc:  # Ray missing or its cluster unreachable
+        if ray is None:
+            raise
+        raise fail(escape(str(exc))) from exc
+    if as_json:
+        out.print_json(json.dumps({"index": str(collection.index_dir), **report.as_dict()}))
+        return
+    _print_report(collection.root, report)
+
+
+def _print_report(root: Path, report: IndexReport) -> None:
+    table = Table(title=f"{root}", show_header=True)
+    for name in ("added", "updated", "removed", "skipped", "failed", "indexed"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        str(len(report.added)),
+        str(len(report.updated)),
+        str(len(report.removed)),
+        str(report.skipped),
+        str(len(report.failed)),
+        str(report.images),
+    )
+    out.print(table)
+    for path, reason in report.failed:
+        out.print(f"[yellow]failed[/yellow] {path}: {reason}")
+    rate = (
+        f", {len(report.added) + len(report.updated)} images in {report.seconds:.1f} s"
+        if report.added or report.updated
+        else ""
+    )
+    fitted = " (fitted now)" if report.model_fitted else ""
+    out.print(f"model: {report.model}{fitted}; generation {report.generation}{rate}")
+
+
+def train(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="Folder of images to learn from (no labels), or its index folder."),
+    ],
+    start: Annotated[
+        str, typer.Option("--from", help="imagenet (fine-tune) or scratch (random weights).")
+    ] = "imagenet",
+    minutes: Annotated[float, typer.Option(help="Training time budget.", min=0.01)] = 30.0,
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write the model bundle (default: inside the collection's index, "
+            "FOLDER/.lookalike/trained, and the collection then indexes with it).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the network on FOLDER's own images without labels, then write a model bundle
+    (weights, whitening, codebook). Interrupted runs resume where they stopped."""
+    # lazy: training imports torch and the collection (2 s), too slow for `--help`
+    from lookalike.learn.train import TrainSettings
+    from lookalike.training import plan_training, train_collection
+
+    try:
+        plan = plan_training(folder, out_path)
+        settings = TrainSettings(start=start, minutes=minutes)
+    except (FileNotFoundError, CatalogError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    with progress_bar(not as_json) as bar:
+
+        def on_step(elapsed: float, budget: float, parts: StepLosses) -> None:
+            if bar is not None:
+                info = f"loss {parts.total:.3f} · matched {parts.matched:.0%}"
+                bar("train", int(elapsed), int(budget), info)
+
+        try:
+            result = train_collection(plan, settings, on_step=on_step, progress=bar)
+        except ValueError as exc:  # too few images to train on, or to describe for the bundle
+            raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+        return
+    out.print(f"model bundle: {result.bundle} ({result.model_id})")
+    if result.in_place:
+        out.print(f"the collection now uses it: run `lookalike index {folder}`")
+    else:
+        out.print(f"use it with: lookalike index FOLDER --model {result.bundle}")

@@ -1,0 +1,114 @@
+"""`lookalike info` and `lookalike serve`: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lookalike.catalog import CatalogError
+from lookalike.cli.common import JsonOpt, err, fail, open_collection, out
+
+
+def info(
+    folder: Annotated[Path | None, typer.Argument(help="Collection or index folder.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what an index holds: images, failures, model, sizes on disk."""
+    collection = open_collection(folder)
+    data = collection.info()
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, title=str(collection.root))
+    table.add_row("index", data["index"])
+    table.add_row("images", str(data["images"]))
+    table.add_row("failed", str(data["failed"]))
+    table.add_row("generation", str(data["generation"]))
+    table.add_row("last run", str(data["last_run"]))
+    if data["model"]:
+        m = data["model"]
+        table.add_row(
+            "model",
+            f"{m['origin']} · {m['features']} · codebook {m['codebook_size']} · "
+            f"local {m['local_dim']}-D · global {m['global_dim']}-D",
+        )
+    for part, value in data["bytes"].items():
+        per = data["bytes_per_image"][part]
+        table.add_row(f"bytes: {part}", f"{value / 1e6:.1f} MB ({per / 1e3:.1f} kB/image)")
+    out.print(table)
+    for failure in data["failures"]:
+        out.print(f"[yellow]failed[/yellow] {failure['path']}: {failure['reason']}")
+
+
+def serve(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Collection folder (indexed in the background first if it has no index yet)."
+        ),
+    ],
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="Where the index is (default: FOLDER/.lookalike)."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; beyond loopback a token is required.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOOKALIKE_TOKEN",
+            help="Token the write endpoints (upload, delete) require as 'Authorization: "
+            "Bearer TOKEN'. Made up and printed when HOST is not loopback and none is given.",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MiB.")] = 20,
+    search_threads: Annotated[
+        int, typer.Option(help="Searches run at once (others queue); about one per core.")
+    ] = 2,
+    verify: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Images each search verifies spatially, unless the request says (default: "
+            "the index's setting, 100). Fewer is faster; verified hits carry matched points.",
+        ),
+    ] = None,
+) -> None:
+    """Serve FOLDER over HTTP: the web page at /, the API under /api, its docs at /docs."""
+    # lazy: uvicorn, the server (FastAPI) and the collection (torch, FAISS) take seconds to
+    # import, too slow for `--help`
+    import uvicorn
+
+    from lookalike.collection import Collection
+    from lookalike.server import ServerSettings, create_app
+    from lookalike.server.app import is_loopback
+
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(24)
+        err.print(f"write endpoints need this token: [bold]{token}[/bold]")
+    try:
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            token=token,
+            max_upload_bytes=int(max_upload_mb * 2**20),
+            search_threads=search_threads,
+            verify=verify,
+        )
+        collection = Collection.create(folder, index=index)
+        application = create_app(collection, settings)
+    except (FileNotFoundError, CatalogError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    err.print(
+        f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)",
+        soft_wrap=True,
+    )
+    # one core per search: the application sets the thread pools when it starts (`create_app`)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
