@@ -13,12 +13,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lookalike.catalog import Catalog, CatalogError, ImageRecord, writer_lock
+from lookalike.catalog import Catalog, CatalogError, writer_lock
 from lookalike.features import Extractor, ImageFeatures
 from lookalike.features.batch import ExtractMany, iter_extract
 from lookalike.index import asmk_shortlist, global_index
@@ -33,11 +32,9 @@ from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.index.update import DiskFull, Indexer, IndexReport, ProgressCallback
 from lookalike.learn.model import Model
 from lookalike.scale.ray_index import iter_extract_ray
-from lookalike.search import pipeline
-from lookalike.search.dedup import DuplicateGroup, build_groups
+from lookalike.search.facade import SearchFacade
 from lookalike.search.pipeline import Hit, QueryDescription, Searcher, SearchResult
-from lookalike.search.region import Box
-from lookalike.settings import DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions, Settings
+from lookalike.settings import Settings
 
 __all__ = [
     "INDEX_DIR_NAME",
@@ -54,7 +51,7 @@ SETTINGS_KEY = "settings"
 ROOT_KEY = "root"
 
 
-class Collection:
+class Collection(SearchFacade):
     """A folder of images and its index folder: the settings, the generations searched and
     the network, built on first use."""
 
@@ -192,55 +189,6 @@ class Collection:
     def searcher(self) -> Searcher:
         return Searcher(self.snapshot, self.settings, self.extractor, self.index_dir, self.root)
 
-    def search(
-        self,
-        query: Any,
-        *,
-        k: int | None = None,
-        mode: str | None = None,
-        fuse: tuple[str, ...] | None = None,
-        verify: int | None = None,
-        expand: bool | None = None,
-        retry: bool | None = None,
-        region: Box | None = None,
-        exclude_self: bool = False,
-    ) -> SearchResult:
-        """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, the
-        id (int) of an indexed image (searched with its stored features; `exclude_self` drops
-        it from the hits), or a `QueryDescription` from `describe`.
-
-        Every option left None takes the collection's setting (see `SearchOptions`):
-        k: hits (20). mode: 'fused' (default), 'asmk' or 'global' first stage; or 'colour',
-            'texture', 'shape' or 'rootsift' to rank by that descriptor alone.
-        fuse: classic descriptors whose scores are added to the first stage's.
-        verify: how many of the first stage's best to verify spatially (100; 0: none).
-        expand: query expansion from the best verified hits (off).
-        retry: when nothing verifies for sure, look again at the query image coarser and
-            turned (on; see `RerankSettings.retry`).
-        region: `(x, y, w, h)` in pixels of the query as seen (EXIF orientation applied, full
-            size): search for what lies inside this box only.
-        """
-        options = SearchOptions(
-            k=k, mode=mode, fuse=fuse, verify=verify, expand=expand, retry=retry
-        )
-        return self.searcher.search(query, options, region=region, exclude_self=exclude_self)
-
-    def describe(
-        self,
-        query: Any,
-        *,
-        region: Box | None = None,
-        classic: tuple[str, ...] | None = None,
-        cnn: bool = True,
-        sift: bool | None = None,
-    ) -> QueryDescription:
-        """Describe a query once, to search it several ways (see `Searcher.describe`)."""
-        return self.searcher.describe(query, region=region, classic=classic, cnn=cnn, sift=sift)
-
-    def images(self) -> list[tuple[int, str]]:
-        """`(id, path)` of every searchable image, in the order of the index's rows."""
-        return self.snapshot().images()
-
     def stored_features(self, image_id: int) -> ImageFeatures:
         """The raw features of an indexed image, as stored (no re-extraction)."""
         with Catalog.open(self.index_dir, readonly=True) as catalog:
@@ -255,56 +203,7 @@ class Collection:
             record = catalog.get(path)
         return record.id if record is not None and record.status == "ok" else None
 
-    def dedup(
-        self,
-        *,
-        threshold: int = DEDUP_THRESHOLD,
-        neighbours: int = DEDUP_NEIGHBOURS,
-        progress: ProgressCallback | None = None,
-    ) -> list[DuplicateGroup]:
-        """Groups of exact copies (same content hash) and near duplicates: images whose spatial
-        verification finds at least `threshold` inliers, among each image's `neighbours` best
-        first-stage hits. Returns `DuplicateGroup`s ordered by their first path."""
-        snapshot = self.snapshot()
-        near = self.verified_pairs(neighbours=neighbours, min_inliers=threshold, progress=progress)
-        paths = {i: r.path for i, r in snapshot.records.items()}
-        hashes = {i: r.hash for i, r in snapshot.records.items()}
-        return build_groups(paths, hashes, near)
-
-    def verified_pairs(
-        self,
-        *,
-        neighbours: int = DEDUP_NEIGHBOURS,
-        min_inliers: int = 1,
-        progress: ProgressCallback | None = None,
-    ) -> dict[tuple[int, int], int]:
-        """Verified pairs among the best hits of every image (see `pipeline.verified_pairs`)."""
-        return pipeline.verified_pairs(
-            self.searcher, neighbours=neighbours, min_inliers=min_inliers, progress=progress
-        )
-
-    def explain(
-        self,
-        query: Any,
-        hits: Sequence[Hit],
-        out_dir: str | os.PathLike[str],
-        *,
-        region: Box | None = None,
-        height: int = 480,
-    ) -> list[Path]:
-        """One side-by-side PNG per verified hit in `out_dir` (see `pipeline.explain`)."""
-        return pipeline.explain(self.searcher, query, hits, out_dir, region=region, height=height)
-
     # --- information ----------------------------------------------------------------------
-
-    @property
-    def generation(self) -> int:
-        """The index generation searches read now (a newer one published is loaded first)."""
-        return self.snapshot().number
-
-    def record(self, image_id: int) -> ImageRecord | None:
-        """The catalog record of a searchable image (in the generation being searched)."""
-        return self.snapshot().records.get(int(image_id))
 
     def status(self) -> dict[str, Any]:
         """Counts, failures, generation, last run and model: `info` without the disk sizes."""

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypedDict
 
 import numpy as np
 
+from lookalike.collection import Collection
 from lookalike.evaluate.peers import gem_matrix, hamming_scores, phash_collection
 from lookalike.settings import (
     CLASSIC_DESCRIPTORS,
@@ -117,7 +118,7 @@ Ranker = Callable[[int], list[str]]
 
 
 def ranker(
-    collection: Any,
+    collection: Collection,
     method: Method,
     *,
     verify: int | None = None,

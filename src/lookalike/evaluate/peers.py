@@ -15,11 +15,11 @@ import contextlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from lookalike.collection import Collection
 from lookalike.images import ImageError, load_image
 
 HASH_SIDE = 256
@@ -65,7 +65,7 @@ def hamming_scores(hashes: np.ndarray, query: np.ndarray) -> np.ndarray:
     return -(hashes != query[None]).sum(axis=1).astype(np.float32)
 
 
-def gem_matrix(collection: Any, ids: Sequence[int]) -> np.ndarray:
+def gem_matrix(collection: Collection, ids: Sequence[int]) -> np.ndarray:
     """`(len(ids), G)` unit rows: the raw pooled descriptors stored for these images of an
     indexed `Collection` (before the whitening lookalike learns)."""
     matrix = np.stack([collection.stored_features(i).global_ for i in ids]).astype(np.float32)

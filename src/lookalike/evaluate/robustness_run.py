@@ -17,10 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.collection import Collection
 from lookalike.evaluate.datasets import RetrievalSet
 from lookalike.evaluate.methods import METHODS as NAMED_METHODS
 from lookalike.evaluate.methods import parse_method
+from lookalike.evaluate.peers import (
+    gem_matrix,
+    gem_scores,
+    hamming_scores,
+    phash,
+    phash_collection,
+    rank_of,
+)
 from lookalike.evaluate.robustness import FAMILIES, Transform, apply, suite
+from lookalike.images import load_image
+from lookalike.settings import CNN_MODES
 
 QUERY_SIDE = 1024
 """Query images are decoded at most this large before they are transformed."""
@@ -88,7 +99,7 @@ class RobustnessResult:
 
 def run_robustness(
     rset: RetrievalSet,
-    collection: Any,
+    collection: Collection,
     *,
     queries: int | Sequence[str] | None = 100,
     families: Sequence[str] = tuple(FAMILIES),
@@ -101,15 +112,6 @@ def run_robustness(
     those) with every transform of `families`, and find each original in `collection` (an
     indexed `Collection` over `rset.root`, distractors and all) with each of `methods`
     (default: all, 'rootsift' only when the collection stores RootSIFT features)."""
-    from lookalike.evaluate.peers import (
-        gem_matrix,
-        gem_scores,
-        hamming_scores,
-        phash,
-        phash_collection,
-    )
-    from lookalike.images import load_image
-
     if methods is None:
         methods = default_methods(collection)
     unknown = [m for m in methods if m not in METHODS]
@@ -120,8 +122,6 @@ def run_robustness(
     images = collection.images()  # (id, path) in index order
     row_of = {path: row for row, (_, path) in enumerate(images)}
     id_of = {path: image_id for image_id, path in images}
-    from lookalike.settings import CNN_MODES
-
     parsed = {m: parse_method(m) for m in methods}
     settings = [s for s in (method.settings() for method in parsed.values()) if s is not None]
     needed = tuple(sorted({n for s in settings for n in s.classic}))
@@ -163,7 +163,7 @@ def run_robustness(
                     assert hashes is not None
                     rank = _capped(hamming_scores(hashes, phash(copy)), row_of[query])
                 else:
-                    assert gem is not None
+                    assert gem is not None and description.features is not None
                     rank = _capped(gem_scores(gem, description.features.global_), row_of[query])
                 times[method].append(time.perf_counter() - t)
                 ranks[method][transform.name].append(rank)
@@ -180,7 +180,7 @@ def run_robustness(
     )
 
 
-def default_methods(collection: Any) -> list[str]:
+def default_methods(collection: Collection) -> list[str]:
     """Every method, those needing RootSIFT only when `collection` stores its features."""
     sift = collection.settings.sift.enabled
     return [m for m in METHODS if sift or not getattr(parse_method(m).settings(), "sift", False)]
@@ -243,8 +243,6 @@ def combine(chunks: Sequence[RobustnessResult], queries: Sequence[str]) -> Robus
 
 
 def _capped(scores: np.ndarray, row: int) -> int:
-    from lookalike.evaluate.peers import rank_of
-
     return min(rank_of(scores, row), K + 1)
 
 

@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from lookalike.collection import Collection
 from lookalike.evaluate.datasets import RetrievalSet, data_root
+from lookalike.evaluate.methods import parse_method, ranker
 from lookalike.evaluate.metrics import RetrievalReport, summarize
+from lookalike.images import find_images
+from lookalike.settings import Settings
 
 logger = logging.getLogger("lookalike")
 
@@ -49,8 +54,6 @@ def upright_view(rset: RetrievalSet, folder: Path | None = None) -> RetrievalSet
     """The set with every image turned upright: rotated images are written (PNG, lossless)
     into `folder` (default: `views/<set>-upright` in the cache), the others are linked. Returns
     the set rooted at `folder`."""
-    from PIL import Image
-
     folder = folder or cache_root() / "views" / f"{rset.name}-upright"
     renamed: dict[str, str] = {}
     for rel in rset.images:
@@ -74,8 +77,6 @@ def merged_view(
     """The set plus distractor images, as one folder of links: `set/...` and `distractors-i/...`
     (`folder`, default: `view_folder(rset, distractors)` in the cache). Distractors are never
     queries. Raises OSError for a distractor folder that cannot be read."""
-    from lookalike.images import find_images
-
     folder = folder or view_folder(rset, distractors)
     renamed = {rel: f"set/{rel}" for rel in rset.images}
     for rel, new in renamed.items():
@@ -159,7 +160,7 @@ def evaluate(
     *,
     modes: Sequence[str] = ("fused", "asmk", "global"),
     index_dir: Path | None = None,
-    settings: Any = None,
+    settings: Settings | None = None,
     model: Path | None = None,
     workers: int = 0,
     max_queries: int | None = None,
@@ -177,9 +178,6 @@ def evaluate(
     sample of the queries for large sets. `verify` and `expand` set the second stage (default:
     the collection's settings; `verify=0` ranks by the first stage alone).
     """
-    from lookalike.collection import Collection
-    from lookalike.evaluate.methods import parse_method, ranker
-
     methods = [parse_method(m) for m in modes]
     index_dir = index_dir or default_index_dir(rset)
     collection = Collection.create(rset.root, index=index_dir, settings=settings, model=model)

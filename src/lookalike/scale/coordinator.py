@@ -27,7 +27,6 @@ order are those of `Collection.search` on the unsharded index.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +42,10 @@ from lookalike.learn.model import Model
 from lookalike.scale import connect, disconnect, import_ray
 from lookalike.scale.part import ShardServer
 from lookalike.scale.split import GLOBAL_DIR, MODEL_DIR, ShardSet, split_generation
-from lookalike.search import pipeline
-from lookalike.search.pipeline import QueryDescription, Searcher, SearchResult
-from lookalike.search.region import Box
+from lookalike.search.facade import SearchFacade
+from lookalike.search.pipeline import Searcher
 from lookalike.search.verify import Verified
-from lookalike.settings import DEDUP_NEIGHBOURS, RerankSettings, SearchOptions, SearchSettings
+from lookalike.settings import RerankSettings, SearchSettings
 
 SHARDED_MODES = ("fused", "asmk", "global")
 """The first stages a sharded search serves (the classic and RootSIFT ones are not sharded)."""
@@ -210,7 +208,7 @@ def check_sharded(settings: SearchSettings) -> None:
         )
 
 
-class ShardedCollection:
+class ShardedCollection(SearchFacade):
     """A collection searched through shard actors: `search`, `describe`, `images`,
     `verified_pairs` and `explain` work as on the unsharded index (`Collection`), with the same
     hits in the same order, for the first stages in `SHARDED_MODES`, classic descriptors fused
@@ -283,44 +281,6 @@ class ShardedCollection:
             self.root,
             check=check_sharded,
         )
-
-    def search(
-        self,
-        query: Any,
-        *,
-        k: int | None = None,
-        mode: str | None = None,
-        fuse: tuple[str, ...] | None = None,
-        verify: int | None = None,
-        expand: bool | None = None,
-        retry: bool | None = None,
-        region: Box | None = None,
-        exclude_self: bool = False,
-    ) -> SearchResult:
-        """As `Collection.search`, through the shards."""
-        options = SearchOptions(
-            k=k, mode=mode, fuse=fuse, verify=verify, expand=expand, retry=retry
-        )
-        return self.searcher.search(query, options, region=region, exclude_self=exclude_self)
-
-    def describe(self, query: Any, **kwargs: Any) -> QueryDescription:
-        """As `Collection.describe`."""
-        return self.searcher.describe(query, **kwargs)
-
-    def images(self) -> list[tuple[int, str]]:
-        return self.snapshot().images()
-
-    def verified_pairs(
-        self, *, neighbours: int = DEDUP_NEIGHBOURS, min_inliers: int = 1, progress: Any = None
-    ) -> dict[tuple[int, int], int]:
-        return pipeline.verified_pairs(
-            self.searcher, neighbours=neighbours, min_inliers=min_inliers, progress=progress
-        )
-
-    def explain(
-        self, query: Any, hits: Any, out_dir: str | os.PathLike[str], **kwargs: Any
-    ) -> list[Path]:
-        return pipeline.explain(self.searcher, query, hits, out_dir, **kwargs)
 
     def close(self) -> None:
         """End the shard actors and leave the cluster (if `start` joined it)."""
