@@ -12,16 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lookalike.catalog import CATALOG_FILE
-from lookalike.collection import INDEX_DIR_NAME, Collection
+from lookalike.collection import Collection
 from lookalike.images import find_images
+from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.learn.bundle import make_bundle
 from lookalike.learn.train import StepLosses, TrainSettings, train
 from lookalike.settings import FeatureSettings, LearnSettings
 
-__all__ = ["TRAINED_DIR", "TrainingPlan", "TrainingResult", "plan_training", "train_collection"]
+__all__ = ["TrainingPlan", "TrainingResult", "plan_training", "train_collection"]
 
-TRAINED_DIR = "trained"
 """The bundle's folder inside an index, when the bundle is the collection's own."""
 
 
@@ -71,20 +70,20 @@ def plan_training(folder: Path, out: Path | None = None) -> TrainingPlan:
 
     `folder` is a folder of images, or an index folder (its collection's images are learnt
     from). The bundle goes to `out`, or, when `out` is None, into the collection's index
-    (`TRAINED_DIR`), and the collection then uses it.
+    (`IndexLayout.trained`), and the collection then uses it.
 
     Raises FileNotFoundError when `folder` is not a folder, `CatalogError` for an unreadable
     index folder.
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder of images")
-    if (folder / CATALOG_FILE).is_file():  # an index folder: learn from its collection
+    if IndexLayout(folder).catalog.is_file():  # an index folder: learn from its collection
         index_dir = folder.resolve()
         root = Collection.open(index_dir).root
     else:
         root = folder.resolve()
         index_dir = root / INDEX_DIR_NAME
-    bundle = index_dir / TRAINED_DIR if out is None else out.resolve()
+    bundle = IndexLayout(index_dir).trained if out is None else out.resolve()
     return TrainingPlan(root=root, index_dir=index_dir, bundle=bundle, in_place=out is None)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from lookalike.collection import Collection
 from lookalike.evaluate.peers import gem_matrix, hamming_scores, phash_collection
+from lookalike.index.layout import IndexLayout
 from lookalike.settings import (
     CLASSIC_DESCRIPTORS,
     CNN_MODES,
@@ -145,9 +146,7 @@ def ranker(
     row_of = {image_id: row for row, (image_id, _) in enumerate(images)}
     order = np.random.default_rng(seed).permutation(n)  # the tie-break
     if method.name == "phash":
-        hashes = phash_collection(
-            collection.root, paths, collection.index_dir / "peers" / "phash.npz"
-        )
+        hashes = phash_collection(collection.root, paths, IndexLayout(collection.index_dir).phash)
 
         def scores(row: int) -> np.ndarray:
             return hamming_scores(hashes, hashes[row])

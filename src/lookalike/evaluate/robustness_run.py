@@ -31,6 +31,7 @@ from lookalike.evaluate.peers import (
 )
 from lookalike.evaluate.robustness import FAMILIES, Transform, apply, suite
 from lookalike.images import load_image
+from lookalike.index.layout import IndexLayout
 from lookalike.settings import CNN_MODES
 
 QUERY_SIDE = 1024
@@ -130,7 +131,7 @@ def run_robustness(
 
     hashes = gem = None
     if "phash" in methods:
-        cache = peer_cache or collection.index_dir / "peers" / "phash.npz"
+        cache = peer_cache or IndexLayout(collection.index_dir).phash
         hashes = phash_collection(
             collection.root,
             [p for _, p in images],

@@ -110,6 +110,21 @@ class IndexLayout:
         return self.root / "peers"
 
     @property
+    def phash(self) -> Path:
+        """The PHash peer's hashes of the collection (`evaluate.peers`)."""
+        return self.peers / "phash.npz"
+
+    @property
+    def thumbs(self) -> Path:
+        """Thumbnails the web page shows (`server.files`)."""
+        return self.root / "thumbs"
+
+    @property
+    def trash(self) -> Path:
+        """Files deleted through the HTTP API, kept (`server.files.move_to_trash`)."""
+        return self.root / "trash"
+
+    @property
     def trained(self) -> Path:
         """Where `lookalike train` puts the bundle it makes for this collection."""
         return self.root / "trained"

@@ -12,12 +12,10 @@ from pathlib import Path
 from PIL import Image
 
 from lookalike.images import ImageError, load_image, sniff
+from lookalike.index.layout import IndexLayout
 
 UPLOAD_DIR = "uploads"
 """Where uploaded images go, under the collection root, in one folder a day."""
-TRASH_DIR = "trash"
-"""Where deleted images go, under the index folder (the index never scans it)."""
-THUMB_DIR = "thumbs"
 
 EXTENSION_OF = {
     "JPEG": ".jpg",
@@ -106,7 +104,7 @@ def save_upload(root: Path, data: bytes, name: str, extension: str) -> str:
 def move_to_trash(root: Path, index_dir: Path, relative: str) -> Path:
     """Move an image out of the collection into the index folder's trash, keeping its path."""
     source = inside(root, relative)
-    target = index_dir / TRASH_DIR / time.strftime("%Y%m%d-%H%M%S") / relative
+    target = IndexLayout(index_dir).trash / time.strftime("%Y%m%d-%H%M%S") / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
     return target

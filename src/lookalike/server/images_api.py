@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from lookalike.catalog import CatalogError, ImageRecord
 from lookalike.collection import Collection
 from lookalike.images import ImageError
+from lookalike.index.layout import IndexLayout
 from lookalike.server import files
 from lookalike.server.state import State, require_token
 
@@ -83,7 +84,7 @@ def thumb(state: State, image_id: int, size: int | None = None) -> FileResponse:
     key = record.hash or f"{record.id}-{record.mtime_ns}"
     try:
         path = files.thumbnail(
-            file_of(collection, record), collection.index_dir / files.THUMB_DIR, key, side
+            file_of(collection, record), IndexLayout(collection.index_dir).thumbs, key, side
         )
     except ImageError as e:
         raise HTTPException(422, f"{record.path}: {e.reason}") from e
