@@ -83,6 +83,8 @@ class _Scan:
     todo: list[str]
     touched: set[str]
     unstorable: list[tuple[str, str]]
+    weights: Path | None
+    """The network's weights the images are described with (None: ImageNet's)."""
     extracted_with: str
     """What the features described now depend on (`_extractor_key`)."""
 
@@ -177,15 +179,14 @@ class Indexer:
         catalog.touch({path: files[path][1] for path in touched})
         todo = plan.new + [p for p in plan.changed if p not in touched]
         model = current_model(self.index_dir)
-        extracted_with = _extractor_key(
-            self.settings.features.key, model.weights if model is not None else None
-        )
+        weights = model.weights if model is not None else None
+        extracted_with = _extractor_key(self.settings.features.key, weights)
         previous = catalog.get_meta("extracted_with")
         if previous is not None and previous != extracted_with:
             # other network weights or feature settings: every image is described anew
             logger.info("the network or feature settings changed: re-extracting everything")
             todo = sorted(files)
-        return _Scan(files, plan, todo, touched, unstorable, extracted_with)
+        return _Scan(files, plan, todo, touched, unstorable, weights, extracted_with)
 
     def _extract(
         self,
@@ -207,14 +208,9 @@ class Indexer:
 
         if progress is not None and todo:
             progress("extract", 0, len(todo))
-        model = current_model(self.index_dir)
         extras = self.extras
         results = extract(
-            self.root,
-            todo,
-            self.settings.features,
-            weights=model.weights if model is not None else None,
-            extras=extras,
+            self.root, todo, self.settings.features, weights=scan.weights, extras=extras
         )
         failures = build.extract_into_shards(
             catalog,
