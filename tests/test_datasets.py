@@ -128,7 +128,7 @@ def test_groups_on_awkward_names(tmp_path: Path) -> None:
 
 
 def test_sets_list_what_find_images_lists_less_hidden_names(tmp_path: Path) -> None:
-    """One list of image extensions (`images.py`); a set's protocol also leaves out hidden
+    """One list of image extensions (`images/files.py`); a set's protocol also leaves out hidden
     files and folders ("._x.jpg" beside a copied photograph), which an index would take."""
     assert datasets.IMAGE_EXTENSIONS is IMAGE_EXTENSIONS
     _touch(tmp_path, *AWKWARD, *IGNORED)

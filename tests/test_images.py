@@ -692,7 +692,7 @@ def test_find_images_unreadable_and_vanishing_dirs(
             raise FileNotFoundError(2, "No such file or directory", path)
         return real_scandir(path)
 
-    monkeypatch.setattr(images.os, "scandir", scandir)
+    monkeypatch.setattr(images.files.os, "scandir", scandir)
     with caplog.at_level(logging.WARNING, logger="lookalike"):
         found = find_images(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.jpg", "ok/d.jpg"]

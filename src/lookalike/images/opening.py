@@ -1,0 +1,113 @@
+"""Opening a source for decoding: a regular file with every failure named, the image
+identified and its header read (no pixels yet), and the decompression-bomb limit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from typing import IO
+
+from PIL import Image, UnidentifiedImageError
+
+from lookalike.images.errors import ImageError
+from lookalike.images.reasons import failure_reason, magic_format, os_reason, unidentified_reason
+
+DEFAULT_MAX_PIXELS: int = 64_000_000
+"""Images with more pixels (width * height) are refused as decompression bombs."""
+
+READ_CHUNK = 1 << 20
+"""Bytes read at a time when streaming a file (hashing it, checking PNG CRCs)."""
+
+_SNIFF_BYTES = 1024
+
+# Image.MAX_IMAGE_PIXELS is process-global; this lock serialises our
+# temporary changes to it (see pil_bomb_check_off).
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def open_file(path: str, *, allow_empty: bool = False) -> Iterator[IO[bytes]]:
+    """Open a regular file for reading; every failure is an ImageError with a reason."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        reason = "broken symbolic link" if os.path.islink(path) else "file not found"
+        raise ImageError(path, reason) from None
+    except OSError as e:
+        raise ImageError(path, os_reason(e)) from e
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(path, "is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(path, "not a regular file")
+    if st.st_size == 0 and not allow_empty:
+        raise ImageError(path, "empty file (0 bytes)")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as e:
+        raise ImageError(path, os_reason(e)) from e
+    with f:
+        yield f
+
+
+def open_pil(f: IO[bytes], label: str) -> Image.Image:
+    """Identify the image in f and read its header (no pixels)."""
+    try:
+        # Our own check against max_pixels guards the decode; PIL's global one
+        # would refuse bombs without saying their size, and warn about images
+        # between its warning and error thresholds.
+        with pil_bomb_check_off():
+            return Image.open(f)
+    except UnidentifiedImageError:
+        reason = unidentified_reason(_head(f))
+    except Exception as e:  # a plugin failed on a corrupt header
+        fmt = magic_format(_head(f)) or "image"
+        reason = failure_reason(e, fmt, "header")
+    raise ImageError(label, reason)
+
+
+def _head(f: IO[bytes]) -> bytes:
+    try:
+        f.seek(0)
+        return f.read(_SNIFF_BYTES)
+    except (OSError, ValueError):
+        return b""
+
+
+@contextlib.contextmanager
+def pil_bomb_check_off() -> Iterator[None]:
+    """Switch off PIL's own decompression-bomb check (a process-global setting) for a moment.
+
+    The change is serialised by a lock and always restored; the callers check
+    width * height against their ``max_pixels`` themselves.
+    """
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def over_pil_limit(pixels: int) -> bool:
+    """Whether PIL's own (process-global) bomb check would refuse this many pixels."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return limit is not None and pixels > limit
+
+
+def check_size(width: int, height: int, label: str, max_pixels: int) -> None:
+    """Refuse a zero-size image, or one over ``max_pixels`` pixels (a decompression bomb)."""
+    if width <= 0 or height <= 0:
+        raise ImageError(label, f"image has zero size ({width}x{height})")
+    pixels = width * height
+    if pixels > max_pixels:
+        size = f"{width}x{height} = {_mpx(pixels)} Mpx"
+        raise ImageError(label, f"image is {size}, over the {_mpx(max_pixels)} Mpx limit")
+
+
+def _mpx(pixels: int) -> str:
+    """900_000_000 -> '900', 65_536_000 -> '65.5'."""
+    return f"{pixels / 1e6:.1f}".removesuffix(".0")
