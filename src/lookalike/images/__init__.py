@@ -26,11 +26,13 @@ from lookalike.images.errors import ImageError
 from lookalike.images.files import IMAGE_EXTENSIONS, content_hash, find_images
 from lookalike.images.header import image_size, sniff, source_size
 from lookalike.images.opening import DEFAULT_MAX_PIXELS
+from lookalike.images.source import ImageSource
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "ImageError",
+    "ImageSource",
     "content_hash",
     "find_images",
     "image_size",

@@ -29,6 +29,7 @@ from lookalike.images.opening import (
 from lookalike.images.orientation import TRANSPOSE_FOR_ORIENTATION, exif_orientation
 from lookalike.images.pixels import gray_to_rgb, over_white, owned_rgb, to_rgb
 from lookalike.images.reasons import failure_reason
+from lookalike.images.source import ImageSource
 
 _REDUCING_GAP = 3.0
 """Resize in two steps (integer box reduction, then Lanczos) when shrinking by
@@ -37,7 +38,7 @@ single Lanczos pass."""
 
 
 def load_image(
-    source: str | os.PathLike[str] | bytes | Image.Image | np.ndarray,
+    source: ImageSource,
     max_side: int | None = None,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -11,6 +11,7 @@ from PIL import Image
 from lookalike.images.errors import ImageError
 from lookalike.images.opening import DEFAULT_MAX_PIXELS, check_size, open_file, open_pil
 from lookalike.images.orientation import upright_size
+from lookalike.images.source import ImageSource
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -29,7 +30,7 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 
 def source_size(
-    source: str | os.PathLike[str] | bytes | Image.Image | np.ndarray,
+    source: ImageSource,
 ) -> tuple[int, int]:
     """(width, height) of any `load_image` source as `load_image(source)` would return it
     (EXIF orientation applied), reading only the header of encoded data.

@@ -8,14 +8,16 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from lookalike.catalog import ImageRecord
+from lookalike.images import ImageSource
 from lookalike.index.generation import Snapshot
 from lookalike.index.update import ProgressCallback
 from lookalike.search import pipeline
 from lookalike.search.dedup import DuplicateGroup, build_groups
-from lookalike.search.pipeline import Hit, QueryDescription, Searcher, SearchResult
+from lookalike.search.pipeline import Hit, Query, QueryDescription, Searcher, SearchResult
 from lookalike.search.region import Box
 from lookalike.settings import DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
 
@@ -34,7 +36,7 @@ class SearchFacade(ABC):
 
     def search(
         self,
-        query: Any,
+        query: Query,
         *,
         k: int | None = None,
         mode: str | None = None,
@@ -67,7 +69,7 @@ class SearchFacade(ABC):
 
     def describe(
         self,
-        query: Any,
+        query: ImageSource,
         *,
         region: Box | None = None,
         classic: tuple[str, ...] | None = None,
@@ -111,7 +113,7 @@ class SearchFacade(ABC):
 
     def explain(
         self,
-        query: Any,
+        query: ImageSource | int | np.integer,
         hits: Sequence[Hit],
         out_dir: str | os.PathLike[str],
         *,

@@ -20,13 +20,13 @@ from lookalike.catalog import ImageRecord
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.features.classic import describe, rootsift
 from lookalike.features.detail import detail
-from lookalike.images import load_image, source_size
+from lookalike.images import ImageSource, load_image, source_size
 from lookalike.index import sift_store
 from lookalike.index.generation import Snapshot, stored_features
 from lookalike.search.explain import save_png, side_by_side
 from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
-from lookalike.search.rerank import Reranked, rerank
+from lookalike.search.rerank import Reranked, VerifyMemo, rerank
 from lookalike.search.retry import read, second_looks
 from lookalike.search.verify import Verified
 from lookalike.settings import (
@@ -113,7 +113,7 @@ class QueryDescription:
     features: ImageFeatures | None
     classic: dict[str, np.ndarray]
     size: tuple[int, int]
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo: VerifyMemo = field(default_factory=dict, compare=False, repr=False)
     # the pixels described, kept for second looks; None for an indexed image searched with
     # its stored features
     pixels: QueryPixels | None = field(default=None, compare=False, repr=False)
@@ -136,6 +136,11 @@ class _Wanted:
     @classmethod
     def of(cls, settings: SearchSettings) -> _Wanted:
         return cls(settings.mode in CNN_MODES, settings.classic, settings.sift, settings.blurred)
+
+
+Query = ImageSource | int | np.integer | QueryDescription
+"""What a search takes: an image (`ImageSource`), an indexed image's id (searched with its
+stored features) or a `QueryDescription`."""
 
 
 class Searcher:
@@ -163,7 +168,7 @@ class Searcher:
 
     def search(
         self,
-        query: Any,
+        query: Query,
         options: SearchOptions = SearchOptions(),
         *,
         region: Box | None = None,
@@ -265,7 +270,7 @@ class Searcher:
 
     def describe(
         self,
-        query: Any,
+        query: ImageSource,
         *,
         region: Box | None = None,
         classic: tuple[str, ...] | None = None,
@@ -287,7 +292,7 @@ class Searcher:
         return described
 
     def _query(
-        self, snapshot: Snapshot, query: Any, region: Box | None, wanted: _Wanted
+        self, snapshot: Snapshot, query: Query, region: Box | None, wanted: _Wanted
     ) -> tuple[QueryDescription, np.ndarray | None]:
         """(The query described as `wanted` asks: CNN features with positions in query pixels,
         classic descriptors, RootSIFT as 'rootsift'; its (width, height), pixels and detail;
@@ -336,7 +341,7 @@ class Searcher:
         return QueryDescription(features, described, size)
 
     def _read(
-        self, snapshot: Snapshot, query: Any, region: Box | None, wanted: _Wanted
+        self, snapshot: Snapshot, query: ImageSource, region: Box | None, wanted: _Wanted
     ) -> QueryDescription:
         """A query image decoded (its `region` only, when given) and described."""
         size = source_size(query)
@@ -431,7 +436,7 @@ def verified_pairs(
 
 def explain(
     searcher: Searcher,
-    query: Any,
+    query: ImageSource | int | np.integer,
     hits: Sequence[Hit],
     out_dir: str | os.PathLike[str],
     *,
