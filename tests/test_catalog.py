@@ -36,7 +36,7 @@ AWKWARD = [
     "emoji 📷/x.tif",
 ]
 
-SRC = str(Path(catalog_module.__file__).resolve().parents[1])
+SRC = str(Path(catalog_module.__file__).resolve().parents[2])  # src/lookalike/catalog/__init__.py
 
 
 @pytest.fixture
