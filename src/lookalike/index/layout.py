@@ -1,7 +1,7 @@
 """Every path of an index folder, named once.
 
 index/
-  catalog.sqlite            images, status, settings, generation counter (`catalog.py`)
+  catalog.sqlite            images, status, settings, generation counter (`catalog/`)
   model/                    whitening, codebook, weights (`learn.model.Model`)
   features/shard-NNNNNN/    local and global features, append-only
   codes/MODEL/shard-NNNNNN/ ASMK codes of a shard under one model
