@@ -4,7 +4,7 @@ worker thread, one core each, at most `search_threads` at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -18,16 +18,13 @@ from fastapi.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
 from lookalike.catalog import CatalogError
-from lookalike.collection import Collection, Hit
+from lookalike.collection import Collection, Hit, SearchResult
 from lookalike.images import ImageError
 from lookalike.search.region import Box, parse_region
 from lookalike.server.images_api import thumb_url
 from lookalike.server.state import State
 
 router = APIRouter()
-
-Searched = tuple[Sequence[Hit], tuple[int, int], int]
-"""The hits, the query's (width, height) as seen, and the generation searched."""
 
 
 @router.post("/api/search")
@@ -52,7 +49,7 @@ async def search(
     settings = state.settings
     t = time.perf_counter()
     try:
-        hits, size, generation = await anyio.to_thread.run_sync(
+        result = await anyio.to_thread.run_sync(
             partial(
                 run_search,
                 state.collection,
@@ -69,10 +66,15 @@ async def search(
     # plain JSON: FastAPI's generic encoder takes ~10 ms over the matched points
     return JSONResponse(
         {
-            "query": {"width": size[0], "height": size[1], "id": id, "region": box},
-            "generation": generation,
+            "query": {
+                "width": result.query_size[0],
+                "height": result.query_size[1],
+                "id": id,
+                "region": box,
+            },
+            "generation": result.generation,
             "seconds": round(time.perf_counter() - t, 4),
-            "hits": [hit_json(hit) for hit in hits],
+            "hits": [hit_json(hit) for hit in result],
         }
     )
 
@@ -107,8 +109,8 @@ def run_search(
     k: int | None,
     mode: str | None,
     verify: int | None,
-) -> Searched:
-    """The hits, the query's (width, height) as seen, and the generation searched. Options
+) -> SearchResult:
+    """The hits, with the query's (width, height) as seen and the generation searched. Options
     that are None are the index's own.
 
     Runs on a worker thread, one core per search: OpenMP's thread count is a per-thread
@@ -118,14 +120,7 @@ def run_search(
     """
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(1)
-    result = collection.search(
-        query,
-        k=k,
-        mode=mode,
-        region=region,
-        verify=verify,
-    )
-    return result, result.query_size, result.generation
+    return collection.search(query, k=k, mode=mode, region=region, verify=verify)
 
 
 @asynccontextmanager
