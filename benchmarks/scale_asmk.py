@@ -105,6 +105,7 @@ from lookalike.index.asmk_shortlist import (
     inverted_of,
     write_shortlist,
 )
+from lookalike.index.generation import LoadedGeneration
 from lookalike.index.global_index import (
     REFINE_FILE,
     GlobalIndex,
@@ -112,7 +113,7 @@ from lookalike.index.global_index import (
     load_global,
     save_global,
 )
-from lookalike.search.query import LoadedGeneration, global_candidates, score, top_rows
+from lookalike.search.query import global_candidates, score, top_rows
 from lookalike.settings import IndexSettings, SearchSettings
 
 SEED = 0
@@ -388,7 +389,7 @@ def run_size(
     global_s = time.perf_counter() - t
     del built
     gc.collect()
-    global_ = load_global(folder, recorded)
+    global_ = load_global(folder, recorded["global_index"])
     sizes = file_bytes(folder)
     result: dict[str, Any] = {
         "build_s": round(build_s, 2),
@@ -403,7 +404,7 @@ def run_size(
     }
     for count in counts:
         loaded = LoadedGeneration(
-            0, np.arange(n), ShortlistAsmk(asmk.block, vocabulary, count), global_, model, {}
+            0, np.arange(n), ShortlistAsmk(asmk.block, vocabulary, count), global_, model
         )
         print(f"[{n}] {count} candidates: queries", flush=True)
         result["by_candidates"][str(count)] = first_stage(loaded, col, queries, count)
@@ -420,7 +421,7 @@ def run_size(
         inverted = inverted_of(asmk.block, vocabulary)  # the codes read into RAM and sorted
         inverted_s = time.perf_counter() - t
         exact = GlobalIndex.build(col.vectors)
-        loaded = LoadedGeneration(0, np.arange(n), inverted, exact, model, {})
+        loaded = LoadedGeneration(0, np.arange(n), inverted, exact, model)
         out["inverted"] = {
             "build_s": round(inverted_s, 2),
             "ram_bytes_per_image": inverted.ram_bytes() / n,

@@ -199,8 +199,8 @@ def run_size(col: ScaleSet, with_map: bool) -> dict[str, Any]:
         save_s = time.perf_counter() - t
         del built
         gc.collect()
-        rss_load = rss_of_loading(folder, recorded)
-        index = load_global(folder, recorded)
+        rss_load = rss_of_loading(folder, recorded["global_index"])
+        index = load_global(folder, recorded["global_index"])
         assert isinstance(index, CompressedGlobalIndex)
         params = index.params()
         print(f"[{n}] compressed {params['faiss']}: queries", flush=True)
