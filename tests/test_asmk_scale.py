@@ -28,7 +28,7 @@ from lookalike.index.asmk_shortlist import (
     save_asmk,
     write_shortlist,
 )
-from lookalike.index.generation import Manifest
+from lookalike.index.generation import LoadedGeneration, Manifest
 from lookalike.search.query import below_candidates, score, top_rows
 from lookalike.search.rerank import _expanded_scores, rerank
 from lookalike.settings import IndexSettings, RerankSettings, SearchSettings, Settings
@@ -294,11 +294,13 @@ def test_expansion_on_a_shortlist_index_scores_the_first_stages_candidates(
 ) -> None:
     """Each expanding image's code is scored on the first stage's candidates only (the inverted
     file's scores there, 0 elsewhere), and every other row is capped below them again."""
-    loaded = shortlisted.snapshot().loaded
-    assert isinstance(loaded.asmk, ShortlistAsmk)
+    snapshot = shortlisted.snapshot()
+    loaded, stored = snapshot.loaded, snapshot.stored
+    assert isinstance(loaded, LoadedGeneration) and isinstance(loaded.asmk, ShortlistAsmk)
     inverted = inverted_of(loaded.asmk.block, loaded.asmk.vocabulary)
-    features = shortlisted.stored_features(shortlisted.id_of(demo.query))
-    stored = shortlisted._stored_images(loaded)
+    image_id = shortlisted.id_of(demo.query)
+    assert image_id is not None
+    features = shortlisted.stored_features(image_id)
     second = RerankSettings(expand=True)
     for mode in ("fused", "asmk"):
         search = SearchSettings(mode=mode)
