@@ -139,8 +139,7 @@ def test_a_shortlist_generation_splits_into_code_blocks(
 ) -> None:
     """Each part of a shortlist generation holds its rows' codes as they are in the generation
     (no inverted file) and, served, scores candidate rows as the unsharded index does; a set
-    written before the kind was recorded loads as inverted, and one of a shortlist generation
-    is written again."""
+    written by an older version (no kind recorded) is written again."""
     from lookalike.index.asmk_shortlist import SHORTLIST_DIR, CodeBlock, ShortlistAsmk
     from lookalike.scale.part import ShardServer
     from lookalike.scale.split import SET_META, ShardSet, split_generation
@@ -176,10 +175,10 @@ def test_a_shortlist_generation_splits_into_code_blocks(
             server.codes([3])[0].residuals, whole.code(start + 3).residuals
         )
 
-    meta.pop("asmk_index")  # as written before the kind was recorded
+    meta.pop("asmk_index")  # as written by an older version: not read, written again
     (shard_set.folder / SET_META).write_text(json.dumps(meta))
-    older = ShardSet.load(shard_set.folder)
-    assert (older.asmk_kind, older.candidates) == ("inverted", None)
+    with pytest.raises(KeyError):
+        ShardSet.load(shard_set.folder)
     again = split_generation(shortlist_collection.index_dir, 3, out)
     assert again.asmk_kind == "shortlist" and not (again.part(0) / "asmk").exists()
 

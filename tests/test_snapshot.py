@@ -4,6 +4,7 @@ one."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
+from lookalike.index.generation import MANIFEST_FILE, MANIFEST_VERSION, Manifest
+from lookalike.index.layout import IndexLayout, shard_numbers
 from lookalike.search import pipeline
 
 
@@ -73,3 +76,31 @@ def test_a_snapshot_is_taken_once_and_swapped_whole(small: tuple[Collection, lis
     assert collection.snapshot() is one  # nothing new published: the same snapshot
     assert [p for _, p in one.images()] == [p for _, p in collection.images()]
     assert set(one.records) == {int(i) for i in one.loaded.ids}
+
+
+def test_a_generation_of_another_manifest_version_is_built_again(
+    small: tuple[Collection, list[str]],
+) -> None:
+    """An older index's generation (an unversioned `global.json`, or a manifest of another
+    version) is stale: the next run builds it again from the stored features, describing no
+    image, and the search finds what it found before."""
+    collection, before = small
+    query = collection.root / before[2]
+    hits = [(h.path, round(h.score, 6)) for h in collection.search(query, k=5)]
+    folder = IndexLayout(collection.index_dir).generation(collection.generation)
+    manifest = Manifest.read(folder)
+    assert manifest is not None and manifest.version == MANIFEST_VERSION
+    values = json.loads((folder / MANIFEST_FILE).read_text())
+    (folder / MANIFEST_FILE).write_text(json.dumps({**values, "version": MANIFEST_VERSION - 1}))
+    assert Manifest.read(folder) is None
+    layout = IndexLayout(collection.index_dir)
+    shards = shard_numbers(layout.features)
+    report = Collection.open(collection.root).index(workers=1)
+    assert (report.added, report.updated, report.skipped) == ([], [], len(before))
+    assert shard_numbers(layout.features) == shards  # no image described again
+    assert report.generation == manifest.generation + 1
+    rebuilt = Manifest.read(layout.generation(report.generation))
+    assert rebuilt is not None and rebuilt.images == len(before)
+    again = Collection.open(collection.root)
+    assert [(h.path, round(h.score, 6)) for h in again.search(query, k=5)] == hits
+    assert again.index(workers=1).generation == report.generation  # now up to date
