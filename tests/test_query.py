@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,9 +12,12 @@ import pytest
 from lookalike.index.global_index import GlobalIndex
 from lookalike.search.query import fuse, top_rows
 from lookalike.settings import (
+    DEFAULT_K,
     PRESETS,
     FeatureSettings,
     LearnSettings,
+    RerankSettings,
+    SearchOptions,
     SearchSettings,
     Settings,
     from_dict,
@@ -136,8 +140,53 @@ def test_from_dict_unknown_key_names_allowed() -> None:
         from_dict(SearchSettings, {"mode": "asmk", "bogus": 1})
     message = str(info.value)
     assert "SearchSettings" in message
-    for name in ("alpha", "global_weight", "mode", "query_assignments", "shortlist"):
+    for name in ("alpha", "global_weight", "mode", "query_assignments", "fuse"):
         assert name in message
+
+
+def test_search_options_go_onto_the_stored_settings() -> None:
+    stored = Settings(
+        search=SearchSettings(mode="global", fuse=("colour",)), rerank=RerankSettings(verify=30)
+    )
+    kept = SearchOptions().apply(stored)  # nothing given: the index's settings, k's default
+    assert (kept.k, kept.search, kept.rerank) == (DEFAULT_K, stored.search, stored.rerank)
+    given = SearchOptions(k=5, mode="asmk", fuse=(), verify=0, expand=True, retry=False)
+    resolved = given.apply(stored)
+    assert (resolved.k, resolved.search.mode, resolved.search.fuse) == (5, "asmk", ())
+    assert (resolved.rerank.verify, resolved.rerank.expand, resolved.rerank.retry) == (
+        0,
+        True,
+        False,
+    )
+    assert resolved.search.alpha == stored.search.alpha  # what is not given stays
+    # a stored fusion does not fit a classic mode asked for: said when applied
+    with pytest.raises(ValueError, match="CNN mode"):
+        SearchOptions(mode="texture").apply(stored)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mode": "nope"}, "allowed: fused, asmk, global"),
+        ({"verify": -1}, "verify must be 0"),
+        ({"k": 0}, "k must be at least 1"),
+        ({"fuse": ("bogus",)}, "cannot fuse 'bogus'"),
+        ({"mode": "colour", "fuse": ("texture",)}, "CNN mode"),
+    ],
+)
+def test_search_options_are_checked_before_any_work(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SearchOptions(**options)
+
+
+def test_settings_stored_by_older_versions_load() -> None:
+    """The verify count was `rerank.shortlist`, and `search.shortlist` was never read."""
+    values = Settings().as_dict()
+    values["search"]["shortlist"] = 1000
+    del values["rerank"]["verify"]
+    values["rerank"]["shortlist"] = 40
+    settings = Settings.from_dict(values)
+    assert settings.rerank.verify == 40 and settings.search == SearchSettings()
 
 
 def test_from_dict_builds_and_converts_lists() -> None:
