@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 from rich.table import Table
@@ -117,11 +117,7 @@ def eval_holidays(
         result = evaluate(
             rset,
             modes=_modes(modes),
-            index_dir=index,
-            model=model,
-            workers=workers,
-            verify=verify,
-            expand=expand,
+            **_eval_options(index, model, workers, verify, expand),
             progress=bar,
         )
     _print_eval(result, as_json)
@@ -159,15 +155,32 @@ def eval_groups(
         result = evaluate(
             rset,
             modes=_modes(modes),
-            index_dir=index,
-            model=model,
-            workers=workers,
+            **_eval_options(index, model, workers, verify, expand),
             max_queries=max_queries,
-            verify=verify,
-            expand=expand,
             progress=bar,
         )
     _print_eval(result, as_json)
+
+
+def _eval_options(
+    index: Path | None, model: Path | None, workers: int, verify: int | None, expand: bool | None
+) -> EvalOptions:
+    """The options `eval holidays` and `eval groups` share, as `evaluate` takes them."""
+    return {
+        "index_dir": index,
+        "model": model,
+        "workers": workers,
+        "verify": verify,
+        "expand": expand,
+    }
+
+
+class EvalOptions(TypedDict):
+    index_dir: Path | None
+    model: Path | None
+    workers: int
+    verify: int | None
+    expand: bool | None
 
 
 def eval_robustness(
