@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 from collections.abc import Sequence
@@ -157,8 +158,6 @@ def optimize_for_inference(model: EfficientNetLite) -> EfficientNetLite:
 
     Fewer passes over memory; for extraction, not training. See `_native_padding`.
     """
-    import copy
-
     fast = copy.deepcopy(model).eval()
     net: Any = fast.net
     with torch.no_grad():

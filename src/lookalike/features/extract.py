@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lookalike.backbones import build_backbone
 from lookalike.features.global_ import multiscale_gem
 from lookalike.features.local import LocalFeatures, select_strongest
 from lookalike.settings import FeatureSettings
@@ -77,8 +78,6 @@ class Extractor:
     @property
     def model(self) -> torch.nn.Module:
         if self._model is None:
-            from lookalike.backbones import build_backbone
-
             if self.threads:
                 torch.set_num_threads(self.threads)
             layers = sorted({self.settings.local_layer, self.settings.global_layer})

@@ -18,6 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from lookalike.catalog import ImageRecord
+from lookalike.features.classic import describe
 from lookalike.images import ImageError, load_image
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.layout import IndexLayout, shard_name
@@ -75,8 +76,6 @@ def backfill(
     """Describe the images of every shard that has no classic descriptors yet (decoding them
     again at `decode_size`, as extraction does). `shard_rows(shard)` is its number of rows.
     Returns the number of images described."""
-    from lookalike.features.classic import describe
-
     if not settings.descriptors:
         return 0
 

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.catalog import ImageRecord
-from lookalike.features.classic import SIFT_DIM
+from lookalike.features.classic import SIFT_DIM, rootsift_file
 from lookalike.images import ImageError
 from lookalike.index.asmk_index import AsmkIndex, Vocabulary
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.classic_store import backfill_shards, prune
 from lookalike.index.layout import IndexLayout, shard_name
+from lookalike.learn.codebook import fit_codebook
 from lookalike.settings import LearnSettings, SiftSettings
 
 logger = logging.getLogger("lookalike")
@@ -70,8 +71,6 @@ def read_sift(index_dir: Path, settings: SiftSettings, shard: int, row: int) -> 
 
 def describe_file(path: Path, settings: SiftSettings) -> np.ndarray:
     """`(N, 128)` float16 RootSIFT descriptors of an image file, as they are stored."""
-    from lookalike.features.classic import rootsift_file
-
     return np.asarray(rootsift_file(path, settings).desc, np.float16)
 
 
@@ -133,8 +132,6 @@ def codebook(
 ) -> np.ndarray:
     """The RootSIFT codebook `(k, 128)`: the one kept in the index, or fitted now (k-means on
     up to `learn.sample_features` descriptors spread over the images) when there is none."""
-    from lookalike.learn.codebook import fit_codebook
-
     path = sift_root(index_dir, settings) / CODEBOOK
     if path.is_file() and not refit:
         return np.load(path)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lookalike.backbones import build_backbone
 from lookalike.backbones.efficientnet import LAYER_STRIDES
 from lookalike.features.global_ import gem
 from lookalike.images import ImageError, load_image
@@ -83,8 +84,6 @@ def _near(points: torch.Tensor, image: torch.Tensor, radius: float) -> torch.Ten
 
 def build_model(features: FeatureSettings, start: str) -> torch.nn.Module:
     """The trainable network: backbone taps plus a strength head on the local layer."""
-    from lookalike.backbones import build_backbone
-
     layers = sorted({features.local_layer, features.global_layer})
     model = build_backbone(features.backbone, layers, pretrained=start == "imagenet")
     model.add_strength_head(features.local_layer)  # type: ignore[operator]

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.features.batch import Extracted, Extras, extract_file
-from lookalike.features.extract import use_bfloat16
+from lookalike.features.extract import Extractor, use_bfloat16
 from lookalike.scale import RAY_MISSING, connect, disconnect, import_ray
 from lookalike.settings import FeatureSettings
 
@@ -66,8 +66,6 @@ class ExtractBatch:
         extras: Extras,
         precision: str,
     ) -> None:
-        from lookalike.features import Extractor
-
         self.root = Path(root)
         self.extras = extras
         path = None
