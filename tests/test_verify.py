@@ -151,6 +151,11 @@ def test_parse_and_clip_regions() -> None:
     for bad in ("1,2,3", "a,b,c,d", ""):
         with pytest.raises(ValueError, match="x,y,w,h"):
             parse_region(bad)
+    for bad in ("0,0,0,5", "0,0,5,-1", "nan,0,5,5", "0,inf,5,5"):
+        with pytest.raises(ValueError, match="finite numbers with a positive size"):
+            parse_region(bad)
+    # reaching past an edge, left and top as right and bottom, is clipped with the image's size
+    assert parse_region("-10,5,50,500") == (-10.0, 5.0, 50.0, 500.0)
     assert clip_region((-10, 5, 50, 500), (100, 80)) == (0.0, 5.0, 40.0, 75.0)
     with pytest.raises(ValueError, match="outside"):
         clip_region((200, 0, 10, 10), (100, 80))

@@ -16,9 +16,8 @@ Box = tuple[float, float, float, float]
 
 def parse_region(text: str) -> Box:
     """`"x,y,w,h"` (pixels of the query as seen) -> a box; raises ValueError saying what is
-    wrong: not four numbers, or not a box that starts inside the image (x, y >= 0) with a
-    positive size. (One that reaches past the image's right or bottom edge is clipped later,
-    by `clip_region`, which knows the image's size.)"""
+    wrong: not four finite numbers, or not a positive size. (A box that reaches past the
+    image's edges is clipped later, by `clip_region`, which knows the image's size.)"""
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 4:
         raise ValueError(f"a region is x,y,w,h (four numbers), got {text!r}")
@@ -26,8 +25,8 @@ def parse_region(text: str) -> Box:
         x, y, w, h = (float(p) for p in parts)
     except ValueError:
         raise ValueError(f"a region is x,y,w,h (four numbers), got {text!r}") from None
-    if not all(math.isfinite(v) for v in (x, y, w, h)) or x < 0 or y < 0 or w <= 0 or h <= 0:
-        raise ValueError(f"region {text!r} must have x, y >= 0 and a positive size")
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        raise ValueError(f"region {text!r} must be finite numbers with a positive size")
     return x, y, w, h
 
 
