@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from lookalike.evaluate.metrics import (
     RetrievalReport,
     average_precision,
+    average_precision_inria,
     mean_average_precision,
     precision_at_k,
     recall_at_k,
@@ -37,6 +38,57 @@ EXACT = 1e-12
 )
 def test_average_precision_exact(ranked: list[str], relevant: set[str], expected: float) -> None:
     assert average_precision(ranked, relevant) == pytest.approx(expected, abs=EXACT)
+
+
+# --- average_precision_inria: INRIA's trapezoid rule, worked by hand --------------------
+
+
+@pytest.mark.parametrize(
+    ("ranked", "relevant", "expected"),
+    [
+        (["a", "b"], {"a", "b"}, 1.0),
+        (["x", "a"], {"a"}, (0 + 1 / 2) / 2),  # 0.25, against 0.5 non-interpolated
+        (["a", "x", "b"], {"a", "b"}, ((1 + 1) / 2 + (1 / 2 + 2 / 3) / 2) / 2),
+        (["x", "a", "y", "b"], {"a", "b"}, ((0 + 1 / 2) / 2 + (1 / 3 + 2 / 4) / 2) / 2),
+        (["x", "a"], {"a", "b"}, ((0 + 1 / 2) / 2) / 2),  # b never retrieved: adds 0
+        (["x", "y"], {"a"}, 0.0),
+        ([], {"a"}, 0.0),
+    ],
+)
+def test_average_precision_inria_exact(
+    ranked: list[str], relevant: set[str], expected: float
+) -> None:
+    assert average_precision_inria(ranked, relevant) == pytest.approx(expected, abs=EXACT)
+
+
+def _holidays_map_ap(ranks: list[int], nres: int) -> float:
+    """INRIA's `score_ap_from_ranks_1` (holidays_map.py), transcribed: `ranks` are the 0-based
+    ranks of the relevant images found, in order; `nres` the number of relevant images."""
+    ap = 0.0
+    recall_step = 1.0 / nres
+    for ntp, rank in enumerate(ranks):
+        precision_0 = 1.0 if rank == 0 else ntp / float(rank)
+        precision_1 = (ntp + 1) / float(rank + 1)
+        ap += (precision_1 + precision_0) * recall_step / 2.0
+    return ap
+
+
+@given(
+    st.lists(st.booleans(), max_size=30),
+    st.integers(min_value=0, max_value=5),
+)
+def test_average_precision_inria_matches_holidays_map(hits: list[bool], missed: int) -> None:
+    ranked = [f"{'r' if hit else 'n'}{i}" for i, hit in enumerate(hits)]
+    relevant = {r for r, hit in zip(ranked, hits, strict=True) if hit} | {
+        f"missing{i}" for i in range(missed)
+    }
+    if not relevant:
+        return
+    ranks = [i for i, hit in enumerate(hits) if hit]
+    expected = _holidays_map_ap(ranks, len(relevant))
+    got = average_precision_inria(["q", *ranked], relevant, junk={"q"})
+    assert got == pytest.approx(expected, abs=EXACT)
+    assert got <= average_precision(ranked, relevant) + EXACT
 
 
 def test_junk_is_removed_before_ranking() -> None:
@@ -122,6 +174,10 @@ def test_mean_average_precision() -> None:
     )
     # Without junk q1 is ranked first in its own list and costs precision.
     assert mean_average_precision(RANKINGS, RELEVANT) == pytest.approx((0.5 + 0.5) / 2, abs=EXACT)
+    q1_inria = ((1 + 1) / 2 + (1 / 2 + 2 / 3) / 2) / 2
+    assert mean_average_precision(RANKINGS, RELEVANT, junk=JUNK, inria=True) == pytest.approx(
+        (q1_inria + 0.25) / 2, abs=EXACT
+    )
 
 
 def test_mean_average_precision_needs_every_query() -> None:
@@ -137,13 +193,17 @@ def test_summarize() -> None:
     assert report.n_queries == 2
     assert report.map == pytest.approx((5 / 6 + 1 / 2) / 2, abs=EXACT)
     assert report.per_query_ap == pytest.approx({"q1": 5 / 6, "q2": 0.5}, abs=EXACT)
+    q1_inria = ((1 + 1) / 2 + (1 / 2 + 2 / 3) / 2) / 2
+    assert report.per_query_ap_inria == pytest.approx({"q1": q1_inria, "q2": 0.25}, abs=EXACT)
+    assert report.map_inria == pytest.approx((q1_inria + 0.25) / 2, abs=EXACT)
     assert report.p_at_1 == pytest.approx((1 + 0) / 2, abs=EXACT)
     assert report.p_at_5 == pytest.approx((2 / 5 + 1 / 5) / 2, abs=EXACT)
     assert report.p_at_10 == pytest.approx((2 / 10 + 1 / 10) / 2, abs=EXACT)
     assert report.ns_score == pytest.approx((2 + 1) / 2, abs=EXACT)
     as_dict = report.as_dict()
     assert set(as_dict) == {
-        "n_queries", "map", "p_at_1", "p_at_5", "p_at_10", "ns_score", "per_query_ap"
+        "n_queries", "map", "map_inria", "p_at_1", "p_at_5", "p_at_10", "ns_score",
+        "per_query_ap", "per_query_ap_inria",
     }  # fmt: skip
     assert as_dict["map"] == report.map
     assert as_dict["per_query_ap"] == report.per_query_ap

@@ -16,6 +16,7 @@ from lookalike.evaluate.datasets import (
 from lookalike.evaluate.metrics import (
     RetrievalReport,
     average_precision,
+    average_precision_inria,
     mean_average_precision,
     precision_at_k,
     recall_at_k,
@@ -30,6 +31,7 @@ __all__ = [
     "RetrievalReport",
     "RetrievalSet",
     "average_precision",
+    "average_precision_inria",
     "corel",
     "data_root",
     "fingerprints",

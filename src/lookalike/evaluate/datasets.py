@@ -17,7 +17,7 @@ import json
 import os
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +27,7 @@ __all__ = [
     "DATASETS",
     "FINGERPRINT_SETS",
     "IMAGE_EXTENSIONS",
+    "SPLITS",
     "DataMissing",
     "RetrievalSet",
     "corel",
@@ -34,6 +35,7 @@ __all__ = [
     "fingerprints",
     "groups",
     "holidays",
+    "leave_out",
     "load_dataset",
     "require_data",
 ]
@@ -42,6 +44,11 @@ FINGERPRINT_SETS: tuple[str, ...] = tuple(
     f"fvc{year}_db{db}" for year in (2000, 2002) for db in (1, 2, 3, 4)
 )
 """The eight FVC "B" sets shipped under ``fingerprints/``."""
+
+SPLITS: tuple[str, ...] = ("validation", "test")
+"""The halves a set's queries fall in: parameters are chosen on *validation*, figures are
+reported on *test* (and on all queries). Holidays: even group numbers validate, odd ones test;
+a groups folder: its groups in sorted order, alternately."""
 
 _ROTATIONS = frozenset({0, 90, 180, 270})
 _ENV_VAR = "LOOKALIKE_DATA"
@@ -142,6 +149,9 @@ class RetrievalSet:
         rotations: path -> clockwise degrees (0/90/180/270) that make it upright;
             ``{}`` when not applicable. Upright with PIL: ``im.rotate(-deg, expand=True)``.
         groups: path -> group name for one-folder-per-group sets; ``{}`` otherwise.
+        splits: query -> the half it belongs to (:data:`SPLITS`); ``{}``: no split.
+        left_out: images that are queries only: searched from their files, never indexed
+            (see :func:`leave_out`); ``frozenset()``: every image is indexed.
     """
 
     name: str
@@ -151,6 +161,8 @@ class RetrievalSet:
     junk: dict[str, frozenset[str]]
     rotations: dict[str, int]
     groups: dict[str, str]
+    splits: dict[str, str] = field(default_factory=dict)
+    left_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if list(self.images) != sorted(set(self.images)):
@@ -169,20 +181,47 @@ class RetrievalSet:
         unknown(self.rotations, "rotated paths")
         unknown(self.groups, "grouped paths")
         for query, rel in self.queries.items():
-            if not rel:
-                raise ValueError(f"{self.name}: query {query!r} has no relevant images")
             if not rel <= known:
                 unknown(rel, f"relevant images of {query!r}")
-            if query in rel:
-                raise ValueError(f"{self.name}: query {query!r} is listed as its own relevant")
-            clash = rel & self.junk.get(query, frozenset())
-            if clash:
-                raise ValueError(
-                    f"{self.name}: {sorted(clash)[:3]} are both relevant and junk for {query!r}"
-                )
+            self._check_query(query, rel)
         bad = {p: d for p, d in self.rotations.items() if d not in _ROTATIONS}
         if bad:
             raise ValueError(f"{self.name}: rotations must be 0/90/180/270, got {bad}")
+        unknown(self.splits, "split queries")
+        odd = sorted({s for s in self.splits.values() if s not in SPLITS})
+        if odd:
+            raise ValueError(f"{self.name}: splits must be one of {SPLITS}, got {odd}")
+        unknown(self.left_out, "left-out images")
+
+    def _check_query(self, query: str, rel: frozenset[str]) -> None:
+        if not rel:
+            raise ValueError(f"{self.name}: query {query!r} has no relevant images")
+        if query in rel:
+            raise ValueError(f"{self.name}: query {query!r} is listed as its own relevant")
+        clash = rel & self.junk.get(query, frozenset())
+        if clash:
+            raise ValueError(
+                f"{self.name}: {sorted(clash)[:3]} are both relevant and junk for {query!r}"
+            )
+        if rel & self.left_out:
+            raise ValueError(
+                f"{self.name}: {sorted(rel & self.left_out)[:3]} are relevant to {query!r} "
+                "but left out of the index"
+            )
+
+    @property
+    def indexed(self) -> tuple[str, ...]:
+        """The images to index: every image but the left-out queries, sorted."""
+        return tuple(p for p in self.images if p not in self.left_out)
+
+    def split(self, name: str) -> list[str]:
+        """The queries of one half (:data:`SPLITS`), sorted; ValueError for another name or a
+        set without splits."""
+        if name not in SPLITS or not self.splits:
+            raise ValueError(
+                f"{self.name}: no split {name!r}; splits: {sorted(set(self.splits.values()))}"
+            )
+        return sorted(q for q in self.queries if self.splits.get(q) == name)
 
     @property
     def n_relevant(self) -> int:
@@ -230,6 +269,7 @@ def holidays(root: Path | None = None) -> RetrievalSet:
         junk={q: frozenset({q}) for q in queries},
         rotations={image_of(i): int(d) for i, d in raw_rotations.items()},
         groups={},
+        splits={image_of(q): SPLITS[int(q) // 100 % 2] for q in raw_queries},
     )
 
 
@@ -286,7 +326,54 @@ def groups(root: Path, *, min_group_size: int = 2, name: str | None = None) -> R
         junk={q: frozenset({q}) for q in queries},
         rotations={},
         groups=group_of,
+        splits=_group_splits(group_of, queries),
     )
+
+
+def leave_out(rset: RetrievalSet, per_group: int | None = None) -> RetrievalSet:
+    """The set with queries that are not in the collection: the *leave-out* protocol.
+
+    With `per_group` None (Holidays), every query is left out of the index and searched from
+    its file against the other images. With `per_group` N (a groups folder), the first N files
+    of each group (sorted by name) are the queries, left out, each relevant to the rest of its
+    group; a group of N files or fewer is indexed whole and asks nothing. Raises ValueError when
+    no query is left (or `per_group` < 1).
+    """
+    if per_group is None:
+        out = frozenset(rset.queries)
+        queries = {q: rel - out for q, rel in rset.queries.items() if rel - out}
+    else:
+        if per_group < 1:
+            raise ValueError(f"leave-out needs at least one query per group, got {per_group}")
+        members: dict[str, list[str]] = {}
+        for image, group in rset.groups.items():
+            members.setdefault(group, []).append(image)
+        queries = {}
+        for group_members in members.values():
+            ordered = sorted(group_members)
+            if len(ordered) <= per_group:
+                continue
+            rest = frozenset(ordered[per_group:])
+            queries.update({q: rest for q in ordered[:per_group]})
+        out = frozenset(queries)
+    if not queries:
+        raise ValueError(f"{rset.name}: no query has a relevant image left in the index")
+    return replace(
+        rset,
+        queries=queries,
+        junk={q: frozenset({q}) for q in queries},
+        splits={q: s for q, s in rset.splits.items() if q in queries}
+        if per_group is None
+        else _group_splits(rset.groups, queries),
+        left_out=out,
+    )
+
+
+def _group_splits(group_of: dict[str, str], queries: Iterable[str]) -> dict[str, str]:
+    """The halves of a groups folder's `queries`: the groups that ask, in sorted order,
+    alternately validation and test."""
+    order = {g: i for i, g in enumerate(sorted({group_of[q] for q in queries}))}
+    return {q: SPLITS[order[group_of[q]] % 2] for q in queries}
 
 
 def fingerprints(set_name: str, root: Path | None = None) -> RetrievalSet:

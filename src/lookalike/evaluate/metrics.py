@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "RetrievalReport",
     "average_precision",
+    "average_precision_inria",
     "mean_average_precision",
     "precision_at_k",
     "recall_at_k",
@@ -103,6 +104,33 @@ def average_precision(
     return total / len(rel)
 
 
+def average_precision_inria(
+    ranked: Sequence[str], relevant: Collection[str], *, junk: Collection[str] = ()
+) -> float:
+    """Average precision as INRIA's ``holidays_map.py`` computes it (``score_ap_from_ranks_1``):
+    the precision-recall curve integrated with trapezoids, each relevant item found adding
+    ``(P_before + P_after) / 2 / |relevant|``, where ``P_before`` is the precision just before
+    its rank (1 at rank 1) and ``P_after`` the precision at its rank.
+
+    Published Holidays figures use this rule. It is lower than :func:`average_precision`
+    whenever a relevant item follows a non-relevant one: a query whose one relevant image comes
+    second scores 0.25 here, 0.5 there. Arguments, ranks and errors as
+    :func:`average_precision`.
+    """
+    cleaned, rel = _prepare(ranked, relevant, junk)
+    if not rel:
+        raise ValueError("average precision is undefined for a query with no relevant items")
+    total = 0.0
+    found = 0
+    for rank, item in enumerate(cleaned):  # rank: items retrieved before this one
+        if item in rel:
+            before = 1.0 if rank == 0 else found / rank
+            after = (found + 1) / (rank + 1)
+            total += (before + after) / 2
+            found += 1
+    return total / len(rel)
+
+
 def precision_at_k(
     ranked: Sequence[str], relevant: Collection[str], k: int, *, junk: Collection[str] = ()
 ) -> float:
@@ -163,8 +191,10 @@ def mean_average_precision(
     relevant: Mapping[str, Collection[str]],
     *,
     junk: Mapping[str, Collection[str]] | None = None,
+    inria: bool = False,
 ) -> float:
-    """Mean of :func:`average_precision` over the queries of ``relevant``.
+    """Mean of :func:`average_precision` (with ``inria``, of :func:`average_precision_inria`)
+    over the queries of ``relevant``.
 
     Args:
         rankings: query id -> ranked ids; extra queries not in ``relevant`` are ignored.
@@ -177,7 +207,8 @@ def mean_average_precision(
     """
     queries = _query_set(rankings, relevant)
     junk = junk or {}
-    aps = [average_precision(rankings[q], relevant[q], junk=junk.get(q, ())) for q in queries]
+    ap = average_precision_inria if inria else average_precision
+    aps = [ap(rankings[q], relevant[q], junk=junk.get(q, ())) for q in queries]
     return sum(aps) / len(aps)
 
 
@@ -185,27 +216,33 @@ def mean_average_precision(
 class RetrievalReport:
     """Summary of a retrieval run; every figure is a mean over ``n_queries`` queries.
 
-    ``ns_score`` is the mean UKBench-style count of relevant items in the top 4.
+    ``map`` is the mean non-interpolated AP (:func:`average_precision`), ``map_inria`` the
+    mean of INRIA's trapezoid AP (:func:`average_precision_inria`); ``ns_score`` is the mean
+    UKBench-style count of relevant items in the top 4.
     """
 
     n_queries: int
     map: float
+    map_inria: float
     p_at_1: float
     p_at_5: float
     p_at_10: float
     ns_score: float
     per_query_ap: dict[str, float] = field(hash=False, repr=False)
+    per_query_ap_inria: dict[str, float] = field(hash=False, repr=False)
 
     def as_dict(self) -> dict[str, int | float | dict[str, float]]:
-        """Plain dict (JSON-ready), including a copy of ``per_query_ap``."""
+        """Plain dict (JSON-ready), including copies of the per-query APs."""
         return {
             "n_queries": self.n_queries,
             "map": self.map,
+            "map_inria": self.map_inria,
             "p_at_1": self.p_at_1,
             "p_at_5": self.p_at_5,
             "p_at_10": self.p_at_10,
             "ns_score": self.ns_score,
             "per_query_ap": dict(self.per_query_ap),
+            "per_query_ap_inria": dict(self.per_query_ap_inria),
         }
 
 
@@ -214,7 +251,7 @@ def summarize(
     relevant: Mapping[str, Collection[str]],
     junk: Mapping[str, Collection[str]] | None = None,
 ) -> RetrievalReport:
-    """Score every query of ``relevant``: mAP, P@1, P@5, P@10 and the N-S score.
+    """Score every query of ``relevant``: mAP (both rules), P@1, P@5, P@10 and the N-S score.
 
     Junk is removed before every metric. Arguments are as for
     :func:`mean_average_precision`.
@@ -222,10 +259,12 @@ def summarize(
     queries = _query_set(rankings, relevant)
     junk = junk or {}
     per_query: dict[str, float] = {}
+    per_query_inria: dict[str, float] = {}
     p1 = p5 = p10 = ns = 0.0
     for q in queries:
         ranked, rel, jq = rankings[q], relevant[q], junk.get(q, ())
         per_query[q] = average_precision(ranked, rel, junk=jq)
+        per_query_inria[q] = average_precision_inria(ranked, rel, junk=jq)
         p1 += precision_at_k(ranked, rel, 1, junk=jq)
         p5 += precision_at_k(ranked, rel, 5, junk=jq)
         p10 += precision_at_k(ranked, rel, 10, junk=jq)
@@ -234,9 +273,11 @@ def summarize(
     return RetrievalReport(
         n_queries=n,
         map=sum(per_query.values()) / n,
+        map_inria=sum(per_query_inria.values()) / n,
         p_at_1=p1 / n,
         p_at_5=p5 / n,
         p_at_10=p10 / n,
         ns_score=ns / n,
         per_query_ap=per_query,
+        per_query_ap_inria=per_query_inria,
     )

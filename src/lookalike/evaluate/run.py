@@ -104,6 +104,22 @@ def with_distractors(rset: RetrievalSet, distractors: Sequence[Path]) -> Retriev
     return merged_view(rset, distractors) if distractors else rset
 
 
+def indexed_root(rset: RetrievalSet) -> Path:
+    """The folder to index for `rset`: its root, or, when it leaves queries out of the index
+    (`datasets.leave_out`), a cache folder of links to its other images
+    (`views/<set>-leave-out-<key>`, the key a hash of the root and of the images left out).
+    The images keep their paths relative to the set's root."""
+    if not rset.left_out:
+        return rset.root
+    key = hashlib.blake2b(
+        "|".join([str(rset.root.resolve()), *sorted(rset.left_out)]).encode(), digest_size=6
+    ).hexdigest()
+    folder = cache_root() / "views" / f"{rset.name}-leave-out-{key}"
+    for rel in rset.indexed:
+        _link(rset.path(rel), folder / rel)
+    return folder
+
+
 def _link(source: Path, target: Path) -> None:
     if target.exists() or target.is_symlink():
         return
