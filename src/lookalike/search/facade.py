@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lookalike.catalog import ImageRecord
-from lookalike.images import ImageSource
+from lookalike.images import ImageSource, content_hash
 from lookalike.index.generation import Snapshot
 from lookalike.index.update import ProgressCallback
 from lookalike.search import pipeline
@@ -46,6 +46,7 @@ class SearchFacade(ABC):
         retry: bool | None = None,
         region: Box | None = None,
         exclude_self: bool = False,
+        exclude: Collection[int] = (),
     ) -> SearchResult:
         """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, the
         id (int) of an indexed image (searched with its stored features; `exclude_self` drops
@@ -61,11 +62,22 @@ class SearchFacade(ABC):
             turned (on; see `RerankSettings.retry`).
         region: `(x, y, w, h)` in pixels of the query as seen (EXIF orientation applied, full
             size): search for what lies inside this box only.
+        exclude: ids of indexed images to search around, as if they were not indexed (see
+            `Searcher.search`); `copies(path)` gives those of a query file's exact copies.
         """
         options = SearchOptions(
             k=k, mode=mode, fuse=fuse, verify=verify, expand=expand, retry=retry
         )
-        return self.searcher.search(query, options, region=region, exclude_self=exclude_self)
+        return self.searcher.search(
+            query, options, region=region, exclude_self=exclude_self, exclude=exclude
+        )
+
+    def copies(self, path: str | os.PathLike[str]) -> list[int]:
+        """Ids of the searchable images whose content is byte for byte that of the file at
+        `path` (same content hash), in id order."""
+        digest = content_hash(Path(path))
+        records = self.snapshot().records
+        return sorted(i for i, r in records.items() if r.hash == digest)
 
     def describe(
         self,

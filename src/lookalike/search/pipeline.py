@@ -9,7 +9,7 @@ it, so a generation published meanwhile changes nothing in its hits.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
@@ -173,17 +173,28 @@ class Searcher:
         *,
         region: Box | None = None,
         exclude_self: bool = False,
+        exclude: Collection[int] = (),
     ) -> SearchResult:
         """The best images for `query`: a path, bytes, PIL image, (H, W, 3) array, the id (int)
         of an indexed image (searched with its stored features; `exclude_self` drops it from
         the hits), or a `QueryDescription`; `region` `(x, y, w, h)` in pixels of the query as
-        seen (full size, upright). `options` over the collection's settings (`SearchOptions`)."""
+        seen (full size, upright). `options` over the collection's settings (`SearchOptions`).
+
+        `exclude`: ids of indexed images searched around, as if they were not in the index: no
+        hit, and no influence on the others (the scaling of scores, the verification shortlist,
+        the decision to take second looks, query expansion); the model learned from the
+        collection stays as it is. An indexed copy of a query file is excluded so: the search
+        then ranks the rest as it would without the copy (with a shortlist ASMK index, at
+        millions of images, the copy may still take one of the global candidates)."""
         resolved = options.apply(self.settings)
         settings, second = resolved.search, resolved.rerank
         if self._check is not None:
             self._check(settings)
         snapshot = self.snapshot()
-        described, self_rows = self._query(snapshot, query, region, _Wanted.of(settings))
+        described, own_rows = self._query(snapshot, query, region, _Wanted.of(settings))
+        excluded = _rows_of(snapshot, exclude)
+        dropped = _union(excluded, own_rows if exclude_self else None)
+        self_rows = _union(own_rows, excluded)
         scores = score(
             snapshot.loaded,
             described.features,
@@ -195,10 +206,10 @@ class Searcher:
         final, verified = scores.final, {}
         if second.verify > 0 and described.features is not None:
             scores, reranked = self._second_stage(
-                snapshot, described, scores, settings, second, self_rows
+                snapshot, described, scores, settings, second, self_rows, dropped
             )
             final, verified = reranked.final, reranked.verified
-        rows = top_rows(final, resolved.k, self_rows if exclude_self else None)
+        rows = top_rows(final, resolved.k, dropped)
         size = described.size
         query_box = region or (0.0, 0.0, float(size[0]), float(size[1]))
         hits = tuple(
@@ -215,14 +226,16 @@ class Searcher:
         settings: SearchSettings,
         second: RerankSettings,
         self_rows: np.ndarray | None,
+        dropped: np.ndarray | None,
     ) -> tuple[QueryScores, Reranked]:
-        """Verification (and expansion) of the first stage's best; then, when nothing verifies
-        for sure, second looks at the query, keeping the look with the most inliers."""
+        """Verification (and expansion) of the first stage's best, leaving out the `dropped`
+        rows; then, when nothing verifies for sure, second looks at the query, keeping the look
+        with the most inliers."""
         assert described.features is not None
         loaded, stored = snapshot.loaded, snapshot.stored
         reranked = rerank(
             loaded, described.features, scores, stored, settings, second, self_rows,
-            described.memo,
+            described.memo, dropped,
         )  # fmt: skip
         best = _most_inliers(reranked.verified, self_rows)
         if not second.retry or best >= second.saturation:
@@ -234,7 +247,7 @@ class Searcher:
             )
             again = rerank(
                 loaded, look.features, look_scores, stored, settings, second, self_rows,
-                look.memo,
+                look.memo, dropped,
             )  # fmt: skip
             most = _most_inliers(again.verified, self_rows)
             if most >= second.min_inliers and most > best:
@@ -401,6 +414,22 @@ def _in_query(features: ImageFeatures, pixels: QueryPixels) -> ImageFeatures:
         xy=pixels.to_query(local.xy), scale=local.scale, strength=local.strength, desc=local.desc
     )
     return ImageFeatures(moved, features.global_)
+
+
+def _rows_of(snapshot: Snapshot, ids: Collection[int]) -> np.ndarray | None:
+    """The rows of the snapshot holding the images `ids` (None for no ids)."""
+    if not len(ids):
+        return None
+    return np.flatnonzero(np.isin(snapshot.loaded.ids, np.fromiter(ids, np.int64, len(ids))))
+
+
+def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """The rows of `a` and `b` (None when neither has any)."""
+    if a is None or not len(a):
+        return b
+    if b is None or not len(b):
+        return a
+    return np.union1d(a, b)
 
 
 def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -> int:

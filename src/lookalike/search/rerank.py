@@ -112,14 +112,16 @@ def rerank(
     settings: RerankSettings,
     self_rows: np.ndarray | None = None,
     memo: VerifyMemo | None = None,
+    dropped: np.ndarray | None = None,
 ) -> Reranked:
-    """Verify the top `settings.verify` rows of `first`, add the inlier bonus, and (with
-    `settings.expand`) expand the query with the best verified images and score again.
+    """Verify the top `settings.verify` rows of `first` (leaving out `dropped`, the rows the
+    search will not list), add the inlier bonus, and (with `settings.expand`) expand the query
+    with the best verified images and score again.
 
     Scores are first scaled so that the best first-stage score (leaving out `self_rows`) is 1;
     a verified image then gains up to `settings.weight`. `memo`: see `verify_shortlist`.
     """
-    shortlist = top_rows(first.final, settings.verify)
+    shortlist = top_rows(first.final, settings.verify, dropped)
     verified = verify_shortlist(loaded, query.local, shortlist, stored, settings, memo)
     inliers = np.array([verified[int(r)].inliers for r in shortlist], dtype=np.int64)
     bonus = inlier_bonus(inliers, settings)
