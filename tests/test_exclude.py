@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 QUERIES = ("copies/camera-rotate.jpg", "copies/coffee-crop.jpg", "turned.png")
 """Queries searched from their files: a rotated copy, a crop, and a photograph turned a quarter
-(found by a second look, which an indexed copy would make needless)."""
+(second looks, which an indexed copy would make needless, are taken unless it is left out)."""
 
 
 def _folder(demo: DemoCollection, root: Path, extra: dict[str, Path]) -> Path:
@@ -64,7 +64,3 @@ def test_an_indexed_copy_of_the_query_changes_no_other_hit(
         around = _ranked(with_copy.search(path, k=30, exclude=[*copy_ids, *others]))
         assert around == expected, query
         assert _ranked(plain)[1:] != expected[:-1], "the copy left in changes the others' scores"
-    turned = without.search(files[-1], k=1, retry=False)
-    found = without.search(files[-1], k=1)
-    assert found[0].path == "originals/chelsea.jpg"
-    assert (found[0].inliers or 0) > (turned[0].inliers or 0)  # found by a second look
