@@ -75,7 +75,7 @@ def score(rset: RetrievalSet, index_dir: Any, max_queries: int | None) -> dict[s
         out[stage] = {
             m: {
                 **{k: v for k, v in rep.as_dict().items() if k != "per_query_ap"},
-                "median_query_seconds": round(result.query_seconds[m], 4),
+                "median_query_seconds": round(result.modes[m].median_seconds, 4),
             }
             for m, rep in result.reports.items()
         }

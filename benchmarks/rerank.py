@@ -42,7 +42,7 @@ def accuracy(
             mode: {
                 "map": round(rep.map, 4),
                 "p_at_1": round(rep.p_at_1, 4),
-                "median_query_ms": round(1000 * result.query_seconds[mode], 1),
+                "median_query_ms": round(1000 * result.modes[mode].median_seconds, 1),
             }
             for mode, rep in result.reports.items()
         }

@@ -304,18 +304,23 @@ def test_eval_groups_scores_a_tiny_set(
     methods = ["fused", "fused+classic", "colour", "phash", "gem"]
 
     data = _json(_run(*args[:-3], ",".join(methods), *args[-2:]))
-    assert (data["dataset"], data["images"]) == ("groups", 9)
+    assert (data["dataset"], data["images"], data["protocol"]) == ("groups", 9, "official")
     assert Path(data["index"]).is_relative_to(cache)  # written in the cache, not in the set
     assert not (groups_tree / ".lookalike").exists()
     assert list(data["modes"]) == methods
-    assert all(data["modes"][m]["n_queries"] == 9 for m in methods)
-    fused = data["modes"]["fused"]
+    every = {m: data["modes"][m]["all"] for m in methods}
+    assert all(every[m]["n_queries"] == 9 for m in methods)
+    # the groups alternate between the halves: astronaut and coffee validate, chelsea tests
+    assert data["modes"]["fused"]["validation"]["n_queries"] == 6
+    assert data["modes"]["fused"]["test"]["n_queries"] == 3
+    fused = every["fused"]
     assert fused["map"] >= 0.8
+    assert fused["map_inria"] <= fused["map"]
     assert fused["p_at_1"] >= 0.8
     assert 1.5 <= fused["ns_score"] <= 2.0  # 2 other images per group: 2 is perfect
-    assert data["modes"]["fused+classic"]["map"] >= 0.8
+    assert every["fused+classic"]["map"] >= 0.8
     # a perceptual hash does not survive crops and turns; the CNN's raw descriptor partly does
-    assert data["modes"]["phash"]["map"] < data["modes"]["gem"]["map"] <= fused["map"]
+    assert every["phash"]["map"] < every["gem"]["map"] <= fused["map"]
 
     distractors = _copy(
         demo,
@@ -326,9 +331,59 @@ def test_eval_groups_scores_a_tiny_set(
     assert data["images"] == 11
     assert Path(data["index"]).is_relative_to(cache)
     assert (cache / "views").is_dir()
-    fused = data["modes"]["fused"]
+    fused = data["modes"]["fused"]["all"]
     assert fused["n_queries"] == 9  # distractors are never queries
     assert fused["map"] >= 0.8
+
+
+def test_eval_groups_leave_out_indexes_only_the_other_files(
+    groups_tree: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "results" / "leave-out.json"
+    args = ["eval", "groups", groups_tree, "--leave-out", 1, "--modes", "fused,gem"]
+    data = _json(_run(*args, "--workers", 1, "--out", out, "--json"))
+    assert (data["protocol"], data["images"]) == ("leave-out", 6)
+    indexed = {p for _, p in Collection.open(Path(data["index"])).images()}
+    # the first file of each group by name is the query: "chelsea crop.jpg" < "chelsea.jpg"
+    queries = {f"{g}/{g} crop.jpg" for g in ("chelsea", "coffee", "astronaut")}
+    assert (
+        indexed
+        == {p.relative_to(groups_tree).as_posix() for p in groups_tree.rglob("*.jpg")} - queries
+    )
+    assert data["modes"]["fused"]["all"]["n_queries"] == 3
+    assert data["modes"]["fused"]["all"]["map"] >= 0.8
+    detail = json.loads(out.read_text())  # the full results: each query's APs and ranking
+    assert set(detail["modes"]["fused"]["queries"]) == queries
+    for q, row in detail["modes"]["gem"]["queries"].items():
+        assert len(row["ranking"]) == 6 and q not in row["ranking"]
+        assert 0 <= row["ap_inria"] <= row["ap"] <= 1
+
+    by_id = _run(*args, "--by-id")
+    assert "does not go with --leave-out" in _failed_cleanly(by_id)
+
+
+def test_eval_fails_before_indexing_and_keeps_finished_methods(
+    groups_tree: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path / "cache"))
+    index = tmp_path / "index"
+    args = ["eval", "groups", groups_tree, "--index", index, "--workers", 1]
+    message = _failed_cleanly(_run(*args, "--modes", "fused,global,rootsift"))
+    assert _flat("--sift") in _flat(message)
+    status = Collection.open(index).status()  # refused before indexing anything:
+    assert (status["images"], status["generation"]) == (0, 0)
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("the hashing library broke")
+
+    monkeypatch.setattr("lookalike.evaluate.methods.phash_collection", broken)
+    out = tmp_path / "partial.json"
+    result = _run(*args, "--modes", "fused,phash", "--out", out)
+    message = _failed_cleanly(result)
+    assert "stopped after 1 method(s)" in message and "hashing library broke" in message
+    assert "fused" in result.stdout  # the finished method's table is printed
+    assert list(json.loads(out.read_text())["modes"]) == ["fused"]  # and kept
 
 
 def test_eval_groups_errors_are_messages(

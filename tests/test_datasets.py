@@ -16,6 +16,7 @@ from lookalike.evaluate.datasets import (
     fingerprints,
     groups,
     holidays,
+    leave_out,
     load_dataset,
     require_data,
 )
@@ -209,6 +210,45 @@ def test_holidays_from_a_tiny_copy(tmp_path: Path) -> None:
     (tmp_path / "upright.json").unlink()
     with pytest.raises(DataMissing, match=r"upright\.json"):
         holidays(tmp_path)
+
+
+def test_holidays_splits_and_leave_out(tmp_path: Path) -> None:
+    names = ["100000", "100001", "100100", "100101", "100102", "100200", "100201"]
+    _touch(tmp_path, *(f"images/{n}.jpg" for n in names))
+    (tmp_path / "ground_truth.json").write_text(
+        '{"queries": {"100000": ["100001"], "100100": ["100101", "100102"], "100200": ["100201"]}}'
+    )
+    (tmp_path / "upright.json").write_text('{"rotate_clockwise_degrees": {}}')
+    rs = holidays(tmp_path)
+    # group 1000 and 1002 validate, group 1001 tests
+    assert rs.split("validation") == ["images/100000.jpg", "images/100200.jpg"]
+    assert rs.split("test") == ["images/100100.jpg"]
+    out = leave_out(rs)
+    assert out.indexed == ("images/100001.jpg", "images/100101.jpg", "images/100102.jpg",
+                           "images/100201.jpg")  # fmt: skip
+    assert out.left_out == frozenset(rs.queries) and out.queries == rs.queries
+    assert out.splits == rs.splits
+
+
+def test_groups_leave_out_first_files_of_each_group(tmp_path: Path) -> None:
+    _touch(tmp_path, "a/1.jpg", "a/2.jpg", "a/3.jpg", "b/1.jpg", "b/2.jpg", "c/1.jpg", "x.jpg")
+    rs = groups(tmp_path)
+    assert rs.splits == {"a/1.jpg": "validation", "a/2.jpg": "validation",
+                         "a/3.jpg": "validation", "b/1.jpg": "test", "b/2.jpg": "test"}  # fmt: skip
+    one = leave_out(rs, 1)
+    assert one.left_out == {"a/1.jpg", "b/1.jpg"}
+    assert one.queries == {"a/1.jpg": {"a/2.jpg", "a/3.jpg"}, "b/1.jpg": {"b/2.jpg"}}
+    assert one.indexed == ("a/2.jpg", "a/3.jpg", "b/2.jpg", "c/1.jpg", "x.jpg")
+    two = leave_out(rs, 2)  # b has no image left to find: it is indexed whole, asks nothing
+    assert two.queries == {"a/1.jpg": {"a/3.jpg"}, "a/2.jpg": {"a/3.jpg"}}
+    assert two.left_out == {"a/1.jpg", "a/2.jpg"}
+    with pytest.raises(ValueError, match="no query"):
+        leave_out(rs, 3)
+    with pytest.raises(ValueError, match="at least one"):
+        leave_out(rs, 0)
+    with pytest.raises(ValueError, match="left out of the index"):
+        RetrievalSet("bad", tmp_path, rs.images, rs.queries, rs.junk, {}, rs.groups,
+                     left_out=frozenset({"a/2.jpg"}))  # fmt: skip
 
 
 def test_unknown_names_list_the_choices(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import typer
 from rich.table import Table
@@ -12,6 +12,7 @@ from rich.table import Table
 from lookalike.cli.common import JsonOpt, WorkersOpt, fail, out, progress_bar
 
 if TYPE_CHECKING:
+    from lookalike.evaluate.datasets import RetrievalSet
     from lookalike.evaluate.robustness_run import RobustnessResult
     from lookalike.evaluate.run import EvalResult
 
@@ -68,31 +69,98 @@ def _names(given: str | None, allowed: tuple[str, ...], what: str) -> tuple[str,
     return chosen
 
 
+ByIdOpt = Annotated[
+    bool,
+    typer.Option(
+        "--by-id",
+        help="The fast path: search each indexed query by its stored features (no decoding, "
+        "no second looks) instead of from its file as `lookalike search` does.",
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Write the full results (per-query APs, times and top-100 rankings) to this JSON "
+        "file, again as each method finishes.",
+    ),
+]
+
+
 def _print_eval(result: EvalResult, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(result.as_dict()))
         return
+    splits = [
+        s for s in ("validation", "test") if any(s in m.reports for m in result.modes.values())
+    ]
     table = Table(
-        title=f"{result.dataset}: {result.images} images, indexed in {result.index_seconds:.0f} s"
+        title=f"{result.dataset}, {result.protocol} protocol: {result.images} images indexed in "
+        f"{result.index_seconds:.0f} s"
     )
-    for col in ("mode", "mAP", "P@1", "P@5", "P@10", "N-S (top 4)", "median query"):
+    columns = ["method", "mAP", "INRIA mAP", *(f"INRIA {s[:4]}." for s in splits)]
+    for col in (*columns, "P@1", "P@10", "median query", "p95 query"):
         table.add_column(col, justify="right")
-    for mode, rep in result.reports.items():
+    for mode, res in result.modes.items():
+        every = res.reports["all"]
         table.add_row(
             mode,
-            f"{rep.map:.4f}",
-            f"{rep.p_at_1:.3f}",
-            f"{rep.p_at_5:.3f}",
-            f"{rep.p_at_10:.3f}",
-            f"{rep.ns_score:.2f}",
-            f"{result.query_seconds[mode] * 1000:.0f} ms",
+            f"{every.map:.4f}",
+            f"{every.map_inria:.4f}",
+            *(f"{res.reports[s].map_inria:.4f}" if s in res.reports else "" for s in splits),
+            f"{every.p_at_1:.3f}",
+            f"{every.p_at_10:.3f}",
+            f"{res.median_seconds * 1000:.0f} ms",
+            f"{res.p95_seconds * 1000:.0f} ms",
         )
     out.print(table)
+
+
+def _run_eval(rset: RetrievalSet, options: EvalOptions, as_json: bool, write: Path | None) -> None:
+    """Evaluate, print the table (or JSON), and write the full results to `write` as each
+    method finishes; a failure after some methods still prints (and keeps) theirs."""
+    # lazy: evaluate.* import numpy (0.2 s), too slow for `--help`
+    from lookalike.evaluate.run import evaluate
+
+    done: list[EvalResult] = []
+
+    def finished(result: EvalResult) -> None:
+        done[:] = [result]
+        if write is not None:
+            _write_json(write, result.as_dict(detail=True))
+
+    with progress_bar(not as_json) as bar:
+        try:
+            result = evaluate(rset, **options, progress=bar, finished=finished)
+        except Exception as exc:
+            if done:
+                _print_eval(done[0], as_json)
+                raise fail(f"stopped after {len(done[0].modes)} method(s): {exc}") from exc
+            if isinstance(exc, ValueError):  # e.g. a method the index cannot run
+                raise fail(str(exc)) from exc
+            raise
+    _print_eval(result, as_json)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """`data` as JSON at `path`, replaced whole (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
 
 
 def eval_holidays(
     upright: Annotated[
         bool, typer.Option("--upright", help="Turn the 94 sideways images upright first.")
+    ] = False,
+    leave_out: Annotated[
+        bool,
+        typer.Option(
+            "--leave-out",
+            help="Index the 511 images that are not queries and search the 300 query files "
+            "(queries not in the collection), instead of the official protocol.",
+        ),
     ] = False,
     modes: ModesOpt = "fused,asmk,global",
     index: EvalIndexOpt = None,
@@ -100,27 +168,31 @@ def eval_holidays(
     workers: WorkersOpt = 0,
     verify: EvalVerifyOpt = None,
     expand: EvalExpandOpt = None,
+    by_id: ByIdOpt = False,
+    write: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """INRIA Holidays with its official protocol (mAP over 300 queries, query removed)."""
+    """INRIA Holidays-300 (the first 300 groups, 811 images, 400 px wide): each query
+    searched from its file, by the official protocol (the query is indexed and removed from
+    its ranking) or --leave-out. mAP by both rules (ours and INRIA's), on all 300 queries and
+    on each half (validation: even groups; test: odd groups)."""
     # lazy: evaluate.* import numpy (0.2 s), too slow for `--help`
     from lookalike.evaluate import DataMissing, holidays
-    from lookalike.evaluate.run import evaluate, upright_view
+    from lookalike.evaluate.datasets import leave_out as leave_queries_out
+    from lookalike.evaluate.run import upright_view
 
+    if by_id and leave_out:
+        raise fail("--by-id searches indexed queries: it does not go with --leave-out")
     try:
         rset = holidays()
     except DataMissing as exc:
         raise fail(str(exc)) from exc
     if upright:
         rset = upright_view(rset)
-    with progress_bar(not as_json) as bar:
-        result = evaluate(
-            rset,
-            modes=_modes(modes),
-            **_eval_options(index, model, workers, verify, expand),
-            progress=bar,
-        )
-    _print_eval(result, as_json)
+    if leave_out:
+        rset = leave_queries_out(rset)
+    options = _eval_options(modes, index, model, workers, verify, expand, by_id)
+    _run_eval(rset, options, as_json, write)
 
 
 def eval_groups(
@@ -129,6 +201,16 @@ def eval_groups(
         list[Path] | None,
         typer.Option("--distractors", help="Folder of distractor images (repeatable)."),
     ] = None,
+    leave_out: Annotated[
+        int,
+        typer.Option(
+            "--leave-out",
+            help="Make the first N files of each group (sorted by name) queries that are not "
+            "indexed, each searched from its file for the rest of its group (0: every image "
+            "is indexed and queries its group).",
+            min=0,
+        ),
+    ] = 0,
     modes: ModesOpt = "fused,asmk,global",
     max_queries: Annotated[
         int | None, typer.Option(help="Score a seeded sample of this many queries.")
@@ -138,49 +220,62 @@ def eval_groups(
     workers: WorkersOpt = 0,
     verify: EvalVerifyOpt = None,
     expand: EvalExpandOpt = None,
+    by_id: ByIdOpt = False,
+    write: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Any one-subfolder-per-group collection: every image queries its group."""
+    """Any one-subfolder-per-group collection: every image (or, with --leave-out N, the first
+    N of each group, not indexed) searched from its file for the rest of its group."""
     # lazy: evaluate.* import numpy (0.2 s), too slow for `--help`
     from lookalike.evaluate import groups
-    from lookalike.evaluate.run import evaluate, with_distractors
+    from lookalike.evaluate.datasets import leave_out as leave_queries_out
+    from lookalike.evaluate.run import with_distractors
 
+    if by_id and leave_out:
+        raise fail("--by-id searches indexed queries: it does not go with --leave-out")
     if not folder.is_dir():
         raise fail(f"{folder}: not a folder")
     try:
-        rset = with_distractors(groups(folder), distractors or ())
+        rset = groups(folder)
+        if leave_out:
+            rset = leave_queries_out(rset, leave_out)
+        rset = with_distractors(rset, distractors or ())
     except (ValueError, OSError) as exc:  # no group big enough; a missing distractor folder
         raise fail(str(exc)) from exc
-    with progress_bar(not as_json) as bar:
-        result = evaluate(
-            rset,
-            modes=_modes(modes),
-            **_eval_options(index, model, workers, verify, expand),
-            max_queries=max_queries,
-            progress=bar,
-        )
-    _print_eval(result, as_json)
+    options = _eval_options(modes, index, model, workers, verify, expand, by_id)
+    _run_eval(rset, {**options, "max_queries": max_queries}, as_json, write)
 
 
 def _eval_options(
-    index: Path | None, model: Path | None, workers: int, verify: int | None, expand: bool | None
+    modes: str,
+    index: Path | None,
+    model: Path | None,
+    workers: int,
+    verify: int | None,
+    expand: bool | None,
+    by_id: bool,
 ) -> EvalOptions:
     """The options `eval holidays` and `eval groups` share, as `evaluate` takes them."""
     return {
+        "modes": _modes(modes),
         "index_dir": index,
         "model": model,
         "workers": workers,
         "verify": verify,
         "expand": expand,
+        "by_id": by_id,
     }
 
 
-class EvalOptions(TypedDict):
+class EvalOptions(TypedDict, total=False):
+    modes: list[str]
     index_dir: Path | None
     model: Path | None
     workers: int
     verify: int | None
     expand: bool | None
+    by_id: bool
+    max_queries: int | None
 
 
 def eval_robustness(

@@ -9,7 +9,8 @@ Any other name is composed: a search mode ('fused', 'asmk', 'global', 'colour', 
 'fused+colour+texture' or 'global+rootsift' ('+classic' stands for the three histograms). A
 composed name sets `mode` and `fuse`; the named methods that are modes set the same.
 
-An evaluation (`run.evaluate`) scores every method at the run's second stage (its `verify`
+An evaluation (`run.evaluate`) searches each query from its file (`ranker`) and scores every
+method at the run's second stage (its `verify`
 and `expand`, the index's where None), in place of a method's own; the robustness suite
 (`robustness_run.py`) and `benchmarks/speed.py` search with the method's own options.
 """
@@ -18,12 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import numpy as np
 
 from lookalike.collection import Collection
-from lookalike.evaluate.peers import gem_matrix, hamming_scores, phash_collection
+from lookalike.evaluate.peers import (
+    HASH_SIDE,
+    gem_matrix,
+    gem_scores,
+    hamming_scores,
+    phash,
+    phash_collection,
+)
+from lookalike.images import load_image
 from lookalike.index.layout import IndexLayout
 from lookalike.settings import (
     CLASSIC_DESCRIPTORS,
@@ -31,6 +41,7 @@ from lookalike.settings import (
     FUSABLE,
     SEARCH_MODES,
     SearchSettings,
+    Settings,
 )
 
 
@@ -114,8 +125,38 @@ def methods_help() -> str:
     )
 
 
-Ranker = Callable[[int], list[str]]
-"""Paths of the whole collection, best first, for the indexed image with this id."""
+def unavailable(method: Method, settings: Settings) -> str | None:
+    """Why an index with `settings` cannot rank by `method`, with the fix; None when it can.
+    Checked before any work, so that an evaluation never fails after hours."""
+    if method.peer:
+        return None
+    search = method.settings(settings.search)
+    assert search is not None
+    needs = {search.mode, *search.fuse}
+    if "rootsift" in needs and not settings.sift.enabled:
+        return (
+            f"{method.name!r} needs RootSIFT features, which this index does not store: run "
+            "`lookalike index FOLDER --index INDEX --sift` on it first, or leave it out"
+        )
+    missing = sorted((needs & set(CLASSIC_DESCRIPTORS)) - set(settings.classic.descriptors))
+    if missing:
+        return (
+            f"{method.name!r} needs the {missing[0]!r} descriptor, which this index does not "
+            "store: add it to the index's classic descriptors, or leave it out"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One query of an evaluation: its image `file`, and its `id` when it is indexed."""
+
+    file: Path
+    id: int | None
+
+
+Ranker = Callable[[Asked], list[str]]
+"""Paths of the whole collection, best first, for one query."""
 
 
 def ranker(
@@ -125,11 +166,15 @@ def ranker(
     verify: int | None = None,
     expand: bool | None = None,
     seed: int = 0,
+    by_id: bool = False,
 ) -> Ranker:
-    """How `method` ranks `collection` (an indexed `Collection`) for one of its own images, at
-    the second stage `verify` and `expand` set (None: the index's setting) whatever the
-    method's own.
+    """How `method` ranks `collection` (an indexed `Collection`) for a query, at the second
+    stage `verify` and `expand` set (None: the index's setting) whatever the method's own.
 
+    A query is searched from its file, as `lookalike search FILE` does (decoded, described,
+    second looks and every rule); an indexed query is searched around its indexed copies
+    (`Collection.copies`: same content), which then influence nothing. `by_id`: an indexed
+    query is searched by its stored features instead (faster; no decoding, no second looks).
     A peer's ties (PHash distances are small integers) fall in a seeded random order.
     """
     images = collection.images()  # (id, path) in row order
@@ -137,28 +182,55 @@ def ranker(
     if not method.peer:
         options: dict[str, Any] = {**method.search, "verify": verify, "expand": expand}
 
-        def search(image_id: int) -> list[str]:
-            return [h.path for h in collection.search(image_id, k=n, **options)]
+        def search(asked: Asked) -> list[str]:
+            if by_id:
+                if asked.id is None:
+                    raise ValueError(f"{asked.file} is not indexed: it cannot be searched by id")
+                return [h.path for h in collection.search(asked.id, k=n, **options)]
+            exclude = () if asked.id is None else collection.copies(asked.file)
+            hits = collection.search(asked.file, k=n, exclude=exclude, **options)
+            return [h.path for h in hits]
 
         return search
-
+    scores = _peer_scores(collection, method, images, by_id)
     paths = [p for _, p in images]
-    row_of = {image_id: row for row, (image_id, _) in enumerate(images)}
     order = np.random.default_rng(seed).permutation(n)  # the tie-break
-    if method.name == "phash":
-        hashes = phash_collection(collection.root, paths, IndexLayout(collection.index_dir).phash)
 
-        def scores(row: int) -> np.ndarray:
-            return hamming_scores(hashes, hashes[row])
-
-    else:
-        matrix = gem_matrix(collection, [i for i, _ in images])
-
-        def scores(row: int) -> np.ndarray:
-            return matrix @ matrix[row]
-
-    def rank(image_id: int) -> list[str]:
-        s = scores(row_of[image_id])[order]
+    def rank(asked: Asked) -> list[str]:
+        s = scores(asked)[order]
         return [paths[order[i]] for i in np.argsort(-s, kind="stable")]
 
     return rank
+
+
+def _peer_scores(
+    collection: Collection, method: Method, images: list[tuple[int, str]], by_id: bool
+) -> Callable[[Asked], np.ndarray]:
+    """A peer's `(n,)` scores of the collection's rows for a query: of its file, or (`by_id`)
+    of the row of the indexed query."""
+    row_of = {image_id: row for row, (image_id, _) in enumerate(images)}
+
+    def row(asked: Asked) -> int:
+        if asked.id is None:
+            raise ValueError(f"{asked.file} is not indexed: it cannot be searched by id")
+        return row_of[asked.id]
+
+    if method.name == "phash":
+        layout = IndexLayout(collection.index_dir)
+        hashes = phash_collection(collection.root, [p for _, p in images], layout.phash)
+
+        def of_phash(asked: Asked) -> np.ndarray:
+            query = hashes[row(asked)] if by_id else phash(load_image(asked.file, HASH_SIDE))
+            return hamming_scores(hashes, query)
+
+        return of_phash
+    matrix = gem_matrix(collection, [i for i, _ in images])
+    decode = collection.settings.features.decode_size
+
+    def of_gem(asked: Asked) -> np.ndarray:
+        if by_id:
+            return matrix @ matrix[row(asked)]
+        query = collection.extractor().extract(load_image(asked.file, decode)).global_
+        return gem_scores(matrix, query)
+
+    return of_gem

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from lookalike.collection import Collection
-from lookalike.evaluate.datasets import RetrievalSet, data_root
-from lookalike.evaluate.methods import parse_method, ranker
+from lookalike.evaluate.datasets import SPLITS, RetrievalSet, data_root
+from lookalike.evaluate.methods import Asked, Ranker, parse_method, ranker, unavailable
 from lookalike.evaluate.metrics import RetrievalReport, summarize
 from lookalike.images import find_images
 from lookalike.settings import Settings
@@ -144,30 +144,79 @@ def _renamed(
     )
 
 
+TOP = 100
+"""Hits of each query's ranking an evaluation keeps (its results' `rankings`)."""
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """One method's evaluation: `reports` on all queries ('all') and on each half of the set
+    (`datasets.SPLITS`, when it has them); each query's search time in seconds and its best
+    `TOP` hits."""
+
+    reports: dict[str, RetrievalReport]
+    seconds: dict[str, float]
+    rankings: dict[str, list[str]]
+
+    @property
+    def median_seconds(self) -> float:
+        """The median query time (0 when no query was searched)."""
+        return float(np.median(list(self.seconds.values()))) if self.seconds else 0.0
+
+    @property
+    def p95_seconds(self) -> float:
+        """The 95th percentile of the query times (0 when no query was searched)."""
+        return float(np.percentile(list(self.seconds.values()), 95)) if self.seconds else 0.0
+
+    def as_dict(self, detail: bool = False) -> dict[str, Any]:
+        """The figures per split, the median and p95 query time; with `detail`, each query's
+        APs (both rules), time and ranking too."""
+        out: dict[str, Any] = {
+            split: {k: v for k, v in rep.as_dict().items() if not k.startswith("per_query")}
+            for split, rep in self.reports.items()
+        }
+        out["median_query_seconds"] = round(self.median_seconds, 4)
+        out["p95_query_seconds"] = round(self.p95_seconds, 4)
+        if detail:
+            every = self.reports["all"]
+            out["queries"] = {
+                q: {
+                    "ap": every.per_query_ap[q],
+                    "ap_inria": every.per_query_ap_inria[q],
+                    "seconds": round(self.seconds.get(q, 0.0), 4),
+                    "ranking": self.rankings[q],
+                }
+                for q in sorted(self.rankings)
+            }
+        return out
+
+
 @dataclass(frozen=True)
 class EvalResult:
-    """Scores of one evaluation, per search mode, with timing."""
+    """Scores of one evaluation, per method, with timing. `protocol`: 'official' (the queries
+    are indexed, each searched from its file around its indexed copies), 'official, by id'
+    (searched by their stored features) or 'leave-out' (the queries are not indexed)."""
 
     dataset: str
+    protocol: str
     images: int
-    reports: dict[str, RetrievalReport]
+    modes: dict[str, ModeResult]
     index_seconds: float
-    query_seconds: dict[str, float]  # median per query
     index_dir: Path
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def reports(self) -> dict[str, RetrievalReport]:
+        """Each method's report on all the queries."""
+        return {mode: r.reports["all"] for mode, r in self.modes.items()}
+
+    def as_dict(self, detail: bool = False) -> dict[str, Any]:
         return {
             "dataset": self.dataset,
+            "protocol": self.protocol,
             "images": self.images,
             "index_seconds": round(self.index_seconds, 2),
             "index": str(self.index_dir),
-            "modes": {
-                mode: {
-                    **{k: v for k, v in rep.as_dict().items() if k != "per_query_ap"},
-                    "median_query_seconds": round(self.query_seconds[mode], 4),
-                }
-                for mode, rep in self.reports.items()
-            },
+            "modes": {mode: r.as_dict(detail) for mode, r in self.modes.items()},
         }
 
 
@@ -183,50 +232,91 @@ def evaluate(
     seed: int = 0,
     verify: int | None = None,
     expand: bool | None = None,
+    by_id: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    finished: Callable[[EvalResult], None] | None = None,
 ) -> EvalResult:
-    """Index `rset.root` into `index_dir` (a cache folder by default) and score every query
-    with each of `modes` (methods named as in `evaluate.methods`: search modes, fusions and
-    peers).
+    """Index `rset` (its `indexed_root`) into `index_dir` (a cache folder by default) and score
+    every query with each of `modes` (methods named as in `evaluate.methods`: search modes,
+    fusions and peers).
 
-    Queries use their stored features (as re-extracting the same file would give); the query
-    itself is removed from its ranking by the set's junk lists. `max_queries` draws a seeded
-    sample of the queries for large sets. `verify` and `expand` set the second stage (default:
-    the collection's settings; `verify=0` ranks by the first stage alone).
+    Each query is searched from its file, as `lookalike search FILE` does (`methods.ranker`):
+    an indexed query (the official protocol) around its indexed copies and then dropped from
+    its ranking by the set's junk lists; a query the set leaves out (`datasets.leave_out`) as
+    it is. `by_id`: indexed queries are searched by their stored features instead. Every
+    method is checked against the index's settings before any work (ValueError naming the
+    fix). `max_queries` draws a seeded sample of the queries. `verify` and `expand` set the
+    second stage (default: the index's settings; `verify=0` ranks by the first stage alone).
+    `finished` is called with the results so far each time a method is done.
     """
+    if by_id and rset.left_out:
+        raise ValueError("queries left out of the index cannot be searched by id")
     methods = [parse_method(m) for m in modes]
     index_dir = index_dir or default_index_dir(rset)
-    collection = Collection.create(rset.root, index=index_dir, settings=settings, model=model)
+    collection = Collection.create(
+        indexed_root(rset), index=index_dir, settings=settings, model=model
+    )
+    problems = [p for p in (unavailable(m, collection.settings) for m in methods) if p]
+    if problems:
+        raise ValueError("; ".join(problems))
     t0 = time.perf_counter()
     collection.index(workers=workers, progress=progress)
     index_seconds = time.perf_counter() - t0
-    queries = sorted(rset.queries)
-    if max_queries is not None and max_queries < len(queries):
-        rng = np.random.default_rng(seed)
-        queries = sorted(rng.choice(queries, size=max_queries, replace=False).tolist())
-    ids = {q: collection.id_of(q) for q in queries}
-    n = len(rset.images)
-    reports: dict[str, RetrievalReport] = {}
-    query_seconds: dict[str, float] = {}
+    queries = _sample(sorted(rset.queries), max_queries, seed)
+    asked = {
+        q: Asked(rset.path(q), None if q in rset.left_out else collection.id_of(q)) for q in queries
+    }
+    protocol = "leave-out" if rset.left_out else "official, by id" if by_id else "official"
+    result = EvalResult(
+        rset.name, protocol, len(rset.indexed), {}, index_seconds, collection.index_dir
+    )
     for method in methods:
-        mode = method.name
-        rank = ranker(collection, method, verify=verify, expand=expand, seed=seed)
-        rankings: dict[str, list[str]] = {}
-        times = []
-        for i, q in enumerate(queries):
-            image_id = ids[q]
-            if image_id is None:
-                rankings[q] = []  # the query failed to index: it scores 0
-                continue
-            t = time.perf_counter()
-            rankings[q] = rank(image_id)
-            times.append(time.perf_counter() - t)
-            if progress is not None:
-                progress(f"query ({mode})", i + 1, len(queries))
-        reports[mode] = summarize(
+        rank = ranker(collection, method, verify=verify, expand=expand, seed=seed, by_id=by_id)
+        result.modes[method.name] = _score_method(rset, queries, asked, rank, method.name, progress)
+        if finished is not None:
+            finished(result)
+    return result
+
+
+def _sample(queries: list[str], size: int | None, seed: int) -> list[str]:
+    """A seeded sample of `size` of `queries` (all when None or not fewer), sorted."""
+    if size is None or size >= len(queries):
+        return queries
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(queries, size=size, replace=False).tolist())
+
+
+def _score_method(
+    rset: RetrievalSet,
+    queries: list[str],
+    asked: dict[str, Asked],
+    rank: Ranker,
+    name: str,
+    progress: Callable[[str, int, int], None] | None,
+) -> ModeResult:
+    """Rank every query with `rank` and score the rankings on all queries and on each split.
+    A query that is indexed in the set but failed to index ranks nothing (it scores 0)."""
+    rankings: dict[str, list[str]] = {}
+    seconds: dict[str, float] = {}
+    for i, q in enumerate(queries):
+        if asked[q].id is None and q not in rset.left_out:
+            rankings[q] = []
+            continue
+        t = time.perf_counter()
+        rankings[q] = rank(asked[q])
+        seconds[q] = time.perf_counter() - t
+        if progress is not None:
+            progress(f"query ({name})", i + 1, len(queries))
+    halves: dict[str, list[str]] = {"all": queries}
+    for split in SPLITS if rset.splits else ():
+        halves[split] = [q for q in queries if rset.splits.get(q) == split]
+    reports = {
+        half: summarize(
             rankings,
-            {q: rset.queries[q] for q in queries},
-            {q: rset.junk.get(q, frozenset()) for q in queries},
+            {q: rset.queries[q] for q in chosen},
+            {q: rset.junk.get(q, frozenset()) for q in chosen},
         )
-        query_seconds[mode] = float(np.median(times)) if times else 0.0
-    return EvalResult(rset.name, n, reports, index_seconds, query_seconds, index_dir)
+        for half, chosen in halves.items()
+        if chosen
+    }
+    return ModeResult(reports, seconds, {q: r[:TOP] for q, r in rankings.items()})
