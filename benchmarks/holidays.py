@@ -1,77 +1,130 @@
-"""Holidays: accuracy (mAP per search mode, as stored and upright), indexing throughput end to
-end from files, query latency, index size and peak memory. Writes results/holidays.json.
+"""Holidays-300 as a user searches it: every query searched from its file, through the same
+call `lookalike search` makes. mAP by both rules (ours and INRIA's), on all 300 queries and on
+each half (validation: even groups, where parameters are chosen; test: odd groups, reported),
+for four variants:
 
-The first stage alone (no spatial verification): `rerank.py` measures the second stage.
+- `official`: the 811 images as stored; each query indexed and removed from its own ranking
+  (searched around its indexed copy, which influences nothing);
+- `upright`: the same with the 94 sideways images turned upright;
+- `leave_out`: the 511 images that are not queries indexed, the 300 query files searched
+  against them (queries not in the collection: the latency users feel);
+- `inductive`: as `official`, with the whitening and codebook learned on Corel (not on the
+  evaluated images; the other variants learn them from the collection, without labels).
 
-    .venv/bin/python benchmarks/holidays.py [--repeat-latency 1]
+Each variant scores the default search (`lookalike`: verification, second looks, every rule)
+and the first stage alone (`fused`, `asmk`, `global`). Also: indexing throughput end to end
+from files, index size and peak memory (official). Writes results/holidays.json, and each
+query's APs and top-100 ranking to results/details/holidays-<variant>.json.gz.
+
+    .venv/bin/python benchmarks/holidays.py [--variants official,leave_out]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-from common import lookalike_cmd, machine, median, percentile, run_measured, save_result
+from common import RESULTS, lookalike_cmd, machine, run_measured, save_result
 from lookalike.collection import Collection
-from lookalike.evaluate import holidays
-from lookalike.evaluate.run import evaluate, upright_view
+from lookalike.evaluate import corel, holidays
+from lookalike.evaluate.datasets import RetrievalSet, leave_out
+from lookalike.evaluate.run import EvalResult, default_index_dir, evaluate, upright_view
 
-MODES = ("fused", "asmk", "global")
+FIRST_STAGE = ("fused", "asmk", "global")
+VARIANTS = ("official", "upright", "leave_out", "inductive")
 
 
-def bench_variant(rset, index_dir: Path, latency: bool) -> dict:
+def corel_bundle() -> Path:
+    """The model (whitening, codebook) `lookalike index` learns on the Corel photographs: the
+    Corel index of the cache, built the first time."""
+    rset = corel()
+    collection = Collection.create(rset.root, index=default_index_dir(rset))
+    collection.index()
+    return collection.index_dir / "model"
+
+
+def indexing(rset: RetrievalSet, index_dir: Path) -> dict[str, Any]:
+    """`lookalike index` on the set, timed from the command line with its peak memory."""
     out, seconds, peak = run_measured(
         [*lookalike_cmd(), "index", str(rset.root), "--index", str(index_dir), "--json", "-q"]
     )
     report = json.loads(out)
-    result = evaluate(rset, modes=MODES, index_dir=index_dir, verify=0)
-    collection = Collection.open(index_dir)
-    info = collection.info()
-    data = {
+    info = Collection.open(index_dir).info()
+    return {
         "images": report["images"],
         "index_seconds": seconds,
         "index_images_per_second": report["images"] / seconds,
         "index_stage_seconds": report["timings"],
         "index_peak_rss_bytes": peak,
         "bytes_per_image": info["bytes_per_image"],
-        "map": {mode: rep.map for mode, rep in result.reports.items()},
-        "p_at_1": {mode: rep.p_at_1 for mode, rep in result.reports.items()},
         "model": info["model"],
     }
-    if latency:
-        queries = sorted(rset.queries)
-        collection.search(rset.root / queries[0], k=20)  # load the model and the index
-        lat: dict[str, dict[str, float]] = {}
-        for mode in MODES:
-            times = []
-            for q in queries:
-                t = time.perf_counter()
-                collection.search(rset.root / q, k=20, mode=mode, verify=0)
-                times.append(time.perf_counter() - t)
-            lat[mode] = {
-                "median_ms": 1000 * median(times),
-                "p95_ms": 1000 * percentile(times, 95),
-                "queries": len(times),
-            }
-        data["query_latency_from_file"] = lat
-    return data
+
+
+def scored(rset: RetrievalSet, index_dir: Path, model: Path | None) -> list[EvalResult]:
+    """The default search, then the first stage alone, over one index."""
+    default = evaluate(rset, modes=("lookalike",), index_dir=index_dir, model=model)
+    first = evaluate(rset, modes=FIRST_STAGE, index_dir=index_dir, model=model, verify=0)
+    return [default, first]
+
+
+def variant(name: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(figures, per-query detail) of one variant."""
+    rset, model, index_dir = holidays(), None, tmp / f"index-{name}"
+    if name == "upright":
+        rset = upright_view(rset, tmp / "upright")
+    elif name == "leave_out":
+        rset = leave_out(rset)
+    elif name == "inductive":
+        model = corel_bundle()
+    figures: dict[str, Any] = {}
+    if name == "official":
+        figures["indexing"] = indexing(rset, index_dir)
+    results = scored(rset, index_dir, model)
+    figures |= {
+        "protocol": results[0].protocol,
+        "images": results[0].images,
+        "model": Collection.open(index_dir).info()["model"],
+        "modes": {m: r.as_dict() for res in results for m, r in res.modes.items()},
+    }
+    detail = {m: r.as_dict(detail=True)["queries"] for res in results for m, r in res.modes.items()}
+    return figures, detail
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    rset = holidays()
-    results: dict = {"machine": machine(), "command": "python benchmarks/holidays.py"}
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    args = parser.parse_args()
+    chosen = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "command": f"python benchmarks/holidays.py --variants {','.join(chosen)}",
+        "variants": {},
+    }
+    details = RESULTS / "details"
+    details.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lookalike-bench-") as tmp:
-        tmp_path = Path(tmp)
-        results["as_stored"] = bench_variant(rset, tmp_path / "idx-stored", latency=True)
-        upright = upright_view(rset, tmp_path / "upright")
-        results["upright"] = bench_variant(upright, tmp_path / "idx-upright", latency=False)
+        for name in chosen:
+            figures, detail = variant(name, Path(tmp))
+            results["variants"][name] = figures
+            with gzip.open(details / f"holidays-{name}.json.gz", "wt") as f:
+                json.dump(detail, f)
+            lookalike = figures["modes"]["lookalike"]
+            print(
+                f"{name}: default search mAP (INRIA) all {lookalike['all']['map_inria']:.4f}, "
+                f"test {lookalike['test']['map_inria']:.4f}; median / p95 query "
+                f"{1000 * lookalike['median_query_seconds']:.0f} / "
+                f"{1000 * lookalike['p95_query_seconds']:.0f} ms",
+                flush=True,
+            )
     path = save_result("holidays", results)
-    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2))
     print(f"-> {path}")
 
 

@@ -310,6 +310,13 @@ def eval_robustness(
     index: EvalIndexOpt = None,
     workers: WorkersOpt = 0,
     seed: Annotated[int, typer.Option(help="Seed of the query sample and the transforms.")] = 0,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Draw the originals from every image of one half of the set (validation or "
+            "test: its queries and their relevant images) instead of from its queries."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Transform query images (noise, light, scale, rotation, perspective, crop, JPEG, blur;
@@ -318,11 +325,14 @@ def eval_robustness(
     # lazy: the collection (torch, FAISS) and the robustness run (OpenCV) are slow to import
     from lookalike.collection import Collection
     from lookalike.evaluate import DataMissing, groups, load_dataset
+    from lookalike.evaluate.datasets import SPLITS
     from lookalike.evaluate.robustness import FAMILIES
     from lookalike.evaluate.robustness_run import METHODS, plot_families, run_robustness
     from lookalike.evaluate.run import default_distractors, default_index_dir, with_distractors
 
     chosen_families = _names(families, tuple(FAMILIES), "transform family")
+    if split is not None:
+        _names(split, SPLITS, "split")
     chosen_methods = None if methods is None else _names(methods, METHODS, "method")
     try:
         folder = Path(dataset)
@@ -341,6 +351,7 @@ def eval_robustness(
             families=chosen_families,
             methods=chosen_methods,
             seed=seed,
+            split=split,
             progress=bar,
         )
     written = [] if plots is None else plot_families(result, plots)

@@ -223,6 +223,12 @@ class RetrievalSet:
             )
         return sorted(q for q in self.queries if self.splits.get(q) == name)
 
+    def split_images(self, name: str) -> list[str]:
+        """Every image of one half: its queries and their relevant images, sorted (the
+        robustness suite draws its originals from these)."""
+        queries = self.split(name)
+        return sorted({*queries, *(r for q in queries for r in self.queries[q])})
+
     @property
     def n_relevant(self) -> int:
         """Number of (query, relevant image) pairs."""

@@ -106,19 +106,21 @@ def run_robustness(
     families: Sequence[str] = tuple(FAMILIES),
     methods: Sequence[str] | None = None,
     seed: int = 0,
+    split: str | None = None,
     peer_cache: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> RobustnessResult:
     """Transform a seeded sample of `queries` of `rset`'s query images (None: all; a list:
-    those) with every transform of `families`, and find each original in `collection` (an
-    indexed `Collection` over `rset.root`, distractors and all) with each of `methods`
-    (default: all, 'rootsift' only when the collection stores RootSIFT features)."""
+    those; with `split`, of every image of that half: see `sample_queries`) with every
+    transform of `families`, and find each original in `collection` (an indexed `Collection`
+    over `rset.root`, distractors and all) with each of `methods` (default: all, 'rootsift'
+    only when the collection stores RootSIFT features)."""
     if methods is None:
         methods = default_methods(collection)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
-    chosen = sample_queries(rset, queries, seed)
+    chosen = sample_queries(rset, queries, seed, split)
     transforms = suite(tuple(families))
     images = collection.images()  # (id, path) in index order
     row_of = {path: row for row, (_, path) in enumerate(images)}
@@ -188,16 +190,22 @@ def default_methods(collection: Collection) -> list[str]:
 
 
 def sample_queries(
-    rset: RetrievalSet, queries: int | Sequence[str] | None, seed: int = 0
+    rset: RetrievalSet,
+    queries: int | Sequence[str] | None,
+    seed: int = 0,
+    split: str | None = None,
 ) -> list[str]:
-    """The query images a run uses: all (None), a seeded sample of a count, or a given list."""
-    everything = sorted(rset.queries)
+    """The query images a run uses: all (None), a seeded sample of a count, or a given list;
+    of the set's queries, or with `split`, of every image of that half of the set (its queries
+    and their relevant images: `RetrievalSet.split_images`)."""
+    everything = sorted(rset.queries) if split is None else rset.split_images(split)
     if queries is None:
         return everything
     if not isinstance(queries, int):
-        missing = [q for q in queries if q not in rset.queries]
+        known = set(everything)
+        missing = [q for q in queries if q not in known]
         if missing:
-            raise ValueError(f"{missing[0]} is not a query of {rset.name}")
+            raise ValueError(f"{missing[0]} is not a query image of {rset.name}")
         return list(queries)
     if queries >= len(everything):
         return everything

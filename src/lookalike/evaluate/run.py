@@ -141,6 +141,8 @@ def _renamed(
         junk={renamed[q]: r(j) for q, j in rset.junk.items()},
         rotations=rotations,
         groups={renamed[p]: g for p, g in rset.groups.items()},
+        splits={renamed[q]: half for q, half in rset.splits.items()},
+        left_out=r(rset.left_out),
     )
 
 

@@ -1,0 +1,255 @@
+"""Parameters chosen on the validation half only: each parameter that was once set by looking
+at results is swept, one at a time from the current defaults, on data that no reported figure
+uses. Writes results/tune.json; the defaults in `lookalike.settings` (and the blurred-query
+thresholds in `lookalike.features.detail`) are then set from it by hand, and the test half
+reports them (benchmarks/holidays.py, benchmarks/robustness.py).
+
+    .venv/bin/python benchmarks/tune.py [--params global_weight,bonus] [--copies 40]
+
+Objectives, both on the validation half (even Holidays groups) only:
+- *holidays*: INRIA mAP of the default search over the 150 validation queries of Holidays-300,
+  official protocol, each searched from its file around its indexed copy;
+- *robustness*: recall@1 of the default search for transformed copies (the families that the
+  parameter is for, five strengths each) of a seeded sample of `--copies` validation images,
+  among Holidays-300 and the 10,800 Corel photographs.
+A parameter's score is the mean of its objectives. The default is kept unless another value
+scores more than `MARGIN` above it: noise is not a reason to move.
+
+Each query is described once and searched again under every setting (its second looks are
+kept with it), so a sweep costs searches, not descriptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from common import machine, save_result
+from lookalike.collection import Collection
+from lookalike.evaluate import holidays
+from lookalike.evaluate.metrics import average_precision_inria
+from lookalike.evaluate.robustness import apply, suite
+from lookalike.evaluate.robustness_run import QUERY_SIDE, sample_queries
+from lookalike.evaluate.run import default_index_dir
+from lookalike.features import detail
+from lookalike.images import load_image
+from lookalike.search.pipeline import QueryDescription
+from lookalike.settings import Settings
+
+MARGIN = 0.003
+"""How much better than the default a value must score on validation to replace it."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its `grid` of values (the default among them), how to `apply` a value to
+    the settings (or to module state, through a context manager), and the robustness
+    `families` it is for (none: Holidays alone)."""
+
+    name: str
+    grid: tuple[Any, ...]
+    apply: Callable[[Settings, Any], Settings]
+    families: tuple[str, ...] = ()
+    patch: Callable[[Any], Any] | None = None
+
+
+def _search(field: str) -> Callable[[Settings, Any], Settings]:
+    def apply_(s: Settings, value: Any) -> Settings:
+        return dataclasses.replace(s, search=dataclasses.replace(s.search, **{field: value}))
+
+    return apply_
+
+
+def _rerank(field: str) -> Callable[[Settings, Any], Settings]:
+    def apply_(s: Settings, value: Any) -> Settings:
+        changes = (
+            dict(zip(field.split("+"), value, strict=True)) if "+" in field else {field: value}
+        )
+        return dataclasses.replace(s, rerank=dataclasses.replace(s.rerank, **changes))
+
+    return apply_
+
+
+def _same(s: Settings, _: Any) -> Settings:
+    return s
+
+
+@contextmanager
+def _thresholds(value: tuple[float, float]) -> Iterator[None]:
+    """`features.detail`'s SHARP and BLURRED set to `value` inside."""
+    before = detail.SHARP, detail.BLURRED
+    detail.SHARP, detail.BLURRED = value
+    try:
+        yield
+    finally:
+        detail.SHARP, detail.BLURRED = before
+
+
+PARAMS = {
+    p.name: p
+    for p in (
+        Param("global_weight", (0.25, 0.5, 0.75, 1.0), _search("global_weight")),
+        Param("bonus", (0.5, 1.0, 2.0), _rerank("weight")),
+        Param("match_dims", (32, 64, 0), _rerank("match_dims")),
+        Param(
+            "inliers",
+            ((15, 40), (20, 50), (25, 60)),
+            _rerank("min_inliers+saturation"),
+            ("rotation", "crop", "blur"),
+        ),
+        Param("second_looks", (True, False), _rerank("retry"), ("rotation", "crop", "blur")),
+        Param("blurred_weight", (0.0, 1.0, 2.0, 4.0), _search("blurred_weight"), ("blur",)),
+        Param(
+            "blurred_thresholds",
+            ((0.08, 0.02), (0.06, 0.015), (0.1, 0.03)),
+            _same,
+            ("blur",),
+            patch=_thresholds,
+        ),
+    )
+}
+DEFAULTS = {
+    "global_weight": Settings().search.global_weight,
+    "bonus": Settings().rerank.weight,
+    "match_dims": Settings().rerank.match_dims,
+    "inliers": (Settings().rerank.min_inliers, Settings().rerank.saturation),
+    "second_looks": Settings().rerank.retry,
+    "blurred_weight": Settings().search.blurred_weight,
+    "blurred_thresholds": (detail.SHARP, detail.BLURRED),
+}
+
+
+@dataclass
+class Described:
+    """Queries described once: `(description, ids to search around, relevant ids)`."""
+
+    queries: list[tuple[QueryDescription, list[int], set[int]]]
+
+
+def holidays_queries(limit: int | None) -> tuple[Collection, Described]:
+    """The validation queries of Holidays-300, described, over its cached index."""
+    rset = holidays()
+    collection = Collection.create(rset.root, index=default_index_dir(rset))
+    collection.index()
+    chosen = rset.split("validation")[:limit]
+    described = []
+    for q in chosen:
+        path = rset.path(q)
+        relevant = {collection.id_of(r) for r in rset.queries[q]}
+        described.append((collection.describe(path), collection.copies(path), relevant))
+    return collection, Described(described)  # type: ignore[arg-type]
+
+
+def robustness_queries(
+    families: tuple[str, ...], copies: int, seed: int = 0
+) -> tuple[Collection, dict[str, Described]]:
+    """Transformed copies of a seeded sample of validation images, per family, described,
+    over the Holidays + Corel index of benchmarks/robustness.py."""
+    from robustness import collection_and_view
+
+    collection, view = collection_and_view()
+    collection.index()
+    chosen = sample_queries(view, copies, seed, split="validation")
+    out: dict[str, Described] = {f: Described([]) for f in families}
+    for query in chosen:
+        original = load_image(view.path(query), max_side=QUERY_SIDE)
+        image_id = collection.id_of(query)
+        for transform in suite(families):
+            rng = np.random.default_rng([seed, zlib.crc32(f"{query}|{transform.name}".encode())])
+            description = collection.describe(apply(original, transform, rng))
+            out[transform.family].queries.append((description, [], {image_id}))  # type: ignore[arg-type]
+    return collection, out
+
+
+def holidays_map(collection: Collection, described: Described) -> float:
+    """INRIA mAP of the default search over the described queries (whole rankings)."""
+    n = len(collection.images())
+    aps = []
+    for description, around, relevant in described.queries:
+        hits = collection.search(description, k=n, exclude=around)
+        aps.append(average_precision_inria([str(h.id) for h in hits], {str(r) for r in relevant}))
+    return float(np.mean(aps))
+
+
+def recall_at_1(collection: Collection, described: Described) -> float:
+    found = [collection.search(d, k=1)[0].id in rel for d, _, rel in described.queries]
+    return float(np.mean(found))
+
+
+def sweep(
+    param: Param,
+    hol: tuple[Collection, Described],
+    rob: tuple[Collection, dict[str, Described]] | None,
+) -> dict[str, Any]:
+    """Every value of `param`'s grid scored on validation; the chosen one."""
+    rows = []
+    for value in param.grid:
+        t = time.perf_counter()
+        scores: dict[str, float] = {}
+        with param.patch(value) if param.patch else _nothing():
+            for collection in (hol[0], *([rob[0]] if rob else [])):
+                collection.settings = param.apply(BASE[collection.index_dir], value)
+            scores["holidays"] = holidays_map(*hol)
+            if rob and param.families:
+                for family in param.families:
+                    scores[f"robustness {family}"] = recall_at_1(rob[0], rob[1][family])
+        robust = [v for k, v in scores.items() if k.startswith("robustness")]
+        score = scores["holidays"] if not robust else (scores["holidays"] + np.mean(robust)) / 2
+        rows.append({"value": value, "scores": scores, "score": float(score)})
+        print(f"{param.name}={value}: {score:.4f} {scores} ({time.perf_counter() - t:.0f} s)")
+    default = DEFAULTS[param.name]
+    base = next(r for r in rows if r["value"] == default)
+    best = max(rows, key=lambda r: r["score"])
+    chosen = best if best["score"] > base["score"] + MARGIN else base
+    return {"default": default, "chosen": chosen["value"], "grid": rows}
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+BASE: dict[Any, Settings] = {}
+"""Each collection's stored settings, by index folder: every value is applied to these."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default=",".join(PARAMS), help="comma-separated")
+    parser.add_argument("--copies", type=int, default=40, help="validation images transformed")
+    parser.add_argument("--holidays-queries", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    chosen = [PARAMS[p] for p in args.params.split(",") if p]
+    t = time.perf_counter()
+    hol = holidays_queries(args.holidays_queries)
+    families = tuple(sorted({f for p in chosen for f in p.families}))
+    rob = robustness_queries(families, args.copies) if families else None
+    for collection in (hol[0], *([rob[0]] if rob else [])):
+        BASE[collection.index_dir] = collection.settings
+    print(f"described in {time.perf_counter() - t:.0f} s", flush=True)
+    results = {p.name: sweep(p, hol, rob) for p in chosen}
+    save_result(
+        "tune",
+        {
+            "machine": machine(),
+            "command": f"python benchmarks/tune.py --params {args.params} --copies {args.copies}",
+            "holidays_queries": len(hol[1].queries),
+            "copies": args.copies,
+            "margin": MARGIN,
+            "params": results,
+        },
+    )
+    for name, r in results.items():
+        print(f"{name}: default {r['default']} -> chosen {r['chosen']}")
+
+
+if __name__ == "__main__":
+    main()
