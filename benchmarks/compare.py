@@ -22,7 +22,7 @@ from typing import Any
 from common import machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import RetrievalSet, data_root, groups, holidays
-from lookalike.evaluate.run import cache_root, default_index_dir, evaluate, upright_view
+from lookalike.evaluate.run import cache_root, cached_index_dir, evaluate, upright_view
 from robustness import collection_and_view
 
 FIRST_STAGE = (
@@ -126,9 +126,9 @@ def main() -> None:
     _, view = collection_and_view()
     corel = corel_within(view)
     sets: list[tuple[str, RetrievalSet, Any, int | None]] = [
-        ("holidays", stored, default_index_dir(stored), None),
-        ("holidays_upright", upright, default_index_dir(upright), None),
-        ("corel", corel, default_index_dir(view), args.corel_queries),
+        ("holidays", stored, cached_index_dir(stored), None),
+        ("holidays_upright", upright, cached_index_dir(upright), None),
+        ("corel", corel, cached_index_dir(view), args.corel_queries),
     ]
     results: dict[str, Any] = {
         "machine": machine(),

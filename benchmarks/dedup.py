@@ -34,7 +34,7 @@ from PIL import Image, ImageEnhance
 from common import machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import data_root
-from lookalike.evaluate.run import cache_root
+from lookalike.evaluate.cache import cache_root, fresh_cache_dir
 from lookalike.images import find_images, load_image
 from lookalike.search.dedup import build_groups
 
@@ -143,7 +143,10 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=1750)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    folder = cache_root() / "bench-dedup" / f"corel-{args.planted}-{args.distractors}-{args.seed}"
+    # the copies and the index, made again when other code made them
+    folder = fresh_cache_dir(
+        cache_root() / "bench-dedup" / f"corel-{args.planted}-{args.distractors}-{args.seed}"
+    )
     families = build_set(folder / "images", args.planted, args.distractors, args.seed)
     truth = true_pairs(families)
     results: dict[str, Any] = {

@@ -32,7 +32,7 @@ from common import RESULTS, lookalike_cmd, machine, run_measured, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import corel, holidays
 from lookalike.evaluate.datasets import RetrievalSet, leave_out
-from lookalike.evaluate.run import EvalResult, default_index_dir, evaluate, upright_view
+from lookalike.evaluate.run import EvalResult, cached_index_dir, evaluate, upright_view
 
 FIRST_STAGE = ("fused", "asmk", "global")
 VARIANTS = ("official", "upright", "leave_out", "inductive")
@@ -42,7 +42,7 @@ def corel_bundle() -> Path:
     """The model (whitening, codebook) `lookalike index` learns on the Corel photographs: the
     Corel index of the cache, built the first time."""
     rset = corel()
-    collection = Collection.create(rset.root, index=default_index_dir(rset))
+    collection = Collection.create(rset.root, index=cached_index_dir(rset))
     collection.index()
     return collection.index_dir / "model"
 

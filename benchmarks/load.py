@@ -37,6 +37,7 @@ import numpy as np
 from common import PeakRss, load_result, lookalike_cmd, machine, median, percentile, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import holidays
+from lookalike.evaluate.cache import fresh_cache_dir
 from lookalike.evaluate.run import default_index_dir, evaluate
 from lookalike.settings import PRESETS
 
@@ -170,6 +171,7 @@ def main() -> None:
     index = default_index_dir(rset)
     if args.preset != "default":
         index = index.with_name(f"{index.name}-{args.preset}")
+    index = fresh_cache_dir(index)  # rebuilt when other code built it
     collection = Collection.create(rset.root, index=index, settings=PRESETS[args.preset])
     collection.index(workers=2)  # the cached index, up to date
     # what the configuration costs in accuracy: Holidays mAP, official protocol

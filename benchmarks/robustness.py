@@ -12,7 +12,9 @@ not searched again, so a killed run carries on, and `--queries 300` only adds th
 smaller sample left out. `--methods` runs only those (e.g. `rootsift`, once the index has
 RootSIFT); the results hold every method logged for all the chosen queries. Query times are
 medians within each chunk, averaged. Ranks of the methods that verify are kept only while the
-second stage's settings are those they were logged with (a change re-runs those methods).
+second stage's settings are those they were logged with (a change re-runs those methods); no
+rank is kept that other code, or another precision, logged (`code_key`: a change re-runs all),
+and the index is rebuilt then too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from common import RESULTS, machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import RetrievalSet, data_root, holidays
+from lookalike.evaluate.cache import cache_root, code_key
 from lookalike.evaluate.methods import METHODS
 from lookalike.evaluate.peers import phash_collection
 from lookalike.evaluate.robustness import suite
@@ -41,7 +44,7 @@ from lookalike.evaluate.robustness_run import (
     run_robustness,
     sample_queries,
 )
-from lookalike.evaluate.run import cache_root, default_index_dir, merged_view
+from lookalike.evaluate.run import cached_index_dir, merged_view
 from lookalike.features.detail import POLICY as BLURRED_POLICY
 from lookalike.search.retry import POLICY
 from lookalike.settings import CNN_MODES
@@ -51,7 +54,7 @@ def collection_and_view() -> tuple[Collection, RetrievalSet]:
     view = merged_view(
         holidays(), [data_root() / "corel"], cache_root() / "views" / "holidays+corel"
     )
-    return Collection.create(view.root, index=default_index_dir(view)), view
+    return Collection.create(view.root, index=cached_index_dir(view)), view
 
 
 CHUNK = 5
@@ -94,14 +97,18 @@ def verifies(method: str) -> bool:
 
 
 def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:
-    """Every chunk of every run in the cache, oldest run first, less the ranks of methods that
-    verify when they were logged with another `second_stage` key."""
+    """Every chunk of every run in the cache that this code logged (its `code_key`), oldest run
+    first, less the ranks of methods that verify when they were logged with another
+    `second_stage` key."""
     transforms = tuple(suite())
+    code = code_key()
     runs = sorted((p for p in LOGS.glob("q*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     chunks = []
     for run in runs:
         for log in sorted(run.glob("part-*.jsonl")):
             for data in done_chunks(log):
+                if data.get("code") != code:
+                    continue
                 current = data.get("second_stage") == second_stage
                 ranks = {m: r for m, r in data["ranks"].items() if current or not verifies(m)}
                 if ranks:
@@ -143,6 +150,7 @@ def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
             view, collection, queries=todo[start : start + CHUNK], methods=wanted
         )
         line = {
+            "code": code_key(),
             "second_stage": key,
             "images": result.images,
             "queries": list(result.queries),

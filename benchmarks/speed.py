@@ -40,7 +40,7 @@ from lookalike.evaluate.peers import (
     phash,
     phash_collection,
 )
-from lookalike.evaluate.run import default_index_dir
+from lookalike.evaluate.run import cached_index_dir
 from lookalike.features import Extractor
 from lookalike.features.classic import describe
 from lookalike.images import load_image
@@ -145,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rset = holidays()
-    collection = Collection.create(rset.root, index=default_index_dir(rset))
+    collection = Collection.create(rset.root, index=cached_index_dir(rset))
     settings = collection.settings
     if not settings.sift.enabled:  # as `lookalike index --sift` does
         collection.configure(replace(settings, sift=replace(settings.sift, enabled=True)))

@@ -10,9 +10,10 @@ Each experiment trains with the same code and settings as `lookalike train` (the
 budget in minutes), keeps the weights at a few points along the way, and evaluates each with a
 model bundle made exactly as `lookalike train` makes it (whitening and codebook fitted on the
 training images, described with the trained network). Results go to
-`results/train-<experiment>.json`; the training runs and indexes to the cache folder
-(`$LOOKALIKE_CACHE`, default `~/.cache/lookalike`). An interrupted experiment resumes: training
-from its checkpoint, evaluation from the results already written.
+`results/train-<experiment>.json`; the training runs, bundles and indexes to the cache folder
+(`$LOOKALIKE_CACHE`, default `~/.cache/lookalike`), all removed when other code or another
+precision made them. An interrupted experiment resumes: training from its checkpoint, evaluation
+from the results already written.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from typing import Any
 
 from common import RESULTS, TRAIN_PLOT, load_result, machine, save_result
 from lookalike.evaluate import datasets
+from lookalike.evaluate.cache import cache_root, fresh_cache_dir
 from lookalike.evaluate.datasets import RetrievalSet
-from lookalike.evaluate.run import cache_root, evaluate, upright_view
+from lookalike.evaluate.run import evaluate, upright_view
 from lookalike.images import find_images
 from lookalike.learn.bundle import make_bundle
 from lookalike.learn.train import TrainSettings, train
@@ -46,7 +48,9 @@ def _log(message: str) -> None:
 
 
 def _work() -> Path:
-    return cache_root() / "bench-train"
+    """The cache folder of training runs, bundles and indexes, emptied when other code made it
+    (bundles are replaced whole when saved, so the stamp sits above them)."""
+    return fresh_cache_dir(cache_root() / "bench-train")
 
 
 def run_training(

@@ -38,7 +38,7 @@ from lookalike.evaluate import holidays
 from lookalike.evaluate.metrics import average_precision_inria
 from lookalike.evaluate.robustness import apply, suite
 from lookalike.evaluate.robustness_run import QUERY_SIDE, sample_queries
-from lookalike.evaluate.run import default_index_dir
+from lookalike.evaluate.run import cached_index_dir
 from lookalike.features import detail
 from lookalike.images import load_image
 from lookalike.search.pipeline import QueryDescription
@@ -137,7 +137,7 @@ class Described:
 def holidays_queries(limit: int | None) -> tuple[Collection, Described]:
     """The validation queries of Holidays-300, described, over its cached index."""
     rset = holidays()
-    collection = Collection.create(rset.root, index=default_index_dir(rset))
+    collection = Collection.create(rset.root, index=cached_index_dir(rset))
     collection.index()
     chosen = rset.split("validation")[:limit]
     described = []

@@ -38,7 +38,10 @@ EvalExpandOpt = Annotated[
     bool | None,
     typer.Option("--expand/--no-expand", help="Query expansion (default: the index's setting)."),
 ]
-EvalIndexOpt = Annotated[Path | None, typer.Option(help="Index folder (default: a cache).")]
+EvalIndexOpt = Annotated[
+    Path | None,
+    typer.Option(help="Index folder (default: a cache, rebuilt when the code changes)."),
+]
 ModelOpt = Annotated[Path | None, typer.Option(help="Model bundle to index with.")]
 
 
@@ -328,7 +331,7 @@ def eval_robustness(
     from lookalike.evaluate.datasets import SPLITS
     from lookalike.evaluate.robustness import FAMILIES
     from lookalike.evaluate.robustness_run import METHODS, plot_families, run_robustness
-    from lookalike.evaluate.run import default_distractors, default_index_dir, with_distractors
+    from lookalike.evaluate.run import cached_index_dir, default_distractors, with_distractors
 
     chosen_families = _names(families, tuple(FAMILIES), "transform family")
     if split is not None:
@@ -341,7 +344,7 @@ def eval_robustness(
         rset = with_distractors(rset, extra)
     except (DataMissing, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
-    collection = Collection.create(rset.root, index=index or default_index_dir(rset))
+    collection = Collection.create(rset.root, index=index or cached_index_dir(rset))
     with progress_bar(not as_json) as bar:
         collection.index(workers=workers, progress=bar)
         result = run_robustness(

@@ -1,14 +1,15 @@
 """Run a benchmark set through lookalike: index it (into a cache folder), query, score.
 
 The data folder is only read: indexes, and the upright or merged views of a set, are written
-under the cache folder (`$LOOKALIKE_CACHE`, default `~/.cache/lookalike`).
+under the cache folder (`$LOOKALIKE_CACHE`, default `~/.cache/lookalike`). A cached index is
+rebuilt when the code or the precision that built it changes (`evaluate.cache`); the views
+hold links and upright copies only, which no code change alters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.collection import Collection
+from lookalike.evaluate.cache import cache_root, fresh_cache_dir  # cache_root: also for callers
 from lookalike.evaluate.datasets import SPLITS, RetrievalSet, data_root
 from lookalike.evaluate.methods import Asked, Ranker, parse_method, ranker, unavailable
 from lookalike.evaluate.metrics import RetrievalReport, summarize
@@ -28,15 +30,18 @@ from lookalike.settings import Settings
 logger = logging.getLogger("lookalike")
 
 
-def cache_root() -> Path:
-    """Where evaluation indexes and views go: `$LOOKALIKE_CACHE` or `~/.cache/lookalike`."""
-    return Path(os.environ.get("LOOKALIKE_CACHE") or Path.home() / ".cache" / "lookalike")
-
-
 def default_index_dir(rset: RetrievalSet) -> Path:
-    """The cache folder for an index of `rset`, named after the set and its root."""
-    digest = hashlib.blake2b(str(rset.root.resolve()).encode(), digest_size=6).hexdigest()
+    """The cache folder for an index of `rset`, named after the set and its root (only the
+    name: `cached_index_dir` is the folder to index into)."""
+    key = "|".join([str(rset.root.resolve()), *sorted(rset.left_out)])  # leave-out: its own
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     return cache_root() / "indexes" / f"{rset.name}-{digest}"
+
+
+def cached_index_dir(rset: RetrievalSet) -> Path:
+    """`default_index_dir(rset)`, fresh: removed first when other code, or another precision,
+    built the index there (`cache.fresh_cache_dir`)."""
+    return fresh_cache_dir(default_index_dir(rset))
 
 
 def view_folder(rset: RetrievalSet, distractors: Sequence[Path]) -> Path:
@@ -254,7 +259,7 @@ def evaluate(
     if by_id and rset.left_out:
         raise ValueError("queries left out of the index cannot be searched by id")
     methods = [parse_method(m) for m in modes]
-    index_dir = index_dir or default_index_dir(rset)
+    index_dir = index_dir or cached_index_dir(rset)
     collection = Collection.create(
         indexed_root(rset), index=index_dir, settings=settings, model=model
     )
