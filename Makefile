@@ -8,15 +8,16 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help install demo test lint bench bench-train clean distclean
+.PHONY: help install demo test lint bench bench-quick bench-train clean distclean
 
 help:
 	@echo "make install    create $(VENV) and install lookalike with its dev extras"
 	@echo "make demo       build the demo collection in ./demo, index it and run a query"
 	@echo "make test       run the test suite (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint       ruff check, ruff format --check, mypy src"
-	@echo "make bench      run benchmarks/run_all.py"
-	@echo "make bench-train  the training experiments (about 3 hours on 2 cores)"
+	@echo "make bench      every benchmark of the checked-out code, then BENCHMARKS.md (most of a day)"
+	@echo "make bench-quick  Holidays, Corel, re-ranking, duplicates, speed (about an hour)"
+	@echo "make bench-train  the training experiments alone (about 3 hours on 2 cores)"
 	@echo "make clean      remove caches, build outputs and ./demo (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
 
@@ -46,6 +47,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
 
 bench-train: $(STAMP)
 	for e in holidays transfer scratch; do \

@@ -140,10 +140,30 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def provenance() -> dict[str, Any]:
+    """The code a result comes from: the git commit (and whether the checkout differed from
+    it) and `code_stamp()` (package version, hash of the source of src/lookalike, precision).
+    Results with the same stamp come from the same code, whatever their commit."""
+    from lookalike.evaluate.cache import code_key, code_stamp
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    return {
+        "commit": git("rev-parse", "--short=10", "HEAD"),
+        "source_changed_since_commit": bool(git("status", "--porcelain", "--", "src")),
+        **code_stamp(),
+        "key": code_key(),
+    }
+
+
 def save_result(name: str, data: dict[str, Any]) -> Path:
+    """`data` as results/<name>.json, with the code it came from (`provenance`) under
+    "code"."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    path.write_text(json.dumps({**data, "code": provenance()}, indent=2, sort_keys=True))
     return path
 
 

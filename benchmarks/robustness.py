@@ -1,9 +1,14 @@
-"""Robustness side by side: transformed copies of the Holidays query images (8 families x 5
+"""Robustness side by side: transformed copies of Holidays photographs (8 families x 5
 strengths) search Holidays plus the 10,800 Corel photographs for their untouched original,
 with every lookalike mode and the peers (PHash, off-the-shelf GeM) in the same loop.
 Writes results/robustness.json and results/robustness-<family>.png.
 
-    .venv/bin/python benchmarks/robustness.py [--queries 300] [--parts 2] [--methods a,b]
+    .venv/bin/python benchmarks/robustness.py [--queries 300] [--split test] [--parts 2]
+                                              [--methods a,b]
+
+The originals are a seeded sample of every image of one half of Holidays (`--split`: test,
+the odd groups, for the reported figures; the parameters of second looks and of blurred
+queries were chosen on copies of validation images, `benchmarks/tune.py`).
 
 The queries are split into `--parts` slices, each searched by its own process (one core
 each) a few queries at a time, appended to a log in the cache. Every run's logs are kept and
@@ -167,7 +172,13 @@ def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=300, help="a seeded sample (300: all)")
+    parser.add_argument("--queries", type=int, default=300, help="a seeded sample of originals")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "validation"),
+        help="the half of Holidays the originals come from (every image of its groups)",
+    )
     parser.add_argument("--parts", type=int, default=2, help="processes, one slice each")
     parser.add_argument("--methods", help="only these (comma-separated), added to a full run")
     parser.add_argument("--part-queries", help=argparse.SUPPRESS)  # a worker's slice (JSON)
@@ -182,7 +193,7 @@ def main() -> None:
     t = time.perf_counter()
     report = collection.index(workers=2)
     index_seconds = time.perf_counter() - t
-    queries = sample_queries(view, args.queries)
+    queries = sample_queries(view, args.queries, split=args.split)
     # the peers' hashes once, before the parts read them from the cache
     phash_collection(
         collection.root,
@@ -190,7 +201,8 @@ def main() -> None:
         collection.index_dir / "peers" / "phash.npz",
     )
     slices = [queries[i :: args.parts] for i in range(args.parts)]
-    work = LOGS / (f"q{args.queries}-p{args.parts}" + (f"-{'+'.join(methods)}" if methods else ""))
+    name = f"{args.split}-q{args.queries}-p{args.parts}"
+    work = LOGS / (name + (f"-{'+'.join(methods)}" if methods else ""))
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     running = []
@@ -211,7 +223,9 @@ def main() -> None:
     plots = plot_families(result, RESULTS)
     results = {
         "machine": machine(),
-        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}",
+        "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}"
+        f" --split {args.split}" + (f" --methods {args.methods}" if methods else ""),
+        "split": args.split,
         "index_images": report.images,
         "index_seconds_this_run": round(index_seconds, 1),
         "run_seconds": round(seconds, 1),

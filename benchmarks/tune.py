@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from common import machine, save_result
+from common import load_result, machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import holidays
 from lookalike.evaluate.metrics import average_precision_inria
@@ -134,30 +134,30 @@ class Described:
     queries: list[tuple[QueryDescription, list[int], set[int]]]
 
 
-def holidays_queries(limit: int | None) -> tuple[Collection, Described]:
-    """The validation queries of Holidays-300, described, over its cached index."""
+def holidays_queries(limit: int | None, split: str = "validation") -> tuple[Collection, Described]:
+    """The queries of one half of Holidays-300, described, over its cached index."""
     rset = holidays()
     collection = Collection.create(rset.root, index=cached_index_dir(rset))
     collection.index()
-    chosen = rset.split("validation")[:limit]
+    chosen = rset.split(split)[:limit]
     described = []
     for q in chosen:
         path = rset.path(q)
         relevant = {collection.id_of(r) for r in rset.queries[q]}
         described.append((collection.describe(path), collection.copies(path), relevant))
-    return collection, Described(described)  # type: ignore[arg-type]
+    return collection, Described(described)
 
 
 def robustness_queries(
-    families: tuple[str, ...], copies: int, seed: int = 0
+    families: tuple[str, ...], copies: int, seed: int = 0, split: str = "validation"
 ) -> tuple[Collection, dict[str, Described]]:
-    """Transformed copies of a seeded sample of validation images, per family, described,
-    over the Holidays + Corel index of benchmarks/robustness.py."""
+    """Transformed copies of a seeded sample of the images of one half, per family,
+    described, over the Holidays + Corel index of benchmarks/robustness.py."""
     from robustness import collection_and_view
 
     collection, view = collection_and_view()
     collection.index()
-    chosen = sample_queries(view, copies, seed, split="validation")
+    chosen = sample_queries(view, copies, seed, split=split)
     out: dict[str, Described] = {f: Described([]) for f in families}
     for query in chosen:
         original = load_image(view.path(query), max_side=QUERY_SIDE)
@@ -165,7 +165,7 @@ def robustness_queries(
         for transform in suite(families):
             rng = np.random.default_rng([seed, zlib.crc32(f"{query}|{transform.name}".encode())])
             description = collection.describe(apply(original, transform, rng))
-            out[transform.family].queries.append((description, [], {image_id}))  # type: ignore[arg-type]
+            out[transform.family].queries.append((description, [], {image_id}))
     return collection, out
 
 
@@ -221,12 +221,52 @@ BASE: dict[Any, Settings] = {}
 """Each collection's stored settings, by index folder: every value is applied to these."""
 
 
+RULES = {
+    "second looks": Param("second_looks", (True, False), _rerank("retry")),
+    "colour for blurred queries": Param("blurred_weight", (None, 0.0), _search("blurred_weight")),
+}
+"""The rules that must earn their place on the test half: each on (as chosen) and off."""
+ABLATION_FAMILIES = ("rotation", "crop", "blur")
+
+
+def ablation(copies: int) -> dict[str, Any]:
+    """Each of `RULES` on and off over the *test* half, after the parameters were chosen:
+    Holidays test queries and copies of test images (`ABLATION_FAMILIES`)."""
+    hol = holidays_queries(None, split="test")
+    rob = robustness_queries(ABLATION_FAMILIES, copies, split="test")
+    stored = {c.index_dir: c.settings for c in (hol[0], rob[0])}
+    out: dict[str, Any] = {}
+    for name, rule in RULES.items():
+        rows = {}
+        for value in rule.grid:
+            label = "on" if value in (True, None) else "off"
+            for c in (hol[0], rob[0]):
+                own = stored[c.index_dir]
+                c.settings = own if value is None else rule.apply(own, value)
+            scores = {"holidays": holidays_map(*hol)}
+            for family in ABLATION_FAMILIES:
+                scores[f"robustness {family}"] = recall_at_1(rob[0], rob[1][family])
+            rows[label] = scores
+            print(f"test, {name} {label}: {scores}", flush=True)
+        out[name] = rows
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=",".join(PARAMS), help="comma-separated")
     parser.add_argument("--copies", type=int, default=40, help="validation images transformed")
     parser.add_argument("--holidays-queries", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="instead: each rule on and off over the test half (after choosing), added to "
+        "results/tune.json",
+    )
     args = parser.parse_args()
+    if args.ablation:
+        _add_ablation(args.copies)
+        return
     chosen = [PARAMS[p] for p in args.params.split(",") if p]
     t = time.perf_counter()
     hol = holidays_queries(args.holidays_queries)
@@ -249,6 +289,13 @@ def main() -> None:
     )
     for name, r in results.items():
         print(f"{name}: default {r['default']} -> chosen {r['chosen']}")
+
+
+def _add_ablation(copies: int) -> None:
+    """The ablation over the test half, added to the sweeps' results."""
+    previous = load_result("tune") or {}
+    result = ablation(copies)
+    save_result("tune", {**previous, "ablation": result, "ablation_copies": copies})
 
 
 if __name__ == "__main__":
