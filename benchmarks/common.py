@@ -1,6 +1,7 @@
-"""Shared helpers for the benchmark scripts: machine description, timing, memory, results; and
-for the scale benchmarks (`scale_global.py`, `scale_asmk.py`), the real Holidays + Corel index
-and the distractors made from it."""
+"""Shared helpers for the benchmark scripts: machine description, timing, memory, results; the
+Holidays index that leaves its queries out (for latency as users feel it: `speed.py`,
+`load.py`, `rerank.py`); and for the scale benchmarks (`scale_global.py`, `scale_asmk.py`),
+the real Holidays + Corel index and the distractors made from it."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lookalike.collection import Collection
+    from lookalike.evaluate.datasets import RetrievalSet
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -174,6 +179,58 @@ def load_result(name: str) -> dict[str, Any] | None:
 
 def lookalike_cmd() -> list[str]:
     return [sys.executable, "-m", "lookalike.cli"]
+
+
+# --- latency as users feel it: query photographs that are not in the index --------------
+
+
+def holidays_outside(
+    preset: str = "default", *, sift: bool = False
+) -> tuple[RetrievalSet, Collection]:
+    """The Holidays set with its 300 queries left out of the index (`datasets.leave_out`), and
+    the collection of its 511 other images, indexed (cached; built the first time).
+
+    A query photograph is then searched from its file, `rset.path(q)`, as a user's new
+    photograph is: nothing verifies it at once the way its own indexed copy does, so the second
+    looks run when nothing is a sure match. The index lives in its own cache folder (the
+    leave-out set's, `run.default_index_dir`), never in the full set's. `preset`: the
+    settings of an index made with `lookalike index --preset` (its folder takes the name too;
+    "default" keeps what the folder stores); `sift`: switch RootSIFT on first, as
+    `lookalike index --sift` does. Returns `(rset, collection)`."""
+    from lookalike.collection import Collection
+    from lookalike.evaluate import holidays
+    from lookalike.evaluate.cache import fresh_cache_dir
+    from lookalike.evaluate.datasets import leave_out
+    from lookalike.evaluate.run import default_index_dir, indexed_root
+    from lookalike.settings import PRESETS
+
+    rset = leave_out(holidays())
+    index = default_index_dir(rset)  # the leave-out set's own: not the full set's
+    if preset != "default":
+        index = index.with_name(f"{index.name}-{preset}")
+    settings = None if preset == "default" else PRESETS[preset]
+    collection = Collection.create(
+        indexed_root(rset), index=fresh_cache_dir(index), settings=settings
+    )
+    stored = collection.settings
+    if sift and not stored.sift.enabled:
+        collection.configure(replace(stored, sift=replace(stored.sift, enabled=True)))
+    collection.index(workers=2)
+    return rset, collection
+
+
+def outside_queries(
+    rset: RetrievalSet, indexed: int, n: int | None = None
+) -> tuple[list[str], str]:
+    """The queries of `rset` (from `holidays_outside`) to search, sorted: all of them, or a
+    seeded sample of `n`; and what they are, in words, for the results (`indexed`: the number
+    of images in the index)."""
+    queries = sorted(rset.queries)
+    what = f"{len(queries)} Holidays query photographs"
+    if n is not None and n < len(queries):
+        queries = sorted(np.random.default_rng(0).choice(queries, n, replace=False).tolist())
+        what = f"a seeded sample of {n} of the {what}"
+    return queries, f"{what} not in the index of the {indexed} other Holidays images"
 
 
 # --- the scale benchmarks: real images and distractors -----------------------------------
