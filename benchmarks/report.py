@@ -64,7 +64,9 @@ def holidays_section(r: dict[str, Any]) -> list[str]:
     for name, label in HOLIDAYS_VARIANTS.items():
         if name not in variants:
             continue
-        for method, m in variants[name]["modes"].items():
+        modes = variants[name]["modes"]
+        order = ["lookalike", *(m for m in modes if m != "lookalike")]  # the default first
+        for method, m in ((k, modes[k]) for k in order if k in modes):
             shown = "default search" if method == "lookalike" else f"{method}, first stage"
             lines.append(
                 f"| {label} | {shown} | {m['test']['map_inria']:.4f} | "
