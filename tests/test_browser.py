@@ -219,6 +219,21 @@ def test_web_page_searches_compares_and_adapts(
             by_id = hit_paths(page)
             assert by_id and by_id[0] in same_scene, by_id[:5]
 
+            # a fast user closes the view and opens another hit in the same moment: the dialog's
+            # late "close" event must not drop the new hit (its image is not loaded yet)
+            page.locator("#results .hit").first.click()
+            expect(compare).to_have_attribute("data-drawn", "true")
+            page.evaluate(
+                "() => { document.querySelector('#compare-close').click();"
+                " const cards = document.querySelectorAll('#results .hit');"
+                " cards[cards.length - 1].click(); }"
+            )
+            expect(dialog).to_be_visible()
+            expect(page.locator("#compare-caption")).to_contain_text(by_id[-1])
+            expect(compare).to_have_attribute("data-drawn", "true")
+            page.keyboard.press("Escape")
+            expect(dialog).to_be_hidden()
+
             # an image the browser shows but the server cannot read: the API's error is shown
             svg = tmp_path / "drawing.svg"
             svg.write_text(

@@ -493,11 +493,15 @@ function closeCompare() {
 
 els.compareClose.addEventListener("click", closeCompare);
 els.compare.addEventListener("close", () => {
+  // The close event comes a task after the dialog closed: if another hit was opened in
+  // between (Enter right after a click on "close"), the dialog is open again and its hit
+  // must stay, or its drawing is dropped.
+  if (els.compare.open) return;
   const opener = state.compareOpener;
   state.compareHit = null;
   state.compareOpener = null;
   // The browser usually puts focus back itself; this covers the cases where it does not.
-  // (The close event comes a task after the dialog closed: focus may have moved on since.)
+  // (Focus may have moved on since the dialog closed.)
   const active = document.activeElement;
   const lost = !active || active === document.body || els.compare.contains(active);
   if (lost && opener && opener.isConnected) opener.focus();
