@@ -40,6 +40,9 @@ class Step:
     writes: tuple[str, ...] = ()
     quick: bool = False
     label: str = ""
+    adds: str = ""
+    """A key the step adds to a result another step writes (the tuning's test-half ablation):
+    the step is done when that key is there, from this code."""
 
     @property
     def name(self) -> str:
@@ -48,6 +51,7 @@ class Step:
 
 STEPS = (
     Step("tune.py", writes=("tune",)),
+    Step("tune.py", ("--ablation",), ("tune",), adds="ablation"),
     Step("holidays.py", writes=("holidays",), quick=True),
     Step("corel.py", writes=("corel",), quick=True),
     Step("rerank.py", writes=("rerank",), quick=True),
@@ -72,6 +76,8 @@ def current(step: Step, key: str) -> bool:
     for name in step.writes:
         result = load_result(name)
         if not result or result.get("code", {}).get("key") != key:
+            return False
+        if step.adds and step.adds not in result:
             return False
         if step.script == "load.py" and not any(
             run.get("command", "").endswith(" ".join(step.args)) for run in result["runs"].values()

@@ -3,6 +3,8 @@ to the query's own pixels, and a photograph turned 135 degrees is verified throu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from lookalike.evaluate.robustness import Transform, apply
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.images import load_image
 from lookalike.search.retry import read, second_looks, turned, unturn
+from lookalike.settings import RerankSettings
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
@@ -104,3 +107,42 @@ def test_a_query_that_matches_nothing_is_looked_at_every_way_and_stays_unverifie
     assert sorted(described.looks) == ["coarse", "turn1", "turn2", "turn3"]
     again = demo_collection.search(described, k=5, retry=False)
     assert [h.id for h in again] == [h.id for h in hits]
+
+
+@pytest.mark.slow
+def test_looks_are_taken_below_retry_below_and_each_verifies_retry_verify_images(
+    demo: DemoCollection, demo_collection: Collection
+) -> None:
+    """A query with a sure match (at least `retry_below` inliers) takes no second look; asked
+    for more, it takes them all. A turned photograph found by a second look has no more
+    verified hits than `retry_verify`."""
+    stored = demo_collection.settings
+    rerank = stored.rerank
+    try:
+        described = demo_collection.describe(demo.root / demo.query)
+        best = demo_collection.search(described, k=5)[0]
+        assert (best.inliers or 0) >= rerank.retry_below and not described.looks
+
+        higher = replace(rerank, retry_below=(best.inliers or 0) + 1)
+        demo_collection.settings = replace(stored, rerank=higher)
+        again = demo_collection.describe(demo.root / demo.query)
+        demo_collection.search(again, k=5)
+        assert sorted(again.looks) == ["coarse", "turn1", "turn2", "turn3"]
+
+        original = sorted(set(demo.originals.values()))[0]
+        image = load_image(demo.root / original)
+        copy = apply(image, Transform("rotation", 4), np.random.default_rng(0))
+        demo_collection.settings = replace(stored, rerank=replace(rerank, retry_verify=3))
+        hits = demo_collection.search(copy, k=20)
+        photo = original.split("/")[-1].split(".")[0]  # the original or an indexed copy of it
+        assert photo in hits[0].path and (hits[0].inliers or 0) >= rerank.min_inliers
+        assert sum(h.inliers is not None for h in hits) <= 3, [h.inliers for h in hits]
+    finally:
+        demo_collection.settings = stored
+
+
+def test_retry_below_may_not_be_under_min_inliers() -> None:
+    with pytest.raises(ValueError, match="retry_below"):
+        RerankSettings(min_inliers=20, retry_below=10)
+    with pytest.raises(ValueError, match="retry_verify"):
+        RerankSettings(retry_verify=0)

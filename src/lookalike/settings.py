@@ -170,11 +170,12 @@ class RerankSettings:
     `min_inliers`): alpha-QE (`expand_alpha`) on the global descriptor, and their ASMK scores
     averaged into the query's.
 
-    `retry`: when no image reaches `saturation` inliers (a sure match), a query image is
+    `retry`: when no image reaches `retry_below` inliers (a sure match), a query image is
     described again, coarser (blur, noise) and then turned a quarter, three quarters and a half
-    (a photograph held sideways or upside down), and searched each way until one reaches it.
-    The ranking of the way whose best image has the most inliers (at least `min_inliers`) is
-    returned. A query that matches nothing for sure costs up to five searches.
+    (a photograph held sideways or upside down), and searched each way, verifying its
+    `retry_verify` best images, until one reaches it. The ranking of the way whose best image
+    has the most inliers (at least `min_inliers`) is returned. A query that matches nothing for
+    sure costs up to five searches.
     """
 
     verify: int = 100
@@ -190,10 +191,16 @@ class RerankSettings:
     expand_top: int = 5
     expand_alpha: float = 3.0
     retry: bool = True
+    retry_below: int = 35
+    retry_verify: int = 20
 
     def __post_init__(self) -> None:
         if self.verify < 0 or self.match_dims < 0:
             raise ValueError("verify and match_dims must be >= 0")
+        if self.retry_verify < 1:
+            raise ValueError("retry_verify must be >= 1")
+        if self.retry_below < self.min_inliers:
+            raise ValueError("need retry_below >= min_inliers")
         if self.features < 1 or self.expand_top < 1:
             raise ValueError("features and expand_top must be >= 1")
         if self.model not in ("affine", "homography"):

@@ -184,9 +184,7 @@ def ranker(
 
         def search(asked: Asked) -> list[str]:
             if by_id:
-                if asked.id is None:
-                    raise ValueError(f"{asked.file} is not indexed: it cannot be searched by id")
-                return [h.path for h in collection.search(asked.id, k=n, **options)]
+                return [h.path for h in collection.search(_indexed(asked), k=n, **options)]
             exclude = () if asked.id is None else collection.copies(asked.file)
             hits = collection.search(asked.file, k=n, exclude=exclude, **options)
             return [h.path for h in hits]
@@ -203,6 +201,13 @@ def ranker(
     return rank
 
 
+def _indexed(asked: Asked) -> int:
+    """The id of an indexed query (`by_id`); ValueError for a query file that is not indexed."""
+    if asked.id is None:
+        raise ValueError(f"{asked.file} is not indexed: it cannot be searched by id")
+    return asked.id
+
+
 def _peer_scores(
     collection: Collection, method: Method, images: list[tuple[int, str]], by_id: bool
 ) -> Callable[[Asked], np.ndarray]:
@@ -211,9 +216,7 @@ def _peer_scores(
     row_of = {image_id: row for row, (image_id, _) in enumerate(images)}
 
     def row(asked: Asked) -> int:
-        if asked.id is None:
-            raise ValueError(f"{asked.file} is not indexed: it cannot be searched by id")
-        return row_of[asked.id]
+        return row_of[_indexed(asked)]
 
     if method.name == "phash":
         layout = IndexLayout(collection.index_dir)

@@ -238,8 +238,10 @@ class Searcher:
             described.memo, dropped,
         )  # fmt: skip
         best = _most_inliers(reranked.verified, self_rows)
-        if not second.retry or best >= second.saturation:
+        if not second.retry or best >= second.retry_below:
             return scores, reranked
+        if second.verify > 0:
+            second = replace(second, verify=min(second.verify, second.retry_verify))
         for look in self._second_looks(described):
             assert look.features is not None
             look_scores = score(
@@ -252,7 +254,7 @@ class Searcher:
             most = _most_inliers(again.verified, self_rows)
             if most >= second.min_inliers and most > best:
                 scores, reranked, best = look_scores, again, most
-            if best >= second.saturation:
+            if best >= second.retry_below:
                 break
         return scores, reranked
 

@@ -23,7 +23,7 @@ TURNS = (1, 3, 2)
 COARSE = 0.5
 """The coarse look reads the image at this fraction of each of the usual scales."""
 
-POLICY = "until saturation; the look with the most inliers"
+POLICY = "until retry_below inliers, verifying retry_verify each; the look with the most inliers"
 """When looks are taken and which one wins (`Collection.search`), in words: changed with it, so
 that results logged under another policy can be told apart (`benchmarks/robustness.py`)."""
 
