@@ -26,6 +26,7 @@ from lookalike.index.generation import (
     Manifest,
     Snapshot,
     current_model,
+    state_of,
     stored_features,
 )
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
@@ -232,7 +233,9 @@ class Collection(SearchFacade):
         and `global_refine` its float16 vectors, memory-mapped from disk (0 when exact);
         `asmk_index` the part of the ASMK index held in RAM and `asmk_codes` its codes,
         memory-mapped (0 for the inverted file). `global_index` and `asmk_index`: their kinds
-        and parameters as recorded in the generation."""
+        and parameters as recorded in the generation. `up_to_date`: whether the generation
+        searches read holds every change the catalog records (not after a stopped run, until
+        the next `index`)."""
         status = self.status()
         ok, generation = status["images"], status["generation"]
         layout = IndexLayout(self.index_dir)
@@ -249,8 +252,11 @@ class Collection(SearchFacade):
             "catalog": sum(_du(p) for p in self.index_dir.glob("catalog.sqlite*")),
         }
         manifest = Manifest.read(current)
+        with Catalog.open(self.index_dir, readonly=True) as catalog:
+            state = state_of(catalog.records("ok"))
         return {
             **status,
+            "up_to_date": manifest is not None and manifest.catalog_state == state,
             "settings": self.settings.as_dict(),
             "bytes": sizes,
             "bytes_per_image": {k: (v / ok if ok else 0.0) for k, v in sizes.items()},

@@ -43,6 +43,12 @@ def info(
     out.print(table)
     for failure in data["failures"]:
         out.print(f"[yellow]failed[/yellow] {failure['path']}: {failure['reason']}")
+    if data["generation"] and not data["up_to_date"]:
+        out.print(
+            "[yellow]behind[/yellow] searches read an index that does not yet hold the last "
+            "changes of the folder (an index run was stopped before publishing them): run "
+            f"`lookalike index {collection.root}`"
+        )
 
 
 def serve(

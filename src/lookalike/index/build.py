@@ -23,7 +23,7 @@ from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import CodeBlock, Part, save_asmk, write_shortlist
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.codes import encode_shard, load_codes
-from lookalike.index.generation import Manifest
+from lookalike.index.generation import Manifest, generation_shards, save_images, state_of
 from lookalike.index.global_index import build_global, save_global
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import existing_shards, open_shard, write_shard
@@ -228,6 +228,7 @@ def build_generation(
         else:
             recorded.update(save_asmk(asmk, tmp))
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
+        save_images(tmp, records)
         for name, matrix in described.items():
             save_npy(tmp, f"classic-{name}", matrix)
         if sift is not None and sift_codebook is not None:
@@ -245,6 +246,7 @@ def build_generation(
             classic=None if classic is None else classic.key,
             classic_descriptors=tuple(sorted(described)),
             sift=extras.sift.key if sift is not None and extras.sift else None,
+            catalog_state=state_of(records),
         ).save(tmp)
     return final
 
@@ -256,14 +258,16 @@ def remove_stale(
     keep_generation: int,
     extras: Extras = Extras(),
 ) -> None:
-    """Delete shards no image points at, codes of other models, classic descriptors and
-    RootSIFT features of other settings, and old generations."""
-    in_use = catalog.shards_in_use()
+    """Delete shards no image points at (neither in the catalog nor in the previous
+    generation, which readers that opened it a moment ago still read), codes of other models,
+    classic descriptors and RootSIFT features of other settings, and old generations."""
+    layout = IndexLayout(index_dir)
+    previous = layout.generation(keep_generation - 1)
+    in_use = catalog.shards_in_use() | generation_shards(previous)
     if extras.classic is not None:
         classic_store.remove_unused(index_dir, extras.classic, set(in_use))
     if extras.sift is not None:
         sift_store.remove_unused(index_dir, extras.sift, set(in_use))
-    layout = IndexLayout(index_dir)
     for shard in existing_shards(layout.features):
         if shard not in in_use:
             shutil.rmtree(layout.feature_shard(shard), ignore_errors=True)

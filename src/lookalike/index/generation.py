@@ -3,17 +3,22 @@ reading, what the second stage reads of its images, and the immutable snapshot o
 from start to end.
 
 A generation folder (`gen-NNNNNN/`) is written whole in a temporary folder and renamed into
-place; its `manifest.json` says what it was built with. A manifest of another version (or
-none: the `global.json` of older versions) makes the generation stale, and the next `index`
-run builds it again from the stored features (no image is described again).
+place; its `manifest.json` says what it was built with and which state of the catalog it
+reflects (`catalog_state`). It carries its own frozen list of its images (`images-*.npy`,
+`images-text.json`: id, path, content hash, feature shard and row, size): readers read that,
+never the live catalog rows, so a search never meets a half-applied update. A manifest of
+another version, or a catalog whose state differs from the one the generation reflects (an
+update stopped between the catalog and the publication), makes the generation stale, and the
+next `index` run builds it again from the stored features (no image is described again).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +29,7 @@ from lookalike.catalog import Catalog, CatalogError, ImageRecord
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import load_asmk
-from lookalike.index.atomic import write_json_atomic
+from lookalike.index.atomic import save_npy, write_json_atomic
 from lookalike.index.codes import load_codes
 from lookalike.index.global_index import GlobalSearch, load_global
 from lookalike.index.layout import IndexLayout
@@ -32,8 +37,15 @@ from lookalike.index.store import open_shard
 from lookalike.learn.model import Model
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_VERSION = 2
-"""Version 1 was the unversioned `global.json`; 2 is this dataclass."""
+MANIFEST_VERSION = 3
+"""Version 1 was the unversioned `global.json`; 2 this dataclass without `catalog_state` (and
+its generation without its own image list); 3 is this dataclass."""
+READABLE_VERSIONS = (2, MANIFEST_VERSION)
+"""Versions a reader can search (a version 2 generation reads its images from the catalog);
+the next `index` run builds any but the current one again."""
+IMAGES_INT = "images-int"
+IMAGES_TEXT = "images-text.json"
+_INT_COLUMNS = ("id", "size", "mtime_ns", "shard", "row", "width", "height")
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class Manifest:
     classic_descriptors: tuple[str, ...]
     sift: str | None
     """`SiftSettings.key` of its RootSIFT inverted file (None: none)."""
+    catalog_state: str | None = None
+    """`state_of` the records it was built over (None: a version 2 generation)."""
     version: int = MANIFEST_VERSION
 
     def save(self, folder: Path) -> None:
@@ -68,7 +82,7 @@ class Manifest:
         read, or it is of another version (the generation is then built again)."""
         try:
             values = json.loads((folder / MANIFEST_FILE).read_text())
-            if values.get("version") != MANIFEST_VERSION:
+            if values.get("version") not in READABLE_VERSIONS:
                 return None
             values["classic_descriptors"] = tuple(values["classic_descriptors"])
             return cls(**values)
@@ -76,16 +90,88 @@ class Manifest:
             return None
 
     def built_with(
-        self, model_id: str, classic: str | None, sift: str | None, global_settings: str
+        self,
+        model_id: str,
+        classic: str | None,
+        sift: str | None,
+        global_settings: str,
+        catalog_state: str,
     ) -> bool:
-        """Whether this generation was built with this model, classic descriptors, RootSIFT
-        and global index settings (keys), so that it need not be built again."""
-        return (self.model_id, self.classic, self.sift, self.global_settings) == (
-            model_id,
-            classic,
-            sift,
-            global_settings,
+        """Whether this generation is of this version and was built with this model, classic
+        descriptors, RootSIFT and global index settings (keys) over the catalog as it is now
+        (`catalog_state`), so that it need not be built again."""
+        return (
+            self.version,
+            self.model_id,
+            self.classic,
+            self.sift,
+            self.global_settings,
+            self.catalog_state,
+        ) == (MANIFEST_VERSION, model_id, classic, sift, global_settings, catalog_state)
+
+
+def state_of(records: Sequence[ImageRecord]) -> str:
+    """A digest of the searchable records a generation is built over (id, path, content hash,
+    shard and row, in the order given): it differs whenever an update changed the catalog,
+    whether or not the generation was published after it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for r in records:
+        digest.update(f"{r.id}\t{r.path}\t{r.hash}\t{r.shard}\t{r.row}\n".encode())
+    return digest.hexdigest()
+
+
+def save_images(folder: Path, records: Sequence[ImageRecord]) -> None:
+    """The generation's own list of its images (row i = records[i]) into `folder`: the integer
+    columns as one `(n, 7)` int64 array (-1 for none), paths and hashes as JSON."""
+    ints = np.array(
+        [[-1 if getattr(r, c) is None else getattr(r, c) for c in _INT_COLUMNS] for r in records],
+        dtype=np.int64,
+    ).reshape(len(records), len(_INT_COLUMNS))
+    save_npy(folder, IMAGES_INT, ints)
+    text = {"paths": [r.path for r in records], "hashes": [r.hash for r in records]}
+    (folder / IMAGES_TEXT).write_text(json.dumps(text, ensure_ascii=False))
+
+
+def load_images(folder: Path, ids: np.ndarray) -> dict[int, ImageRecord]:
+    """The records of the generation in `folder` by id, as it was built (see `save_images`);
+    `ids: (n,)` its rows' ids, which the list must match.
+
+    Raises:
+        CatalogError: the list is missing or damaged (the message names the file)."""
+    n = len(ids)
+    where = folder / f"{IMAGES_INT}.npy"
+    try:
+        ints = np.load(where, allow_pickle=False)
+        if ints.shape != (n, len(_INT_COLUMNS)) or not np.array_equal(ints[:, 0], ids):
+            raise ValueError(f"its {ints.shape} rows are not the generation's {n} images")
+        where = folder / IMAGES_TEXT
+        text = json.loads(where.read_text(encoding="utf-8"))
+        paths, hashes = text["paths"], text["hashes"]
+        if len(paths) != n or len(hashes) != n:
+            raise ValueError(f"it lists {len(paths)} paths for {n} images")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CatalogError(
+            f"{where} is missing or damaged ({e}): run `lookalike index` to build the "
+            "generation again"
+        ) from e
+    records = {}
+    for (image_id, size, mtime, shard, row, width, height), path, digest in zip(
+        ints.tolist(), paths, hashes, strict=True
+    ):
+        records[image_id] = ImageRecord(
+            id=image_id,
+            path=path,
+            size=size,
+            mtime_ns=mtime,
+            hash=digest,
+            status="ok",
+            error=None,
+            shard=None if shard < 0 else shard,
+            row=None if row < 0 else row,
+            width=None if width < 0 else width,
+            height=None if height < 0 else height,
         )
+    return records
 
 
 class Generation(Protocol):
@@ -162,6 +248,19 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
         classic=load_classic(folder, manifest),
         sift=sift,
     )
+
+
+def generation_shards(folder: Path) -> set[int]:
+    """The feature shards the generation in `folder` reads (empty when it has no list of its
+    own, or none readable)."""
+    try:
+        ints = np.load(folder / f"{IMAGES_INT}.npy", allow_pickle=False)
+    except (OSError, ValueError):
+        return set()
+    if ints.ndim != 2 or ints.shape[1] != len(_INT_COLUMNS):
+        return set()
+    shards = ints[:, _INT_COLUMNS.index("shard")]
+    return {int(s) for s in np.unique(shards[shards >= 0])}
 
 
 def current_model(index_dir: Path) -> Model | None:
@@ -261,22 +360,27 @@ class Generations:
         self._current: Snapshot | None = None
 
     def snapshot(self) -> Snapshot:
-        """The current generation's snapshot. Its number and its images' records are read in
-        one catalog snapshot; loading a new one happens once, under a lock."""
+        """The current generation's snapshot: its images' records are its own frozen list
+        (`load_images`), whatever the catalog holds meanwhile; loading a new one happens once,
+        under a lock."""
         with self._lock, Catalog.open(self.index_dir, readonly=True) as catalog:
             with catalog.snapshot():
                 number = catalog.generation
                 current = self._current
                 if current is not None and current.number == number:
                     return current
-                records = {r.id: r for r in catalog.records("ok")}
-            folder = IndexLayout(self.index_dir).generation(number)
-            model = current_model(self.index_dir)
-            if number == 0 or not folder.is_dir() or model is None:
-                raise CatalogError(
-                    f"{self.root} has no index yet: run `lookalike index {self.root}`"
-                )
-            loaded = load_generation(folder, model)
+                folder = IndexLayout(self.index_dir).generation(number)
+                model = current_model(self.index_dir)
+                if number == 0 or not folder.is_dir() or model is None:
+                    raise CatalogError(
+                        f"{self.root} has no index yet: run `lookalike index {self.root}`"
+                    )
+                loaded = load_generation(folder, model)
+                if loaded.manifest is not None and loaded.manifest.catalog_state is None:
+                    # a version 2 generation has no list of its own (the next run makes one)
+                    records = {r.id: r for r in catalog.records("ok")}
+                else:
+                    records = load_images(folder, loaded.ids)
             snapshot = Snapshot(loaded, records, FolderImages(self.index_dir, loaded, records))
             self._current = snapshot
             return snapshot

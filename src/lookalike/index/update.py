@@ -25,7 +25,7 @@ from lookalike.catalog import Catalog, CatalogError, ImageRecord, ScanPlan, writ
 from lookalike.features.batch import Extracted, ExtractMany, Extras, iter_extract
 from lookalike.images import ImageError, content_hash, find_images
 from lookalike.index import build, classic_store, sift_store
-from lookalike.index.generation import Manifest, current_model
+from lookalike.index.generation import Manifest, current_model, load_images, state_of
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.index.store import open_shard
 from lookalike.learn.model import Model, generic_model
@@ -157,7 +157,7 @@ class Indexer:
             timings["learn"] = time.perf_counter() - t
             generation = catalog.generation
             changed = scan.todo or scan.plan.removed or fitted or described
-            if changed or self.stale(generation, model):
+            if changed or self.stale(generation, model, records):
                 t = time.perf_counter()
                 generation = self._publish(catalog, model, records, sift_codebook, progress)
                 timings["build"] = time.perf_counter() - t
@@ -306,17 +306,28 @@ class Indexer:
             or model.features != self.settings.features
         )
 
-    def stale(self, generation: int, model: Model) -> bool:
+    def stale(self, generation: int, model: Model, records: Sequence[ImageRecord]) -> bool:
         """Whether the published `generation` must be built again: missing, of another
-        manifest version, or built with another model or other settings."""
-        manifest = Manifest.read(self.layout.generation(generation))
+        manifest version, built with another model or other settings, or over another state
+        of the catalog than `records` (a run stopped after changing the catalog and before
+        publishing)."""
+        folder = self.layout.generation(generation)
+        manifest = Manifest.read(folder)
         extras = self.extras
-        return manifest is None or not manifest.built_with(
+        if manifest is None or not manifest.built_with(
             model.id,
             self.settings.classic.key,
             self.settings.sift.key if extras.has_sift else None,
             self.settings.index.key,
-        )
+            state_of(records),
+        ):
+            return True
+        try:
+            load_images(folder, np.load(folder / "ids.npy"))
+        except (CatalogError, OSError, ValueError) as e:
+            logger.warning("building the generation again: %s", e)
+            return True
+        return False
 
     def _publish(
         self,
