@@ -238,6 +238,31 @@ class Catalog(Database):
         with self.transaction(), self._sql_errors("recording modification times"):
             self._connection().executemany("UPDATE images SET mtime_ns = ? WHERE path = ?", rows)
 
+    def integrity(self, *, full: bool = False) -> list[str]:
+        """SQLite's own check of the file (`quick_check`; `full`: `integrity_check`, which
+        also reads every index): the problems it finds, at most 10 (empty: none)."""
+        pragma = "integrity_check" if full else "quick_check"
+        with self._sql_errors("checking the catalog"):
+            rows = self._fetchall(f"PRAGMA {pragma}(10)")
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found
+
+    def redescribe(self, shards: Iterable[int]) -> int:
+        """Have the next index run describe again the images whose features are in `shards`
+        (damaged): their stamps and content hashes are forgotten, so the scan finds them
+        changed; they keep their ids. Returns how many images that is."""
+        wanted = [(int(s),) for s in dict.fromkeys(shards)]
+        if not wanted:
+            return 0
+        conn = self._connection()
+        with self.transaction():
+            before = conn.total_changes
+            with self._sql_errors("marking images to describe again"):
+                conn.executemany(
+                    "UPDATE images SET mtime_ns = -1, hash = NULL WHERE shard = ?", wanted
+                )
+            return conn.total_changes - before
+
     def remove(self, paths: Iterable[str]) -> int:
         """Forget ``paths``; returns how many records were removed (unknown paths are ignored)."""
         wanted = [(p,) for p in dict.fromkeys(paths) if encodable(p)]

@@ -21,6 +21,7 @@ app = typer.Typer(
 )
 app.callback()(common.main)
 app.command()(indexing.index)
+app.command()(indexing.check)
 app.command()(indexing.train)
 app.command()(searching.search)
 app.command()(searching.dedup)

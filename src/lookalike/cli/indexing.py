@@ -13,7 +13,7 @@ from rich.table import Table
 
 from lookalike.catalog import CatalogError
 from lookalike.cli.common import JsonOpt, QuietOpt, WorkersOpt, fail, out, progress_bar
-from lookalike.settings import PRESETS
+from lookalike.settings import PRESETS, Settings
 
 if TYPE_CHECKING:
     from lookalike.collection import IndexReport
@@ -158,3 +158,102 @@ def train(
         out.print(f"the collection now uses it: run `lookalike index {folder}`")
     else:
         out.print(f"use it with: lookalike index FOLDER --model {result.bundle}")
+
+
+def check(
+    folder: Annotated[
+        Path, typer.Argument(help="Collection folder (the one `lookalike index` was given).")
+    ] = Path("."),
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="Where the index is (default: FOLDER/.lookalike)."),
+    ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Undo the damage found, then bring the index up to date (describes again "
+            "only the images whose stored features were damaged).",
+        ),
+    ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full/--quick",
+            help="Read every byte against the checksum recorded when it was written (the "
+            "default), or only sizes and headers (what `index` checks at every start).",
+        ),
+    ] = True,
+    workers: WorkersOpt = 0,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check an index for damaged files (catalog, feature shards, codes, model, the generation
+    searches read): one line each, with what repairs it. Exits with 1 when damage is found and
+    left; `--repair` repairs it."""
+    # lazy: importing collection loads torch and FAISS (2 s), too slow for `--help`
+    from lookalike.collection import Collection
+    from lookalike.index.check import check_index
+    from lookalike.index.check import repair as undo
+    from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
+
+    root = folder.expanduser().resolve()
+    index_dir = index.expanduser().resolve() if index else root / INDEX_DIR_NAME
+    if not IndexLayout(index_dir).catalog.exists() and not any(index_dir.glob("gen-*")):
+        raise fail(f"no lookalike index at {index_dir}: run `lookalike index {folder}` first")
+    damages = check_index(index_dir, full=full)
+    done: list[str] = []
+    report = None
+    if repair and damages:
+        from lookalike.catalog import writer_lock
+
+        try:
+            with writer_lock(index_dir):
+                settings = _stored_settings(index_dir)
+                done = undo(index_dir, damages)
+            collection = Collection.create(root, index=index, settings=settings)
+            with progress_bar(not quiet and not as_json) as bar:
+                report = collection.index(workers=workers, progress=bar)
+        except (FileNotFoundError, CatalogError, ValueError) as exc:
+            raise fail(str(exc)) from exc
+    left = [] if report is not None else damages
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "index": str(index_dir),
+                    "damaged": [d.as_dict() for d in damages],
+                    "repaired": done,
+                    "generation": None if report is None else report.generation,
+                }
+            )
+        )
+    else:
+        for d in damages:
+            out.print(
+                f"[red]damaged[/red] {d.part} {escape(str(d.path))}: {escape(d.reason)} "
+                f"[dim](repair: {d.repair})[/dim]"
+            )
+        for line in done:
+            out.print(f"[green]repaired[/green] {escape(line)}")
+        if report is not None:
+            out.print(f"the index is whole again: generation {report.generation}")
+        elif not damages:
+            out.print(f"{index_dir}: no damage found ({'full' if full else 'quick'} check)")
+        else:
+            out.print(f"run `lookalike check --repair {folder}` to repair it")
+    if left:
+        raise typer.Exit(1)
+
+
+def _stored_settings(index_dir: Path) -> Settings | None:
+    """The settings a (possibly damaged) catalog stores, when they can still be read."""
+    from lookalike.catalog import Catalog
+    from lookalike.collection import SETTINGS_KEY
+
+    try:
+        with Catalog.open(index_dir, readonly=True) as catalog:
+            stored = catalog.get_meta(SETTINGS_KEY)
+        return None if stored is None else Settings.from_dict(json.loads(stored))
+    except (CatalogError, ValueError, TypeError):
+        return None

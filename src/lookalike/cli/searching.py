@@ -142,11 +142,16 @@ def search(
         raise fail(str(exc.args[0])) from exc
     except ValueError as exc:  # a bad option, a region outside the image, descriptors missing
         raise fail(str(exc)) from exc
+    except (CatalogError, FileNotFoundError) as exc:  # a damaged index: the message says so
+        raise fail(str(exc)) from exc
     finally:
         if sharded is not None:
             sharded.close()
     seconds = time.perf_counter() - t0
-    written = [] if explain is None else searched.explain(target, hits, explain, region=box)
+    try:
+        written = [] if explain is None else searched.explain(target, hits, explain, region=box)
+    except (CatalogError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
     if as_json:
         out.print_json(
             json.dumps(

@@ -20,7 +20,10 @@ def info(
 ) -> None:
     """Show what an index holds: images, failures, model, sizes on disk."""
     collection = open_collection(folder)
-    data = collection.info()
+    try:
+        data = collection.info()
+    except CatalogError as exc:
+        raise fail(str(exc)) from exc
     if as_json:
         out.print_json(json.dumps(data))
         return

@@ -235,19 +235,26 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
         )
     vocabulary = Vocabulary(model.codebook)
     sift = None
-    if manifest.sift:
-        sift_vocabulary = Vocabulary(np.load(folder / "sift-codebook.npy"))
-        sift = AsmkIndex.load(folder / "sift-asmk", sift_vocabulary)
-    return LoadedGeneration(
-        generation=manifest.generation,
-        ids=np.load(folder / "ids.npy"),
-        asmk=load_asmk(folder, manifest.asmk_index, vocabulary),
-        global_=load_global(folder, manifest.global_index),
-        model=model,
-        manifest=manifest,
-        classic=load_classic(folder, manifest),
-        sift=sift,
-    )
+    try:
+        if manifest.sift:
+            sift_vocabulary = Vocabulary(np.load(folder / "sift-codebook.npy"))
+            sift = AsmkIndex.load(folder / "sift-asmk", sift_vocabulary)
+        return LoadedGeneration(
+            generation=manifest.generation,
+            ids=np.load(folder / "ids.npy"),
+            asmk=load_asmk(folder, manifest.asmk_index, vocabulary),
+            global_=load_global(folder, manifest.global_index),
+            model=model,
+            manifest=manifest,
+            classic=load_classic(folder, manifest),
+            sift=sift,
+        )
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError) as e:
+        # a file of the generation is missing, truncated or garbled (FAISS says RuntimeError)
+        raise CatalogError(
+            f"the index generation {folder} is damaged ({str(e).splitlines()[0]}): run "
+            f"`lookalike check --repair` on the collection"
+        ) from e
 
 
 def generation_shards(folder: Path) -> set[int]:

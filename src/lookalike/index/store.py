@@ -106,6 +106,19 @@ def _open(path: str, identity: tuple[int, int]) -> Shard:
 def open_shard(features_dir: Path, shard: int) -> Shard:
     path = shard_path(features_dir, shard)
     if not path.is_dir():
-        raise FileNotFoundError(f"feature shard {path} is missing; run `lookalike index` again")
+        raise ShardDamaged(
+            f"feature shard {path} is missing: run `lookalike check --repair` on the collection"
+        )
     st = path.stat()
-    return _open(str(path), (st.st_ino, st.st_mtime_ns))
+    try:
+        return _open(str(path), (st.st_ino, st.st_mtime_ns))
+    except (OSError, ValueError, EOFError) as e:
+        raise ShardDamaged(
+            f"feature shard {path} is damaged ({e}): run `lookalike check --repair` on the "
+            "collection"
+        ) from e
+
+
+class ShardDamaged(FileNotFoundError):
+    """A feature shard cannot be read (missing, truncated or garbled); the message names it
+    and says what repairs it."""

@@ -25,7 +25,8 @@ from lookalike.catalog import Catalog, CatalogError, ImageRecord, ScanPlan, writ
 from lookalike.features.batch import Extracted, ExtractMany, Extras, iter_extract
 from lookalike.images import ImageError, content_hash, find_images
 from lookalike.index import build, classic_store, sift_store
-from lookalike.index.generation import Manifest, current_model, load_images, state_of
+from lookalike.index.check import check_index, generation_damage, repair
+from lookalike.index.generation import Manifest, current_model, state_of
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.index.store import open_shard
 from lookalike.learn.model import Model, generic_model
@@ -133,7 +134,37 @@ class Indexer:
     ) -> IndexReport:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        with writer_lock(self.index_dir), Catalog.open(self.index_dir) as catalog:
+        with writer_lock(self.index_dir):
+            repaired = self.repair()
+            if repaired:
+                timings["repair"] = time.perf_counter() - t0
+            report = self._update(extract, refit, progress, shard_size, timings)
+        return replace(report, seconds=time.perf_counter() - t0, timings=timings)
+
+    def repair(self, *, full: bool = False) -> list[str]:
+        """Check the index (`check.check_index`; quick unless `full`) and undo its damage so
+        that this run makes it again; what was found and done is logged and returned. The
+        caller holds the writer lock."""
+        if not self.layout.catalog.is_file():
+            return []  # a new index
+        damages = check_index(self.index_dir, full=full)
+        for damage in damages:
+            logger.warning("damaged %s %s: %s", damage.part, damage.path, damage.reason)
+        done = repair(self.index_dir, damages)
+        for line in done:
+            logger.warning("repair: %s", line)
+        return done
+
+    def _update(
+        self,
+        extract: ExtractMany,
+        refit: bool,
+        progress: ProgressCallback | None,
+        shard_size: int,
+        timings: dict[str, float],
+    ) -> IndexReport:
+        t0 = time.perf_counter()
+        with Catalog.open(self.index_dir) as catalog:
             scan = self._scan(catalog)
             timings["scan"] = time.perf_counter() - t0
             t = time.perf_counter()
@@ -161,8 +192,7 @@ class Indexer:
                 t = time.perf_counter()
                 generation = self._publish(catalog, model, records, sift_codebook, progress)
                 timings["build"] = time.perf_counter() - t
-            report = self._report(catalog, scan, failures, records, model, fitted, generation)
-        return replace(report, seconds=time.perf_counter() - t0, timings=timings)
+            return self._report(catalog, scan, failures, records, model, fitted, generation)
 
     @property
     def extras(self) -> Extras:
@@ -322,10 +352,8 @@ class Indexer:
             state_of(records),
         ):
             return True
-        try:
-            load_images(folder, np.load(folder / "ids.npy"))
-        except (CatalogError, OSError, ValueError) as e:
-            logger.warning("building the generation again: %s", e)
+        for damage in generation_damage(folder):
+            logger.warning("building the generation again: %s", damage.reason)
             return True
         return False
 
