@@ -1,14 +1,24 @@
-"""Shared fixtures: an indexed demo collection (built once per session), data-set guards."""
+"""Shared fixtures: an indexed demo collection (built once per session), a copy of it to
+serve, data-set guards."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection, build_demo_collection
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+LOCAL_URL = "http://127.0.0.1:8000"
+"""Where a test client reaches the server: a name it answers to (not httpx's 'testserver')."""
 
 
 def require_dataset(path: Path) -> Path:
@@ -32,3 +42,21 @@ def demo_collection(demo: DemoCollection) -> Collection:
     collection = Collection.create(demo.root)
     collection.index(workers=1)
     return collection
+
+
+@pytest.fixture(scope="module")
+def served(
+    demo: DemoCollection, demo_collection: Collection, tmp_path_factory: pytest.TempPathFactory
+) -> Collection:
+    """A copy of the indexed demo collection (index inside), which a module's tests may
+    change."""
+    root = tmp_path_factory.mktemp("served") / "demo copy"
+    shutil.copytree(demo.root, root, symlinks=True)
+    return Collection.open(root)
+
+
+def local_client(app: FastAPI, **options: Any) -> TestClient:
+    """A test client of `app` that names the server as a browser on this machine would."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url=LOCAL_URL, **options)

@@ -31,6 +31,7 @@ from lookalike.images import (
     find_images,
     image_size,
     load_image,
+    sniff,
 )
 
 # --------------------------------------------------------------------------- helpers
@@ -551,15 +552,39 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
         warnings.simplefilter("error")  # no DecompressionBombWarning either
         # A decode attempt would report truncated data (and allocate 2.7 GB first):
         # the reason shows the size was refused from the header alone.
-        raises_image_error(path, "image is 30000x30000 = 900 Mpx, over the 64 Mpx limit")
+        raises_image_error(path, "image is 30000x30000 = 900 Mpx, over the 40 Mpx limit")
         raises_image_error(path.read_bytes(), "30000x30000")
         raises_image_error(patch_png_size(tiny, 10000, 10000), "10000x10000 = 100 Mpx")
         assert image_size(path) == (30000, 30000)  # the header is fine
     assert limit_before == Image.MAX_IMAGE_PIXELS
-    assert DEFAULT_MAX_PIXELS == 64_000_000
+    assert DEFAULT_MAX_PIXELS == 40_000_000
 
     raises_image_error(tiny, "image is 4x4 = 0 Mpx, over the 0 Mpx limit", max_pixels=15)
     assert load_image(tiny, max_pixels=16).shape == (4, 4, 3)
+
+
+def test_the_limit_counts_the_pixels_a_decode_holds(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """A baseline JPEG drafted at a reduced DCT scale holds its reduced size; a progressive one,
+    or any other format, its whole size (the reason says which)."""
+    baseline = save(astronaut, tmp_path / "baseline.jpg", quality=90)
+    progressive = save(astronaut, tmp_path / "progressive.jpg", quality=90, progressive=True)
+    lossless = save(astronaut, tmp_path / "lossless.png")
+    limit = 100_000  # 512 x 512 is 262k pixels; drafted at 1/2 for max_side 128, 65.5k
+    assert load_image(baseline, 128, max_pixels=limit).shape == (128, 128, 3)
+    assert sniff(baseline.read_bytes(), max_pixels=limit) == "JPEG"  # at 1/8: 4k pixels
+    raises_image_error(baseline, "image is 512x512 = 0.3 Mpx, over the 0.1 Mpx", max_pixels=limit)
+    for whole in (progressive, lossless):
+        raises_image_error(
+            whole, "image is 512x512 = 0.3 Mpx, over", max_side=128, max_pixels=limit
+        )
+        with pytest.raises(ImageError, match=r"over the 0\.1 Mpx limit"):
+            sniff(whole.read_bytes(), max_pixels=limit)
+    raises_image_error(
+        baseline,
+        "512x512 = 0.3 Mpx, 0 Mpx decoded at 64x64, over the 0 Mpx limit",
+        max_side=16,
+        max_pixels=1000,
+    )
 
 
 @pytest.mark.parametrize("name", ["small.png", "small.tif", "small.jpg"])

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import local_client
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.images import load_image
@@ -49,18 +50,8 @@ def same_photo(demo: DemoCollection, path: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def served(
-    demo: DemoCollection, demo_collection: Collection, tmp_path_factory: pytest.TempPathFactory
-) -> Collection:
-    """A copy of the indexed demo collection (index inside), which these tests may change."""
-    root = tmp_path_factory.mktemp("served") / "demo copy"
-    shutil.copytree(demo.root, root, symlinks=True)
-    return Collection.open(root)
-
-
-@pytest.fixture(scope="module")
 def client(served: Collection) -> Iterator[TestClient]:
-    with TestClient(create_app(served, ServerSettings())) as test_client:
+    with local_client(create_app(served, ServerSettings())) as test_client:
         yield test_client
 
 
@@ -141,7 +132,7 @@ def test_an_unknown_mode_is_a_client_error(client: TestClient, demo: DemoCollect
 
 
 def test_uploads_over_the_size_limit_are_refused(served: Collection, demo: DemoCollection) -> None:
-    with TestClient(create_app(served, ServerSettings(max_upload_bytes=1000))) as small:
+    with local_client(create_app(served, ServerSettings(max_upload_bytes=1000))) as small:
         response = search(small, (demo.root / ORIGINAL).read_bytes())
     assert response.status_code == 413 and "limit" in response.json()["error"]
 
@@ -272,7 +263,7 @@ def test_write_endpoints_need_the_token_when_the_server_has_one(
 ) -> None:
     settings = ServerSettings(token="s3cret")
     photo = ("files", ("x.jpg", (demo.root / ORIGINAL).read_bytes(), "image/jpeg"))
-    with TestClient(create_app(served, settings)) as locked:
+    with local_client(create_app(served, settings)) as locked:
         assert locked.get("/api/status").json()["token_required"] is True
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             response = locked.post("/api/images", files=[photo], headers=headers)
@@ -299,7 +290,7 @@ def test_a_crash_is_a_json_message_without_the_trace(
 
     app = create_app(served, ServerSettings())
     monkeypatch.setattr(served, "search", explode)
-    with TestClient(app, raise_server_exceptions=False) as crashing:
+    with local_client(app, raise_server_exceptions=False) as crashing:
         response = search(crashing, (demo.root / ORIGINAL).read_bytes())
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (see the server log)"}
@@ -320,7 +311,7 @@ def test_searches_keep_faiss_to_one_thread_each(
         return search_for_real(*args, **kwargs)
 
     monkeypatch.setattr(served, "search", counting)
-    with TestClient(create_app(served, ServerSettings())) as fresh:
+    with local_client(create_app(served, ServerSettings())) as fresh:
         assert search(fresh, (demo.root / ORIGINAL).read_bytes()).status_code == 200
     assert seen == [1]
 
@@ -346,7 +337,7 @@ def test_a_running_app_keeps_torch_and_blas_to_one_thread_and_restores_them(
 
     monkeypatch.setattr(served, "search", counting)
     pools = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
-    with TestClient(create_app(served, ServerSettings())) as running:
+    with local_client(create_app(served, ServerSettings())) as running:
         assert search(running, (demo.root / ORIGINAL).read_bytes()).status_code == 200
     assert seen == [(1, True)]
     after = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
@@ -372,7 +363,7 @@ def test_a_folder_without_an_index_is_indexed_when_served(
     (root / "a").mkdir(parents=True)
     for name in ("chelsea", "astronaut", "coffee"):
         shutil.copy(demo.root / f"originals/{name}.jpg", root / "a" / f"{name}.jpg")
-    with TestClient(create_app(Collection.create(root), ServerSettings())) as fresh:
+    with local_client(create_app(Collection.create(root), ServerSettings())) as fresh:
         assert fresh.get("/api/status").json()["jobs"] == 1
         search(fresh, (root / "a/coffee.jpg").read_bytes())  # 503 or 200, never a crash
         app_jobs = fresh.app.state.jobs  # type: ignore[attr-defined]
@@ -418,7 +409,7 @@ def test_verification_can_be_turned_down_per_request_or_for_the_server(
     hits = search(client, query, k=3, verify=0).json()["hits"]
     assert same_photo(demo, hits[0]["path"])
     assert all(h["inliers"] is None and h["matches"] is None for h in hits)
-    with TestClient(create_app(served, ServerSettings(verify=1))) as shallow:
+    with local_client(create_app(served, ServerSettings(verify=1))) as shallow:
         hits = search(shallow, query, k=3).json()["hits"]
     assert hits[0]["inliers"] is not None and hits[1]["inliers"] is None
     with pytest.raises(ValueError, match="verify"):
@@ -426,7 +417,7 @@ def test_verification_can_be_turned_down_per_request_or_for_the_server(
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(served: Collection) -> None:
-    with TestClient(create_app(served, ServerSettings(max_upload_bytes=1000))) as small:
+    with local_client(create_app(served, ServerSettings(max_upload_bytes=1000))) as small:
         response = small.post(
             "/api/search",
             files={"image": ("big.jpg", b"\xff" * 3 * 2**20, "image/jpeg")},

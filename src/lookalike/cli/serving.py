@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lookalike.catalog import CatalogError
 from lookalike.cli.common import JsonOpt, err, fail, open_collection, out
+from lookalike.images import DEFAULT_MAX_PIXELS
 
 
 def info(
@@ -69,6 +70,17 @@ def serve(
         str, typer.Option(help="Address to listen on; beyond loopback a token is required.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="A host name (or address) the server answers to besides localhost, "
+            "127.0.0.1, [::1] and HOST (repeatable). A request naming any other host is "
+            "refused (421), so that no web page can reach the server through a name of its own "
+            "(DNS rebinding).",
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -77,9 +89,20 @@ def serve(
             "Bearer TOKEN'. Made up and printed when HOST is not loopback and none is given.",
         ),
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MiB.")] = 20,
+    max_upload_mb: Annotated[
+        float,
+        typer.Option(
+            help="Largest image accepted, in MiB. A request's body is counted as it arrives "
+            f"and refused (413) past the limit; images over {DEFAULT_MAX_PIXELS / 1e6:g} "
+            "megapixels as decoded are refused (400) from their header."
+        ),
+    ] = 20,
     search_threads: Annotated[
-        int, typer.Option(help="Searches run at once (others queue); about one per core.")
+        int,
+        typer.Option(
+            help="Searches (and thumbnails being made) run at once, others queue; about one "
+            "per core."
+        ),
     ] = 2,
     verify: Annotated[
         int | None,
@@ -90,7 +113,11 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve FOLDER over HTTP: the web page at /, the API under /api, its docs at /docs."""
+    """Serve FOLDER over HTTP: the web page at /, the API under /api, its docs at /docs.
+
+    Requests must name the server by a host it answers to (--allow-host); writes (upload,
+    delete) from another site's web page are refused, and need the token when there is one.
+    """
     # lazy: uvicorn, the server (FastAPI) and the collection (torch, FAISS) take seconds to
     # import, too slow for `--help`
     import uvicorn
@@ -98,6 +125,7 @@ def serve(
     from lookalike.collection import Collection
     from lookalike.server import ServerSettings, create_app
     from lookalike.server.app import is_loopback
+    from lookalike.server.guard import allowed_hosts, listed
 
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
@@ -107,6 +135,7 @@ def serve(
             host=host,
             port=port,
             token=token,
+            allowed_hosts=tuple(allow_host or ()),
             max_upload_bytes=int(max_upload_mb * 2**20),
             search_threads=search_threads,
             verify=verify,
@@ -118,6 +147,10 @@ def serve(
     err.print(
         f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)",
         soft_wrap=True,
+    )
+    names = listed(allowed_hosts(settings))
+    err.print(
+        f"lookalike: answering to the host names {names} (more: --allow-host)", soft_wrap=True
     )
     # one core per search: the application sets the thread pools when it starts (`create_app`)
     uvicorn.run(application, host=host, port=port, log_level="warning")

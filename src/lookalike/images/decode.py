@@ -21,6 +21,7 @@ from lookalike.images.opening import (
     DEFAULT_MAX_PIXELS,
     READ_CHUNK,
     check_size,
+    decoded_size,
     open_file,
     open_pil,
     over_pil_limit,
@@ -55,8 +56,10 @@ def load_image(
             least 1); smaller images are never upscaled. JPEGs are decoded at a
             reduced DCT scale (at least twice the target size), then resized
             with Lanczos.
-        max_pixels: images with more than this many pixels (width * height, as
-            stored) are refused before any pixel is decoded.
+        max_pixels: images whose decode would hold more than this many pixels
+            (width * height as decoded: a JPEG drafted at a reduced DCT scale counts
+            its reduced size, unless progressive; see ``DEFAULT_MAX_PIXELS``) are
+            refused before any pixel is decoded.
 
     Returns:
         (H, W, 3) uint8, C-contiguous, writeable, upright (EXIF orientation
@@ -147,7 +150,6 @@ def _decode(
     """Decode an opened (possibly not yet loaded) image to (H, W, 3) uint8."""
     width, height = img.size
     fmt = img.format or "image"
-    check_size(width, height, label, max_pixels)
 
     target = _target_size(width, height, max_side)  # in stored (not yet rotated) coordinates
     box: tuple[float, float, float, float] | None = None
@@ -159,6 +161,7 @@ def _decode(
         drafted = img.draft("RGB", (2 * target[0], 2 * target[1]))
         if drafted is not None:
             box = drafted[1]
+    check_size(width, height, label, max_pixels, decoded_size(img, (width, height)))
 
     try:
         # ImageFile.LOAD_TRUNCATED_IMAGES is left False: a short file fails here.

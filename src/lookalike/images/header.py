@@ -9,7 +9,13 @@ import numpy as np
 from PIL import Image
 
 from lookalike.images.errors import ImageError
-from lookalike.images.opening import DEFAULT_MAX_PIXELS, check_size, open_file, open_pil
+from lookalike.images.opening import (
+    DEFAULT_MAX_PIXELS,
+    check_size,
+    decoded_size,
+    open_file,
+    open_pil,
+)
 from lookalike.images.orientation import upright_size
 from lookalike.images.source import ImageSource
 
@@ -59,13 +65,16 @@ def sniff(data: bytes, label: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_
     its name) by reading its header only.
 
     Raises:
-        ImageError: the data is not an image Pillow can decode, or has more than
-            `max_pixels` pixels.
+        ImageError: the data is not an image Pillow can decode, or holds more than
+            `max_pixels` pixels however small it is decoded (a JPEG at 1/8 scale, as
+            `load_image` drafts a large one; see `DEFAULT_MAX_PIXELS`).
     """
     if len(data) == 0:
         raise ImageError(label, "empty data (0 bytes)")
     with io.BytesIO(data) as f:
         img = open_pil(f, label)
         with img:
-            check_size(*img.size, label, max_pixels)
+            stored = img.size
+            img.draft(None, (1, 1))  # the least a decode of it holds: a JPEG at 1/8 scale
+            check_size(*stored, label, max_pixels, decoded_size(img, stored))
             return str(img.format)

@@ -15,8 +15,12 @@ from PIL import Image, UnidentifiedImageError
 from lookalike.images.errors import ImageError
 from lookalike.images.reasons import failure_reason, magic_format, os_reason, unidentified_reason
 
-DEFAULT_MAX_PIXELS: int = 64_000_000
-"""Images with more pixels (width * height) are refused as decompression bombs."""
+DEFAULT_MAX_PIXELS: int = 40_000_000
+"""The most pixels a decode may hold (40 megapixels, up to about 400 MB while decoding): width
+* height as decoded. A JPEG decoded at a reduced DCT scale counts its reduced size, except a
+progressive one, whose decoder holds the whole image's coefficients; every other format counts
+its whole size. An image over the limit is refused from its header, before any pixel is
+decoded: a decompression bomb, or a picture too large to decode safely."""
 
 READ_CHUNK = 1 << 20
 """Bytes read at a time when streaming a file (hashing it, checking PNG CRCs)."""
@@ -98,13 +102,32 @@ def over_pil_limit(pixels: int) -> bool:
     return limit is not None and pixels > limit
 
 
-def check_size(width: int, height: int, label: str, max_pixels: int) -> None:
-    """Refuse a zero-size image, or one over ``max_pixels`` pixels (a decompression bomb)."""
+def decoded_size(img: Image.Image, stored: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of what decoding ``img`` as it is set up now holds in memory: a JPEG
+    drafted at a reduced DCT scale (``img.size`` after ``draft``), the reduced size, unless it is
+    progressive (libjpeg then keeps every coefficient of the ``stored`` size); anything else,
+    its size."""
+    return stored if img.info.get("progressive") else img.size
+
+
+def check_size(
+    width: int,
+    height: int,
+    label: str,
+    max_pixels: int,
+    decoded: tuple[int, int] | None = None,
+) -> None:
+    """Refuse a zero-size image, or one whose decode would hold over ``max_pixels`` pixels (a
+    decompression bomb): ``decoded``, the (width, height) it is decoded at when not its stored
+    ``width`` x ``height`` (`decoded_size`)."""
     if width <= 0 or height <= 0:
         raise ImageError(label, f"image has zero size ({width}x{height})")
-    pixels = width * height
+    decoded_width, decoded_height = decoded or (width, height)
+    pixels = decoded_width * decoded_height
     if pixels > max_pixels:
-        size = f"{width}x{height} = {_mpx(pixels)} Mpx"
+        size = f"{width}x{height} = {_mpx(width * height)} Mpx"
+        if (decoded_width, decoded_height) != (width, height):
+            size += f", {_mpx(pixels)} Mpx decoded at {decoded_width}x{decoded_height}"
         raise ImageError(label, f"image is {size}, over the {_mpx(max_pixels)} Mpx limit")
 
 

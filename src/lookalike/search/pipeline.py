@@ -211,7 +211,10 @@ class Searcher:
             final, verified = reranked.final, reranked.verified
         rows = top_rows(final, resolved.k, dropped)
         size = described.size
-        query_box = region or (0.0, 0.0, float(size[0]), float(size[1]))
+        # the part searched: a box reaching past the edges would map to points at infinity
+        query_box = (
+            clip_region(region, size) if region else (0.0, 0.0, float(size[0]), float(size[1]))
+        )
         hits = tuple(
             self._hit(snapshot, rank, int(row), final, scores, verified.get(int(row)), query_box)
             for rank, row in enumerate(rows, start=1)

@@ -43,13 +43,14 @@ class Verified:
         return cls(0, None, empty, empty)
 
     def map_box(self, box: tuple[float, float, float, float]) -> np.ndarray | None:
-        """The query box `(x, y, w, h)` mapped into the image: `(4, 2)` corners, or None."""
+        """The query box `(x, y, w, h)` mapped into the image: `(4, 2)` corners, or None (also
+        when a corner maps to infinity)."""
         if self.matrix is None:
             return None
         x, y, w, h = box
         corners = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], np.float64)
-        mapped = cv2.perspectiveTransform(corners[None], self.matrix)[0]
-        return mapped.astype(np.float32)
+        mapped = cv2.perspectiveTransform(corners[None], self.matrix)[0].astype(np.float32)
+        return mapped if np.isfinite(mapped).all() else None
 
 
 def mutual_nearest(q: np.ndarray, d: np.ndarray, min_similarity: float) -> np.ndarray:

@@ -4,7 +4,8 @@
                                      verify
     GET    /api/images               the indexed images, a page at a time
     GET    /api/images/{id}          the original file
-    GET    /api/images/{id}/thumb    a cached JPEG thumbnail (?size=256)
+    GET    /api/images/{id}/thumb    a cached JPEG thumbnail (?size, 32 to 256, smaller ones
+                                     made from it)
     POST   /api/images               multipart files: saved under uploads/, indexed in a job
     DELETE /api/images/{id}          moved to the index's trash, then re-indexed in a job
     GET    /api/jobs/{id}            a job's state and progress
@@ -12,8 +13,11 @@
 
 Every error is JSON, `{"error": message}`, never a stack trace. Write endpoints need
 `Authorization: Bearer TOKEN` when the server has a token (it must when bound beyond
-loopback). Searches run on a small pool of threads (`search_threads`), so that many clients
-queue instead of thrashing the cores; a new index generation is picked up by the next search.
+loopback). Every request passes `guard.Guard` first: the Host allow-list, the Origin check on
+writes, the token before the body is read, and a body limit counted as the body arrives.
+Searches, and thumbnails being made, run on a small pool of threads (`search_threads`), so
+that many clients queue instead of thrashing the cores (and the memory: each decodes an
+image); a new index generation is picked up by the next search.
 
 The endpoints live in routers by job (`search_api`, `images_api`, `jobs_api`) and take what
 they share, a `ServerState`, through a dependency (`state`); this module wires them up.
@@ -26,29 +30,20 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import RequestResponseEndpoint
 
 from lookalike.collection import Collection
 from lookalike.server import images_api, jobs_api, search_api
-from lookalike.server.state import ServerSettings, ServerState, get_state, is_loopback
+from lookalike.server.guard import Guard, token_routes
+from lookalike.server.state import ServerSettings, ServerState, is_loopback, require_token
 
 __all__ = ["ServerSettings", "create_app", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'"
-    ),
-}
-"""Set on every response that does not set them itself."""
 
 
 def create_app(collection: Collection, settings: ServerSettings | None = None) -> FastAPI:
@@ -74,12 +69,15 @@ def create_app(collection: Collection, settings: ServerSettings | None = None) -
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(RequestValidationError)(invalid)
     app.exception_handler(Exception)(crashed)
-    app.middleware("http")(hardened)
-    app.include_router(search_api.router)
-    app.include_router(images_api.router)
-    app.include_router(jobs_api.router)
+    routers = (search_api.router, images_api.router, jobs_api.router)
+    for router in routers:
+        app.include_router(router)
     app.get("/", include_in_schema=False)(page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    routes = [route for router in routers for route in router.routes]
+    app.add_middleware(
+        Guard, settings=state.settings, needs_token=token_routes(routes, require_token)
+    )
     return app
 
 
@@ -101,26 +99,6 @@ async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
 async def crashed(request: Request, e: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path)
     return JSONResponse({"error": "internal error (see the server log)"}, status_code=500)
-
-
-# --- every request ---------------------------------------------------------------------------
-
-
-async def hardened(request: Request, call_next: RequestResponseEndpoint) -> Response:
-    """Refuses an oversized body before it is read (and spooled to disk) at all, and sets the
-    `SECURITY_HEADERS` on the response."""
-    settings = get_state(request).settings
-    files_allowed = settings.max_files if request.url.path == "/api/images" else 1
-    limit = files_allowed * settings.max_upload_bytes + 2**20  # the form's own fields
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return JSONResponse(
-            {"error": f"the request is over the {limit / 2**20:g} MiB limit"}, status_code=413
-        )
-    response = await call_next(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
 
 
 # --- the web page ----------------------------------------------------------------------------

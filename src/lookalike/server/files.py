@@ -1,8 +1,10 @@
 """The server's file handling: uploads saved into the collection, originals served from inside
-it only, cached thumbnails, and deleted images moved to a trash folder (never destroyed)."""
+it only, thumbnails (one cached size an image, smaller ones made from it), and deleted images
+moved to a trash folder (never destroyed)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -110,15 +112,23 @@ def move_to_trash(root: Path, index_dir: Path, relative: str) -> Path:
     return target
 
 
-def thumbnail(source: Path, cache: Path, key: str, size: int) -> Path:
-    """A JPEG no larger than `size` on either side, made once and kept in `cache` under a name
-    that changes with `key` (the image's content hash)."""
-    path = cache / f"{key}-{size}.jpg"
-    if path.is_file():
-        return path
+def thumbnail_path(cache: Path, key: str, size: int) -> Path:
+    """Where the thumbnail of the image whose content hash is `key` is kept at `size`."""
+    return cache / f"{key}-{size}.jpg"
+
+
+def make_thumbnail(source: Path, path: Path, size: int) -> None:
+    """Write a JPEG of `source` no larger than `size` on either side to `path` (atomically)."""
     pixels = load_image(source, max_side=size)
-    cache.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.{time.monotonic_ns()}.part")
     Image.fromarray(pixels).save(partial, "JPEG", quality=85)
     os.replace(partial, path)
-    return path
+
+
+def smaller_thumbnail(path: Path, size: int) -> bytes:
+    """A JPEG no larger than `size` on either side, made from the thumbnail at `path` (a few
+    hundred pixels decoded, not the original)."""
+    buffer = io.BytesIO()
+    Image.fromarray(load_image(path, max_side=size)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()

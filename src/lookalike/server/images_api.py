@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from lookalike.catalog import CatalogError, ImageRecord
 from lookalike.collection import Collection
@@ -76,20 +76,33 @@ def original(state: State, image_id: int) -> FileResponse:
 
 
 @router.get("/api/images/{image_id}/thumb")
-def thumb(state: State, image_id: int, size: int | None = None) -> FileResponse:
-    """A JPEG of the image no larger than `size` (32 to 1024) on either side."""
-    collection = state.collection
-    record = record_of(collection, image_id)
-    side = min(max(size or state.settings.thumb_size, 32), 1024)
+async def thumb(state: State, image_id: int, size: int | None = None) -> Response:
+    """A JPEG of the image no larger than `size` on either side, from 32 to the server's
+    thumbnail size (256, the default). That size is made once an image, on the search threads
+    (it decodes the original), and cached; a smaller one is made from it."""
+    collection, largest = state.collection, state.settings.thumb_size
+    record, source = await anyio.to_thread.run_sync(located, collection, image_id)
+    side = min(max(size or largest, 32), largest)
     key = record.hash or f"{record.id}-{record.mtime_ns}"
+    path = files.thumbnail_path(IndexLayout(collection.index_dir).thumbs, key, largest)
+    cache = {"Cache-Control": "max-age=86400"}
     try:
-        path = files.thumbnail(
-            file_of(collection, record), IndexLayout(collection.index_dir).thumbs, key, side
-        )
+        if not path.is_file():
+            await anyio.to_thread.run_sync(
+                files.make_thumbnail, source, path, largest, limiter=state.searches
+            )
+        if side == largest:
+            return FileResponse(path, media_type="image/jpeg", headers=cache)
+        data = await anyio.to_thread.run_sync(files.smaller_thumbnail, path, side)
     except ImageError as e:
         raise HTTPException(422, f"{record.path}: {e.reason}") from e
-    cache = {"Cache-Control": "max-age=86400"}
-    return FileResponse(path, media_type="image/jpeg", headers=cache)
+    return Response(data, media_type="image/jpeg", headers=cache)
+
+
+def located(collection: Collection, image_id: int) -> tuple[ImageRecord, Path]:
+    """The searchable image `image_id`'s record and file (`record_of`, `file_of`)."""
+    record = record_of(collection, image_id)
+    return record, file_of(collection, record)
 
 
 @router.post("/api/images", status_code=202, dependencies=[Depends(require_token)])

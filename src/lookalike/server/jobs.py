@@ -1,22 +1,34 @@
 """Background work of the server: index runs, one at a time, with their progress.
 
 A job is queued by an upload or a delete and run by a single worker thread, so that two index
-runs never race for the collection's writer lock. Its state is read by `GET /api/jobs/{id}`.
+runs never race for the collection's writer lock; while another process holds it (a
+`lookalike index` run), a job waits and tries again. Its state is read by `GET /api/jobs/{id}`.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
+
+from lookalike.catalog import IndexBusy
+
+log = logging.getLogger(__name__)
 
 JOB_STATES = ("queued", "running", "done", "failed")
 KEEP_FINISHED = 200
 """Finished jobs remembered (the oldest are forgotten first)."""
+BUSY_WAIT = (0.25, 5.0)
+"""Seconds a job waits before trying again while another process writes to the index: at
+first, and at most (doubling in between)."""
+WAITING = "waiting for another index run"
+"""A job's stage while it waits so."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,22 @@ Progress = Callable[[str, int, int], None]
 """`progress(stage, done, total)`: how far a job's work has got."""
 Work = Callable[[Progress], dict[str, Any]]
 """A job's work: called with a `Progress` callback, returns its report."""
+
+
+def until_free(run: Callable[[], T], progress: Progress) -> T:
+    """`run()`, tried again while another process (a `lookalike index` run) holds the index's
+    writer lock (`IndexBusy`), waiting `BUSY_WAIT` in between; the job's stage says `WAITING`
+    meanwhile."""
+    wait = BUSY_WAIT[0]
+    while True:
+        try:
+            return run()
+        except IndexBusy as e:
+            if wait == BUSY_WAIT[0]:
+                log.info("%s; the job waits and tries again", e)
+            progress(WAITING, 0, 0)
+            time.sleep(wait)
+            wait = min(2 * wait, BUSY_WAIT[1])
 
 
 class Jobs:

@@ -1,7 +1,7 @@
 """What the endpoints share: the server's settings, the collection served, its background jobs
 and the limit on searches at once. One `ServerState` per application (`app.state.server`);
 endpoints take it through the `State` dependency, and the write endpoints check the token
-through `require_token`."""
+through `require_token` (which `guard.Guard` checks before their body is read)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, HTTPException, Request, UploadFile
+from starlette.datastructures import Headers
 
 from lookalike.collection import Collection
-from lookalike.server.jobs import Jobs, Progress
+from lookalike.server.hosts import host_name
+from lookalike.server.jobs import Jobs, Progress, until_free
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -25,8 +27,12 @@ class ServerSettings:
 
     token: required by the write endpoints when set; must be set when `host` is not a
       loopback address.
+    allowed_hosts: host names (or addresses) the server answers to besides the loopback
+      names and `host` (`--allow-host`); a request naming any other host is refused.
     max_upload_bytes: the largest image taken by search or upload.
-    search_threads: searches run at once (more queue); about one per core.
+    search_threads: searches (and thumbnails being made) run at once, the others queue;
+      about one per core.
+    thumb_size: the thumbnails' size (longer side), made once an image and cached.
     verify: how many of the first stage's best each search verifies spatially when the
       request does not say (None: the collection's setting, 100). Verified hits carry the
       matched points and region the page draws.
@@ -35,6 +41,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
     max_upload_bytes: int = 20 * 2**20
     max_files: int = 100
     max_k: int = 200
@@ -50,10 +57,14 @@ class ServerSettings:
             )
         if self.max_upload_bytes < 1 or self.max_files < 1 or self.max_k < 1:
             raise ValueError("max_upload_bytes, max_files and max_k must be >= 1")
+        if self.thumb_size < 32:
+            raise ValueError("thumb_size must be >= 32")
         if self.search_threads < 1:
             raise ValueError("search_threads must be >= 1")
         if self.verify is not None and self.verify < 0:
             raise ValueError("verify must be >= 0")
+        for name in self.allowed_hosts:
+            host_name(name)  # ValueError saying what is wrong with it
 
 
 def is_loopback(host: str) -> bool:
@@ -73,7 +84,8 @@ class ServerState:
     settings: ServerSettings
     jobs: Jobs
     searches: anyio.CapacityLimiter
-    """Searches running at once (`settings.search_threads`); the others wait their turn."""
+    """Searches, and thumbnails being made, running at once (`settings.search_threads`): each
+    decodes an image; the others wait their turn."""
 
     @classmethod
     def start(cls, collection: Collection, settings: ServerSettings) -> ServerState:
@@ -82,13 +94,17 @@ class ServerState:
 
     def index_job(self, workers: int = 1) -> dict[str, Any]:
         """Queue an index run: in this process (`workers=1`) for the few files an upload or a
-        delete changes; a whole new collection gets a pool of worker processes (0)."""
+        delete changes; a whole new collection gets a pool of worker processes (0). While
+        another process (a `lookalike index` run) writes to the index, the job waits for it
+        and tries again (`until_free`)."""
         index_dir = self.collection.index_dir
 
         def work(progress: Progress) -> dict[str, Any]:
             # a writer of its own: the served collection keeps answering meanwhile
             writer = Collection.open(index_dir)
-            return writer.index(workers=workers, progress=progress).as_dict()
+            return until_free(
+                lambda: writer.index(workers=workers, progress=progress).as_dict(), progress
+            )
 
         return self.jobs.submit("index", work).as_dict()
 
@@ -117,14 +133,15 @@ def require_token(request: Request, state: State) -> None:
     """A dependency of the write endpoints: 401 unless the request carries the server's token
     (`Authorization: Bearer TOKEN`); a server without a token lets every request through."""
     token = state.settings.token
-    if token is None:
-        return
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        value.strip().encode(), token.encode()
-    ):
-        raise HTTPException(
-            401,
-            "this server needs a token: Authorization: Bearer TOKEN",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    wrong = None if token is None else token_refusal(request.headers, token)
+    if wrong is not None:
+        raise HTTPException(401, wrong, headers={"WWW-Authenticate": "Bearer"})
+
+
+def token_refusal(headers: Headers, token: str) -> str | None:
+    """Why a request's headers do not carry `token` (`Authorization: Bearer TOKEN`), or None
+    when they do."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+        return None
+    return "this server needs a token: Authorization: Bearer TOKEN"
