@@ -13,6 +13,7 @@ import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
+from lookalike.index.atomic import CHECKSUMS
 from lookalike.index.generation import MANIFEST_FILE, MANIFEST_VERSION, Manifest
 from lookalike.index.layout import IndexLayout, shard_numbers
 from lookalike.search import pipeline
@@ -78,12 +79,14 @@ def test_a_snapshot_is_taken_once_and_swapped_whole(small: tuple[Collection, lis
     assert set(one.records) == {int(i) for i in one.loaded.ids}
 
 
+@pytest.mark.parametrize("version", [1, 2])
 def test_a_generation_of_another_manifest_version_is_built_again(
-    small: tuple[Collection, list[str]],
+    small: tuple[Collection, list[str]], version: int
 ) -> None:
     """An older index's generation (an unversioned `global.json`, or a manifest of another
     version) is stale: the next run builds it again from the stored features, describing no
-    image, and the search finds what it found before."""
+    image, and the search finds what it found before. A version 2 generation (no list of its
+    images, no checksums) is searched meanwhile, its images read from the catalog."""
     collection, before = small
     query = collection.root / before[2]
     hits = [(h.path, round(h.score, 6)) for h in collection.search(query, k=5)]
@@ -91,8 +94,16 @@ def test_a_generation_of_another_manifest_version_is_built_again(
     manifest = Manifest.read(folder)
     assert manifest is not None and manifest.version == MANIFEST_VERSION
     values = json.loads((folder / MANIFEST_FILE).read_text())
-    (folder / MANIFEST_FILE).write_text(json.dumps({**values, "version": MANIFEST_VERSION - 1}))
-    assert Manifest.read(folder) is None
+    del values["catalog_state"]
+    (folder / MANIFEST_FILE).write_text(json.dumps({**values, "version": version}))
+    (folder / CHECKSUMS).unlink()
+    if version == 2:
+        old = Manifest.read(folder)
+        assert old is not None and old.catalog_state is None
+        reader = Collection.open(collection.root)
+        assert [(h.path, round(h.score, 6)) for h in reader.search(query, k=5)] == hits
+    else:
+        assert Manifest.read(folder) is None
     layout = IndexLayout(collection.index_dir)
     shards = shard_numbers(layout.features)
     report = Collection.open(collection.root).index(workers=1)

@@ -116,7 +116,7 @@ def test_missing_shard_raises_helpful_error(features_dir: Path) -> None:
         open_shard(features_dir, 9)
     message = str(info.value)
     assert "shard-000009" in message
-    assert "lookalike index" in message
+    assert "lookalike check --repair" in message
 
 
 # --- atomic_dir ----------------------------------------------------------------------------
