@@ -10,6 +10,7 @@ over the generation snapshots of `index.generation.Generations`.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -83,7 +84,15 @@ class Collection(SearchFacade):
         if not root_path.is_dir():
             raise FileNotFoundError(f"{root}: not a folder of images")
         index_dir = Path(index).expanduser().resolve() if index else root_path / INDEX_DIR_NAME
-        index_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            index_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            hint = "" if index else ": pass --index FOLDER to keep the index elsewhere"
+            raise CatalogError(
+                f"cannot make the index folder {index_dir} ({e.strerror}){hint}"
+            ) from e
         with Catalog.open(index_dir) as catalog:
             stored = catalog.get_meta(SETTINGS_KEY)
             if stored is not None and settings is None:

@@ -61,8 +61,7 @@ class Catalog(Database):
                         f"no catalog at {db_path}; index the collection first "
                         "(`lookalike index`), or point --index at its index folder"
                     )
-                uri = db_path.absolute().as_uri() + "?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+                conn = _connect_readonly(db_path)
             else:
                 db_path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(db_path, isolation_level=None)
@@ -70,6 +69,14 @@ class Catalog(Database):
             raise CatalogError(f"cannot open catalog {db_path}: {exc}") from exc
         catalog = cls(conn, db_path, readonly)
         try:
+            set_up_catalog(catalog)
+        except CatalogError:
+            conn.close()
+            if not (readonly and _unwritable(db_path)):
+                raise
+            # On a read-only disk (or folder) SQLite cannot make the WAL's shared memory file
+            # beside the catalog; nothing can change the file there, so it is read as it is.
+            catalog = cls(_connect_readonly(db_path, immutable=True), db_path, readonly)
             set_up_catalog(catalog)
         except BaseException:
             conn.close()
@@ -309,3 +316,13 @@ class Catalog(Database):
             value = self.generation + 1
             self.set_meta("generation", str(value))
         return value
+
+
+def _connect_readonly(db_path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+    query = "?mode=ro&immutable=1" if immutable else "?mode=ro"
+    return sqlite3.connect(db_path.absolute().as_uri() + query, uri=True, isolation_level=None)
+
+
+def _unwritable(db_path: Path) -> bool:
+    """Whether this process may not write beside the catalog (a read-only disk or folder)."""
+    return not os.access(db_path.parent, os.W_OK) or not os.access(db_path, os.W_OK)
