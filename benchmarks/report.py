@@ -679,12 +679,9 @@ def side_by_side_section(
                 _cell(sets, "corel", stage, method, "p_at_10"),
                 _cell(sets, "corel", stage, method, "map"),
             ]
-            have_robust = bool(robust and robust_name and robust_name in robust["methods"])
-            rob = (
-                f"{robust['methods'][robust_name]['average']['r1']:.3f}"
-                if robust and have_robust
-                else "—"
-            )
+            robust_methods = robust["methods"] if robust else {}
+            have_robust = bool(robust_name) and robust_name in robust_methods
+            rob = f"{robust_methods[robust_name]['average']['r1']:.3f}" if have_robust else "—"
             if not have_robust and set(cells) == {"—"}:
                 continue  # not measured
             measured_here = set(cells) != {"—"}

@@ -99,6 +99,9 @@ def _thresholds(value: tuple[float, float]) -> Iterator[None]:
         detail.SHARP, detail.BLURRED = before
 
 
+LOOK_FAMILIES = ("rotation", "crop", "blur")
+"""The robustness families second looks are for (and the verification thresholds they use)."""
+
 PARAMS = {
     p.name: p
     for p in (
@@ -109,11 +112,11 @@ PARAMS = {
             "inliers",
             ((15, 40), (20, 50), (25, 60)),
             _rerank("min_inliers+saturation"),
-            ("rotation", "crop", "blur"),
+            LOOK_FAMILIES,
         ),
-        Param("second_looks", (True, False), _rerank("retry"), ("rotation", "crop", "blur")),
+        Param("second_looks", (True, False), _rerank("retry"), LOOK_FAMILIES),
         *(
-            Param(name, grid, _rerank(name), ("rotation", "crop", "blur"), cheaper=True)
+            Param(name, grid, _rerank(name), LOOK_FAMILIES, cheaper=True)
             for name, grid in (("retry_below", (20, 35, 50)), ("retry_verify", (20, 40, 100)))
         ),
         Param("blurred_weight", (0.0, 1.0, 2.0, 4.0), _search("blurred_weight"), ("blur",)),
@@ -244,7 +247,7 @@ RULES = {
     "colour for blurred queries": Param("blurred_weight", (None, 0.0), _search("blurred_weight")),
 }
 """The rules that must earn their place on the test half: each on (as chosen) and off."""
-ABLATION_FAMILIES = ("rotation", "crop", "blur")
+ABLATION_FAMILIES = LOOK_FAMILIES
 
 
 def ablation(copies: int) -> dict[str, Any]:

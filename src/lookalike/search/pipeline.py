@@ -243,8 +243,7 @@ class Searcher:
         best = _most_inliers(reranked.verified, self_rows)
         if not second.retry or best >= second.retry_below:
             return scores, reranked
-        if second.verify > 0:
-            second = replace(second, verify=min(second.verify, second.retry_verify))
+        second = replace(second, verify=min(second.verify, second.retry_verify))
         for look in self._second_looks(described):
             assert look.features is not None
             look_scores = score(
