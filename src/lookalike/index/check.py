@@ -130,7 +130,7 @@ def check_index(index_dir: Path, *, full: bool = False) -> list[Damage]:
         for part, folder in _shard_folders(layout, in_use)
         if (problems := folder_problems(folder, full=full))
     ]
-    damages.extend(_model_damage(layout.model, full=full))
+    damages.extend(_model_damage(layout.model, full=full, published=generation > 0))
     if generation:
         damages.extend(generation_damage(layout.generation(generation), full=full))
     return damages
@@ -152,9 +152,10 @@ def _shard_folders(layout: IndexLayout, in_use: list[int]) -> Iterator[tuple[str
                 yield part, kind / shard_name(shard)
 
 
-def _model_damage(folder: Path, *, full: bool) -> list[Damage]:
+def _model_damage(folder: Path, *, full: bool, published: bool) -> list[Damage]:
     if not folder.exists():
-        return []  # none yet
+        # none yet; or gone, when a generation was published (one is saved before it)
+        return [Damage("model", folder, "the model is missing")] if published else []
     problems = folder_problems(folder, full=full)
     if not problems:
         try:
