@@ -28,7 +28,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError
 from lookalike.index.atomic import CHECKSUMS, file_digest
-from lookalike.index.generation import Manifest, load_images
+from lookalike.index.generation import MODEL_ERRORS, Manifest, load_images
 from lookalike.index.layout import CATALOG_FILE, IndexLayout, shard_name, shard_numbers
 from lookalike.learn.model import Model
 
@@ -160,7 +160,7 @@ def _model_damage(folder: Path, *, full: bool, published: bool) -> list[Damage]:
     if not problems:
         try:
             Model.load(folder)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except MODEL_ERRORS as e:
             problems.append(f"cannot be loaded ({e})")
     return [Damage("model", folder, "; ".join(problems))] if problems else []
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import shutil
 import threading
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,10 +272,31 @@ def generation_shards(folder: Path) -> set[int]:
     return {int(s) for s in np.unique(shards[shards >= 0])}
 
 
+MODEL_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+"""What `Model.load` raises on a model folder whose files are missing, cut short or garbled."""
+
+
+def load_model(folder: Path) -> Model:
+    """The model in `folder`.
+
+    Raises:
+        CatalogError: a file of it is missing or damaged (the message names the folder)."""
+    try:
+        return Model.load(folder)
+    except MODEL_ERRORS as e:
+        raise CatalogError(
+            f"the model {folder} is damaged ({str(e).splitlines()[0] if str(e) else e!r}): "
+            "run `lookalike check --repair` on the collection"
+        ) from e
+
+
 def current_model(index_dir: Path) -> Model | None:
-    """The model the index folder describes and encodes with (None before the first run)."""
+    """The model the index folder describes and encodes with (None before the first run).
+
+    Raises:
+        CatalogError: it is damaged (`load_model`)."""
     folder = IndexLayout(index_dir).model
-    return Model.load(folder) if (folder / "meta.json").is_file() else None
+    return load_model(folder) if (folder / "meta.json").is_file() else None
 
 
 def generation_model(index_dir: Path, model_id: str) -> Model | None:
@@ -282,7 +304,7 @@ def generation_model(index_dir: Path, model_id: str) -> Model | None:
     replaced it since (`replace_model`), else the current one (None before the first run)."""
     kept = IndexLayout(index_dir).kept_model(model_id)
     if (kept / "meta.json").is_file():
-        return Model.load(kept)
+        return load_model(kept)
     return current_model(index_dir)
 
 
