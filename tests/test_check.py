@@ -94,6 +94,8 @@ DAMAGE: dict[str, tuple[str, Callable[[Path], None]]] = {
     ),
     "codes truncated": ("codes", lambda i: _truncate(_first(i / "codes", "*/shard-*/words.npy"))),
     "model truncated": ("model", lambda i: _truncate(i / "model" / "codebook.npy")),
+    "model deleted": ("model", lambda i: _delete(i / "model")),
+    "model garbled": ("model", lambda i: _garble(i / "model" / "global_whitening.npz")),
     "global index truncated": (
         "generation",
         lambda i: _truncate(_largest(i / GEN, "global*")),

@@ -24,6 +24,8 @@ from lookalike.catalog import Catalog, IndexBusy
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.images import find_images
+from lookalike.index import build
+from lookalike.index.generation import Manifest, current_model
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import existing_shards
 from lookalike.settings import FeatureSettings, LearnSettings, Settings
@@ -279,3 +281,47 @@ def test_searches_during_an_index_run_never_fail_and_a_second_writer_is_refused(
     assert max(generations) > first  # the new generation was picked up without reopening
     assert_consistent(root)
     tell("concurrent-readers", {"readers": READERS, "searches": len(seen)})
+
+
+class Stopped(Exception):
+    """Stands for a SIGKILL at one chosen moment of an index run, in this process."""
+
+
+def test_a_run_stopped_after_learning_leaves_the_published_generation_searchable(
+    demo: DemoCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that learned a new model and stopped before publishing its generation (killed
+    in the build stage): readers, new ones too, still search the published generation with
+    the model it was built with; the model it replaced is kept until no generation needs it."""
+    root = indexed_originals(demo, tmp_path)
+    index_dir = root / ".lookalike"
+    kept_reader = Collection.open(root)
+    published = kept_reader.generation
+    built_with = Manifest.read(IndexLayout(index_dir).generation(published))
+    assert built_with is not None
+    shutil.move(tmp_path / "later", root / "copies")  # more images: another model is learned
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(build, "build_generation", stop)
+        with pytest.raises(Stopped):
+            Collection.create(root).index(workers=1, refit=True)
+    model = current_model(index_dir)
+    assert model is not None and model.id != built_with.model_id  # learned, not published
+
+    for reader in (kept_reader, Collection.open(root)):  # one open before, one opened now
+        assert reader.generation == published
+        for image_id, path in reader.images():
+            assert reader.search(image_id, k=1, verify=0)[0].id == image_id, path
+        assert reader.search(root / "originals" / "coffee.jpg", k=1)[0].path.endswith("coffee.jpg")
+
+    Collection.create(root).index(workers=1)
+    assert_consistent(root)
+    kept = IndexLayout(index_dir).kept_model(built_with.model_id)
+    assert kept.is_dir()  # the previous generation, still on disk, was built with it
+    (root / "originals" / "coffee.jpg").unlink()
+    Collection.create(root).index(workers=1)
+    assert not kept.exists()
+    assert_consistent(root)

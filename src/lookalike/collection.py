@@ -27,6 +27,7 @@ from lookalike.index.generation import (
     Manifest,
     Snapshot,
     current_model,
+    replace_model,
     state_of,
     stored_features,
 )
@@ -133,7 +134,7 @@ class Collection(SearchFacade):
         model = replace(model, meta={**model.meta, "origin": f"bundle {model_dir}"})
         settings = replace(self.settings, features=model.features)
         with writer_lock(self.index_dir):
-            model.save(IndexLayout(self.index_dir).model)
+            replace_model(self.index_dir, model)
             with Catalog.open(self.index_dir) as catalog, catalog.transaction(durable=True):
                 catalog.set_meta("model_pinned", "1")
                 catalog.set_meta(SETTINGS_KEY, json.dumps(settings.as_dict()))

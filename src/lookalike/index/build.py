@@ -23,7 +23,13 @@ from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import CodeBlock, Part, save_asmk, write_shortlist
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.codes import encode_shard, load_codes
-from lookalike.index.generation import Manifest, generation_shards, save_images, state_of
+from lookalike.index.generation import (
+    Manifest,
+    generation_shards,
+    remove_kept_models,
+    save_images,
+    state_of,
+)
 from lookalike.index.global_index import build_global, save_global
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import existing_shards, open_shard, write_shard
@@ -280,6 +286,7 @@ def remove_stale(
         # Keep the previous generation for readers that opened it a moment ago.
         if number < keep_generation - 1:
             shutil.rmtree(folder, ignore_errors=True)
+    remove_kept_models(index_dir, [layout.generation(keep_generation), previous])
     for leftover in index_dir.rglob(".*.tmp-*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

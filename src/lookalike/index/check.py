@@ -28,7 +28,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError
 from lookalike.index.atomic import CHECKSUMS, file_digest
-from lookalike.index.generation import Manifest, load_images
+from lookalike.index.generation import MODEL_ERRORS, Manifest, load_images
 from lookalike.index.layout import CATALOG_FILE, IndexLayout, shard_name, shard_numbers
 from lookalike.learn.model import Model
 
@@ -130,7 +130,7 @@ def check_index(index_dir: Path, *, full: bool = False) -> list[Damage]:
         for part, folder in _shard_folders(layout, in_use)
         if (problems := folder_problems(folder, full=full))
     ]
-    damages.extend(_model_damage(layout.model, full=full))
+    damages.extend(_model_damage(layout.model, full=full, published=generation > 0))
     if generation:
         damages.extend(generation_damage(layout.generation(generation), full=full))
     return damages
@@ -152,14 +152,15 @@ def _shard_folders(layout: IndexLayout, in_use: list[int]) -> Iterator[tuple[str
                 yield part, kind / shard_name(shard)
 
 
-def _model_damage(folder: Path, *, full: bool) -> list[Damage]:
+def _model_damage(folder: Path, *, full: bool, published: bool) -> list[Damage]:
     if not folder.exists():
-        return []  # none yet
+        # none yet; or gone, when a generation was published (one is saved before it)
+        return [Damage("model", folder, "the model is missing")] if published else []
     problems = folder_problems(folder, full=full)
     if not problems:
         try:
             Model.load(folder)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except MODEL_ERRORS as e:
             problems.append(f"cannot be loaded ({e})")
     return [Damage("model", folder, "; ".join(problems))] if problems else []
 

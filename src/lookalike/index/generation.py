@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import threading
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,7 +231,7 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
     if manifest is None:
         raise CatalogError(f"{folder} has no readable manifest: run `lookalike index` again")
     if manifest.model_id != model.id:
-        raise RuntimeError(
+        raise CatalogError(
             f"index {folder} was built with model {manifest.model_id}, but the model is "
             f"{model.id}; run `lookalike index` again"
         )
@@ -270,10 +272,65 @@ def generation_shards(folder: Path) -> set[int]:
     return {int(s) for s in np.unique(shards[shards >= 0])}
 
 
+MODEL_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+"""What `Model.load` raises on a model folder whose files are missing, cut short or garbled."""
+
+
+def load_model(folder: Path) -> Model:
+    """The model in `folder`.
+
+    Raises:
+        CatalogError: a file of it is missing or damaged (the message names the folder)."""
+    try:
+        return Model.load(folder)
+    except MODEL_ERRORS as e:
+        raise CatalogError(
+            f"the model {folder} is damaged ({str(e).splitlines()[0] if str(e) else e!r}): "
+            "run `lookalike check --repair` on the collection"
+        ) from e
+
+
 def current_model(index_dir: Path) -> Model | None:
-    """The model the index folder describes and encodes with (None before the first run)."""
+    """The model the index folder describes and encodes with (None before the first run).
+
+    Raises:
+        CatalogError: it is damaged (`load_model`)."""
     folder = IndexLayout(index_dir).model
-    return Model.load(folder) if (folder / "meta.json").is_file() else None
+    return load_model(folder) if (folder / "meta.json").is_file() else None
+
+
+def generation_model(index_dir: Path, model_id: str) -> Model | None:
+    """The model `model_id` a generation was built with: kept aside when another has
+    replaced it since (`replace_model`), else the current one (None before the first run)."""
+    kept = IndexLayout(index_dir).kept_model(model_id)
+    if (kept / "meta.json").is_file():
+        return load_model(kept)
+    return current_model(index_dir)
+
+
+def replace_model(index_dir: Path, model: Model) -> None:
+    """Make `model` the one the index folder describes and encodes with. The model it
+    replaces is kept aside first (`IndexLayout.kept_model`): the published generation was
+    built with it, and readers load it until a generation built with `model` is published
+    (even when this run stops before then). The caller holds the writer lock."""
+    layout = IndexLayout(index_dir)
+    previous = current_model(index_dir)
+    if previous is not None and previous.id != model.id:
+        kept = layout.kept_model(previous.id)
+        if not (kept / "meta.json").is_file():
+            previous.save(kept)
+    model.save(layout.model)
+
+
+def remove_kept_models(index_dir: Path, keep: Sequence[Path]) -> None:
+    """Remove the models kept aside that none of the generations in `keep` was built with."""
+    layout = IndexLayout(index_dir)
+    if not layout.kept_models.is_dir():
+        return
+    needed = {m.model_id for folder in keep if (m := Manifest.read(folder)) is not None}
+    for folder in layout.kept_models.iterdir():
+        if folder.name not in needed:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def stored_features(index_dir: Path, record: ImageRecord) -> ImageFeatures:
@@ -377,7 +434,17 @@ class Generations:
                 if current is not None and current.number == number:
                     return current
                 folder = IndexLayout(self.index_dir).generation(number)
-                model = current_model(self.index_dir)
+                manifest = Manifest.read(folder) if number else None
+                model = (
+                    current_model(self.index_dir)
+                    if manifest is None
+                    else generation_model(self.index_dir, manifest.model_id)
+                )
+                if number and folder.is_dir() and model is None:
+                    raise CatalogError(
+                        f"{IndexLayout(self.index_dir).model} is missing: run `lookalike "
+                        f"check --repair {self.root}`"
+                    )
                 if number == 0 or not folder.is_dir() or model is None:
                     raise CatalogError(
                         f"{self.root} has no index yet: run `lookalike index {self.root}`"

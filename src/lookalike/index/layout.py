@@ -3,6 +3,7 @@
 index/
   catalog.sqlite            images, status, settings, generation counter (`catalog/`)
   model/                    whitening, codebook, weights (`learn.model.Model`)
+  models/MODEL/             a model replaced while a generation built with it may be read
   features/shard-NNNNNN/    local and global features, append-only
   codes/MODEL/shard-NNNNNN/ ASMK codes of a shard under one model
   classic/KEY/shard-NNNNNN/ classic descriptors under one `ClassicSettings.key`
@@ -53,6 +54,15 @@ class IndexLayout:
     @property
     def model(self) -> Path:
         return self.root / "model"
+
+    @property
+    def kept_models(self) -> Path:
+        return self.root / "models"
+
+    def kept_model(self, model_id: str) -> Path:
+        """Where the model `model_id` is kept after `model` is replaced by another, while a
+        generation built with it may still be read."""
+        return self.kept_models / model_id
 
     @property
     def features(self) -> Path:

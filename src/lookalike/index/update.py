@@ -26,7 +26,7 @@ from lookalike.features.batch import Extracted, ExtractMany, Extras, iter_extrac
 from lookalike.images import ImageError, content_hash, find_images
 from lookalike.index import build, classic_store, sift_store
 from lookalike.index.check import check_index, generation_damage, repair
-from lookalike.index.generation import Manifest, current_model, state_of
+from lookalike.index.generation import Manifest, current_model, replace_model, state_of
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.index.store import open_shard
 from lookalike.learn.model import Model, generic_model
@@ -306,7 +306,7 @@ class Indexer:
                         len(records),
                         learn.min_images,
                     )
-                    generic.save(self.layout.model)
+                    replace_model(self.index_dir, generic)
                     return generic, True
                 return model, False
             if not records:
@@ -319,7 +319,7 @@ class Indexer:
         if progress is not None:
             progress("learn", 0, 1)
         model = build.fit_model(self.layout.features, records, self.settings.features, learn)
-        model.save(self.layout.model)
+        replace_model(self.index_dir, model)
         if progress is not None:
             progress("learn", 1, 1)
         return model, True

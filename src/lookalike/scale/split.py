@@ -34,7 +34,7 @@ from lookalike.index.asmk_shortlist import (
 )
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
 from lookalike.index.codes import load_codes
-from lookalike.index.generation import MANIFEST_FILE, Manifest
+from lookalike.index.generation import MANIFEST_FILE, Manifest, generation_model
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import open_shard, write_shard
 from lookalike.learn.model import Model
@@ -125,8 +125,8 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
             return ShardSet.load(final)
         logger.info("rewriting %s, written by an older version", final)
         shutil.rmtree(final)
-    model = Model.load(layout.model)
-    if manifest.model_id != model.id:
+    model = generation_model(index_dir, manifest.model_id)
+    if model is None or manifest.model_id != model.id:
         raise CatalogError(f"{source} was built with another model: run `lookalike index` again")
     ids = np.load(source / "ids.npy")
     if not len(ids):
