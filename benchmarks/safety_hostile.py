@@ -36,11 +36,11 @@ def observe_hostile(work: Path) -> dict[str, Any]:
         return real_load_image(path, *args, **kwargs)
 
     collection = Collection.create(root)
-    batch.load_image = load_after_removing_vanishing  # type: ignore[assignment]
+    batch.load_image = load_after_removing_vanishing
     try:
         report = collection.index(workers=1)
     finally:
-        batch.load_image = real_load_image  # type: ignore[assignment]
+        batch.load_image = real_load_image
     failed = dict(report.failed)
     indexed = {path for _, path in collection.images()}
 

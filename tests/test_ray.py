@@ -361,7 +361,13 @@ def test_sharded_search_ranks_as_the_unsharded_index(
     ) as sharded:
         assert sharded.shard_set.n == n
         assert sorted(p.name for p in sharded.shard_set.folder.iterdir()) == sorted(
-            ["global", "model", "shards.json", *(f"shard-{i:03d}" for i in range(n))]
+            [
+                "checksums.json",
+                "global",
+                "model",
+                "shards.json",
+                *(f"shard-{i:03d}" for i in range(n)),
+            ]
         )
         assert sharded.images() == demo_collection.images()
         for query in queries:
@@ -484,3 +490,47 @@ def test_sharded_search_over_a_shortlist_generation_ranks_as_the_unsharded_index
             sharded.search(some_id, k=15, exclude_self=True),
             collection.search(some_id, k=15, exclude_self=True),
         )
+
+
+class _Stopped(BaseException):
+    """The stand-in for a kill between updating the catalog and publishing."""
+
+
+def test_sharded_search_reads_the_generation_not_a_catalog_ahead_of_it(
+    ray_address: str,
+    demo: DemoCollection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run stopped after the catalog took a removal and an addition, before publishing: the
+    shard set and the coordinator hold the published generation's images, as a reader does."""
+    from lookalike.index import build
+    from lookalike.scale.coordinator import ShardedCollection
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    names = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "camera")
+    for name in names:
+        shutil.copyfile(demo.root / f"originals/{name}.jpg", root / f"{name}.jpg")
+    Collection.create(root).index(workers=1)
+    (root / "coffee.jpg").unlink()
+    shutil.copyfile(demo.root / "originals/moon.jpg", root / "moon.jpg")
+
+    def stop(*_: object, **__: object) -> None:
+        raise _Stopped
+
+    monkeypatch.setattr(build, "build_generation", stop)
+    with pytest.raises(_Stopped):
+        Collection.create(root).index(workers=1)
+    monkeypatch.undo()
+    reader = Collection.open(root)
+    assert not reader.info()["up_to_date"]
+    with ShardedCollection.start(
+        root, shards=2, address=ray_address, out=tmp_path / "sets", cpus=0.1
+    ) as sharded:
+        assert sharded.images() == reader.images()
+        assert sorted(p for _, p in sharded.images()) == sorted(f"{n}.jpg" for n in names)
+        for image_id, path in sharded.images():
+            hits = sharded.search(image_id, k=len(names), verify=0)
+            assert hits[0].id == image_id, path
+            assert all(not h.path.startswith("<removed") for h in hits), [h.path for h in hits]

@@ -242,6 +242,18 @@ def test_a_chunked_body_stops_at_the_limit(served: Collection) -> None:
     assert response.headers["connection"] == "close"  # the rest is not received either
 
 
+def test_an_upload_of_only_oversized_files_is_413_naming_each(served: Collection) -> None:
+    with local_client(create_app(served, ServerSettings(max_upload_bytes=1000))) as client:
+        big = [("files", (f"big{i}.jpg", b"\xff" * 5000, "image/jpeg")) for i in range(2)]
+        response = client.post("/api/images", files=big)
+        assert response.status_code == 413, response.text
+        rejected = response.json()["rejected"]
+        assert [r["name"] for r in rejected] == ["big0.jpg", "big1.jpg"]
+        assert all("MiB limit" in r["reason"] for r in rejected)
+        mixed = [big[0], ("files", ("notes.jpg", b"not an image", "image/jpeg"))]
+        assert client.post("/api/images", files=mixed).status_code == 400
+
+
 def test_a_token_server_refuses_a_chunked_upload_before_reading_it(served: Collection) -> None:
     app = create_app(served, ServerSettings(token="s3cret"))
     for wrong in ({}, {"authorization": "Bearer wrong"}):
@@ -295,10 +307,14 @@ def test_thumbnails_at_many_sizes_decode_the_original_once(
 ) -> None:
     image = image_ids(client)[0]
     cache = IndexLayout(served.index_dir).thumbs
+    record = served.record(image)
+    assert record is not None and record.hash
+    cached = thumbnail_path(cache, record.hash, 256)
+    cached.unlink(missing_ok=True)  # the served collection is shared: other tests made it
     before = set(cache.glob("*")) if cache.exists() else set()
     for size in [None, *range(33, 49)]:
         assert max(thumbnail_size(client, image, size)) == (size or 256)
-    assert len(set(cache.glob("*")) - before) == 1  # one decode of the original, one file
+    assert set(cache.glob("*")) - before == {cached}  # one decode of the original, one file
     assert max(thumbnail_size(client, image, 300)) == max(thumbnail_size(client, image, 5000))
     assert max(thumbnail_size(client, image, 5000)) == 256  # the server's thumbnail size
 

@@ -413,6 +413,17 @@ class Snapshot:
         return [(int(i), records[int(i)].path) for i in self.loaded.ids if int(i) in records]
 
 
+def generation_records(
+    folder: Path, manifest: Manifest | None, ids: np.ndarray, catalog: Catalog
+) -> dict[int, ImageRecord]:
+    """The records of the generation in `folder` (`ids: (n,)` its rows' ids) by id: its own
+    frozen list (`load_images`); a version 2 generation has none, and reads the catalog's
+    searchable rows until the next run makes one."""
+    if manifest is not None and manifest.catalog_state is None:
+        return {r.id: r for r in catalog.records("ok")}
+    return load_images(folder, ids)
+
+
 class Generations:
     """The generation readers search, loaded once and swapped whole (one attribute) when a
     writer publishes a new one."""
@@ -450,11 +461,7 @@ class Generations:
                         f"{self.root} has no index yet: run `lookalike index {self.root}`"
                     )
                 loaded = load_generation(folder, model)
-                if loaded.manifest is not None and loaded.manifest.catalog_state is None:
-                    # a version 2 generation has no list of its own (the next run makes one)
-                    records = {r.id: r for r in catalog.records("ok")}
-                else:
-                    records = load_images(folder, loaded.ids)
+                records = generation_records(folder, loaded.manifest, loaded.ids, catalog)
             snapshot = Snapshot(loaded, records, FolderImages(self.index_dir, loaded, records))
             self._current = snapshot
             return snapshot

@@ -36,7 +36,7 @@ from lookalike.catalog import Catalog
 from lookalike.collection import Collection
 from lookalike.features import Extractor, LocalFeatures
 from lookalike.index.asmk_index import ImageCode, Vocabulary
-from lookalike.index.generation import Manifest, Snapshot, load_classic
+from lookalike.index.generation import Manifest, Snapshot, generation_records, load_classic
 from lookalike.index.global_index import load_global
 from lookalike.learn.model import Model
 from lookalike.scale import connect, disconnect, import_ray
@@ -258,10 +258,11 @@ class ShardedCollection(SearchFacade):
     def snapshot(self) -> Snapshot:
         """The sharded generation with its images' records, the same for every search."""
         if self._snapshot is None:
-            with Catalog.open(self.index_dir, readonly=True) as catalog:
-                records = {r.id: r for r in catalog.records("ok")}
             model = Model.load(self.shard_set.folder / MODEL_DIR)
             sharded = ShardedGeneration(self.shard_set, model, self.actors)
+            folder = self.shard_set.folder / GLOBAL_DIR
+            with Catalog.open(self.index_dir, readonly=True) as catalog:
+                records = generation_records(folder, Manifest.read(folder), sharded.ids, catalog)
             self._snapshot = Snapshot(sharded, records, sharded.images)
         return self._snapshot
 

@@ -34,7 +34,14 @@ from lookalike.index.asmk_shortlist import (
 )
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
 from lookalike.index.codes import load_codes
-from lookalike.index.generation import MANIFEST_FILE, Manifest, generation_model
+from lookalike.index.generation import (
+    IMAGES_INT,
+    IMAGES_TEXT,
+    MANIFEST_FILE,
+    Manifest,
+    generation_model,
+    generation_records,
+)
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import open_shard, write_shard
 from lookalike.learn.model import Model
@@ -108,14 +115,15 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
     `index_dir/shards`, which keeps only the current generation's sets); skipped when written
     already. Returns the set."""
     index_dir = Path(index_dir)
+    layout = IndexLayout(index_dir)
     with Catalog.open(index_dir, readonly=True) as catalog, catalog.snapshot():
         generation = catalog.generation
-        records = {r.id: r for r in catalog.records("ok")}
-    layout = IndexLayout(index_dir)
-    source = layout.generation(generation)
-    manifest = Manifest.read(source)
-    if generation == 0 or manifest is None:
-        raise CatalogError(f"{index_dir} has no index yet: run `lookalike index` first")
+        source = layout.generation(generation)
+        manifest = Manifest.read(source)
+        if generation == 0 or manifest is None:
+            raise CatalogError(f"{index_dir} has no index yet: run `lookalike index` first")
+        ids = np.load(source / "ids.npy")
+        records = generation_records(source, manifest, ids, catalog)
     base = Path(out) if out is not None else layout.shard_sets
     final = shard_set_dir(base, generation, n)
     asmk = manifest.asmk_index
@@ -128,7 +136,6 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
     model = generation_model(index_dir, manifest.model_id)
     if model is None or manifest.model_id != model.id:
         raise CatalogError(f"{source} was built with another model: run `lookalike index` again")
-    ids = np.load(source / "ids.npy")
     if not len(ids):
         raise CatalogError(f"{index_dir} holds no searchable image: there is nothing to shard")
     bounds = shard_bounds(len(ids), n)
@@ -136,9 +143,10 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
     with atomic_dir(final) as tmp:
         model.save(tmp / MODEL_DIR)
         (tmp / GLOBAL_DIR).mkdir()
-        # the index and its refine vectors, the manifest that says how to read them
-        for file in [*source.glob("global*"), source / MANIFEST_FILE]:
-            shutil.copy2(file, tmp / GLOBAL_DIR / file.name)
+        # the index and its refine vectors, the manifest that says how to read them, the
+        # generation's list of its images
+        for file in [*source.glob("global*"), source / MANIFEST_FILE, *_image_list(manifest)]:
+            shutil.copy2(source / file.name, tmp / GLOBAL_DIR / file.name)
         for name in classic:  # colour for blurred queries, and whatever --fuse adds
             shutil.copy2(source / name, tmp / GLOBAL_DIR / name)
         vocabulary = Vocabulary(model.codebook)
@@ -180,9 +188,17 @@ def _complete(folder: Path, manifest: Manifest) -> bool:
     except (KeyError, ValueError):
         return False
     global_dir = folder / GLOBAL_DIR
-    copied = [MANIFEST_FILE, *(f"classic-{n}.npy" for n in manifest.classic_descriptors)]
+    classic = [f"classic-{n}.npy" for n in manifest.classic_descriptors]
+    copied = [MANIFEST_FILE, *classic, *(p.name for p in _image_list(manifest))]
     same_kind = written.asmk_kind == manifest.asmk_index.get("kind", INVERTED)
     return same_kind and all((global_dir / name).is_file() for name in copied)
+
+
+def _image_list(manifest: Manifest) -> list[Path]:
+    """The files of a generation's own list of its images (none in a version 2 one)."""
+    if manifest.catalog_state is None:
+        return []
+    return [Path(f"{IMAGES_INT}.npy"), Path(IMAGES_TEXT)]
 
 
 def _write_part(

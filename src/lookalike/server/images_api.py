@@ -114,6 +114,7 @@ async def add_images(
         raise HTTPException(413, f"at most {state.settings.max_files} files an upload")
     saved: list[str] = []
     rejected: list[dict[str, str]] = []
+    oversize = 0
     for upload in files_:
         name = upload.filename or "upload"
         try:
@@ -121,6 +122,7 @@ async def add_images(
             extension = files.check_upload(data, name)
         except HTTPException as e:
             rejected.append({"name": name, "reason": str(e.detail)})
+            oversize += e.status_code == 413
             continue
         except ImageError as e:
             rejected.append({"name": name, "reason": e.reason})
@@ -130,9 +132,10 @@ async def add_images(
                 files.save_upload, state.collection.root, data, name, extension
             )
         )
-    if not saved:
+    if not saved:  # 413 when every file was over the size limit, as for one file alone
         return JSONResponse(  # type: ignore[return-value]
-            {"error": "no image was taken", "rejected": rejected}, status_code=400
+            {"error": "no image was taken", "rejected": rejected},
+            status_code=413 if oversize == len(rejected) else 400,
         )
     return {"job": state.index_job(), "saved": saved, "rejected": rejected}
 
