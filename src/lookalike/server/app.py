@@ -8,8 +8,15 @@
                                      made from it)
     POST   /api/images               multipart files: saved under uploads/, indexed in a job
     DELETE /api/images/{id}          moved to the index's trash, then re-indexed in a job
+    GET    /api/images/{id}/preview  a PNG of it (for formats a browser cannot show)
+    POST   /api/preview              multipart image: a PNG of it, at most 1600 px a side
+    GET    /api/groups               groups of near copies, largest first (202 and a job at
+                                     first: found once per index generation and threshold)
     GET    /api/jobs/{id}            a job's state and progress
-    GET    /api/status               counts, model, generation, last run, failures
+    GET    /api/status               counts, model, generation, last run, failures, the
+                                     first index's progress while there is none yet
+    GET    /docs                     the API's documentation (Swagger UI, served from the
+                                     fastapi-offline package: nothing is fetched elsewhere)
 
 Every error is JSON, `{"error": message}`, never a stack trace. Write endpoints need
 `Authorization: Bearer TOKEN` when the server has a token (it must when bound beyond
@@ -20,7 +27,8 @@ that many clients queue instead of thrashing the cores (and the memory: each dec
 image); a new index generation is picked up by the next search.
 
 The endpoints live in routers by job (`search_api`, `images_api`, `jobs_api`) and take what
-they share, a `ServerState`, through a dependency (`state`); this module wires them up.
+they share, a `ServerState`, through a dependency (`state`); this module wires them up. The
+answers' schemas (`schemas`) make the OpenAPI document at /openapi.json.
 """
 
 from __future__ import annotations
@@ -35,8 +43,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lookalike.collection import Collection
-from lookalike.server import images_api, jobs_api, search_api
+from lookalike.server import docs, groups_api, images_api, jobs_api, preview_api, search_api
 from lookalike.server.guard import Guard, token_routes
+from lookalike.server.schemas import errors
 from lookalike.server.state import ServerSettings, ServerState, is_loopback, require_token
 
 __all__ = ["ServerSettings", "create_app", "is_loopback"]
@@ -55,6 +64,9 @@ def create_app(collection: Collection, settings: ServerSettings | None = None) -
         title="lookalike",
         summary="Find the images that show the same object, place or document.",
         version="0.1.0",
+        responses=errors(421, 500),  # any request: the Host check, an unforeseen failure
+        docs_url=None,  # Swagger UI from a CDN: the CSP blocks it (see `docs`)
+        redoc_url=None,
     )
     app.state.server = state
     # as before the routers: scripts and tests read these
@@ -64,16 +76,23 @@ def create_app(collection: Collection, settings: ServerSettings | None = None) -
         state.jobs,
     )
     if collection.status()["generation"] == 0:
-        state.index_job(workers=0)
+        state.first_index_job()
 
     app.exception_handler(StarletteHTTPException)(http_error)
     app.exception_handler(RequestValidationError)(invalid)
     app.exception_handler(Exception)(crashed)
-    routers = (search_api.router, images_api.router, jobs_api.router)
+    routers = (
+        search_api.router,
+        preview_api.router,
+        images_api.router,
+        groups_api.router,
+        jobs_api.router,
+    )
     for router in routers:
         app.include_router(router)
     app.get("/", include_in_schema=False)(page)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs.mount(app)
     routes = [route for router in routers for route in router.routes]
     app.add_middleware(
         Guard, settings=state.settings, needs_token=token_routes(routes, require_token)

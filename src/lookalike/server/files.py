@@ -132,3 +132,11 @@ def smaller_thumbnail(path: Path, size: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(load_image(path, max_side=size)).save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
+
+
+def preview_png(source: Path | bytes, size: int) -> bytes:
+    """A PNG of `source` (a file or its bytes) no larger than `size` on either side, upright:
+    for the formats a browser cannot show (TIFF, ...). ImageError when it is no image."""
+    buffer = io.BytesIO()
+    Image.fromarray(load_image(source, max_side=size)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()

@@ -16,6 +16,7 @@ from lookalike.collection import Collection
 from lookalike.images import ImageError
 from lookalike.index.layout import IndexLayout
 from lookalike.server import files
+from lookalike.server.schemas import Added, ImagesPage, Removed, errors
 from lookalike.server.state import State, require_token
 
 router = APIRouter()
@@ -50,13 +51,13 @@ def file_of(collection: Collection, record: ImageRecord) -> Path:
     return path
 
 
-@router.get("/api/images")
+@router.get("/api/images", response_model=ImagesPage, responses=errors(422, 503))
 def list_images(state: State, offset: int = 0, limit: int = 100) -> dict[str, Any]:
     """The indexed images, `limit` (at most 1000) from `offset`, in index order."""
     try:
         images = state.collection.images()
     except CatalogError as e:
-        raise HTTPException(503, str(e)) from e
+        raise state.unavailable(e) from e
     page = images[max(0, offset) : max(0, offset) + min(max(1, limit), MAX_PAGE)]
     return {
         "total": len(images),
@@ -67,7 +68,11 @@ def list_images(state: State, offset: int = 0, limit: int = 100) -> dict[str, An
     }
 
 
-@router.get("/api/images/{image_id}")
+@router.get(
+    "/api/images/{image_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/*": {}}}, **errors(403, 404, 422, 503)},
+)
 def original(state: State, image_id: int) -> FileResponse:
     """The indexed image's file, as stored."""
     path = file_of(state.collection, record_of(state.collection, image_id))
@@ -75,7 +80,11 @@ def original(state: State, image_id: int) -> FileResponse:
     return FileResponse(path, media_type=media, content_disposition_type="inline")
 
 
-@router.get("/api/images/{image_id}/thumb")
+@router.get(
+    "/api/images/{image_id}/thumb",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, **errors(403, 404, 422, 503)},
+)
 async def thumb(state: State, image_id: int, size: int | None = None) -> Response:
     """A JPEG of the image no larger than `size` on either side, from 32 to the server's
     thumbnail size (256, the default). That size is made once an image, on the search threads
@@ -105,7 +114,13 @@ def located(collection: Collection, image_id: int) -> tuple[ImageRecord, Path]:
     return record, file_of(collection, record)
 
 
-@router.post("/api/images", status_code=202, dependencies=[Depends(require_token)])
+@router.post(
+    "/api/images",
+    status_code=202,
+    response_model=Added,
+    responses=errors(400, 401, 403, 413, 422, upload=True),
+    dependencies=[Depends(require_token)],
+)
 async def add_images(
     state: State, files_: list[UploadFile] = File(..., alias="files")
 ) -> dict[str, Any]:
@@ -140,7 +155,13 @@ async def add_images(
     return {"job": state.index_job(), "saved": saved, "rejected": rejected}
 
 
-@router.delete("/api/images/{image_id}", status_code=202, dependencies=[Depends(require_token)])
+@router.delete(
+    "/api/images/{image_id}",
+    status_code=202,
+    response_model=Removed,
+    responses=errors(401, 403, 404, 409, 422, 503),
+    dependencies=[Depends(require_token)],
+)
 def delete_image(state: State, image_id: int) -> dict[str, Any]:
     """Take an image out of the collection (moved to the index's trash, not destroyed)."""
     collection = state.collection

@@ -1,8 +1,10 @@
-"""Background work of the server: index runs, one at a time, with their progress.
+"""Background work of the server: index runs and searches for groups of near copies, one at a
+time, with their progress.
 
-A job is queued by an upload or a delete and run by a single worker thread, so that two index
-runs never race for the collection's writer lock; while another process holds it (a
-`lookalike index` run), a job waits and tries again. Its state is read by `GET /api/jobs/{id}`.
+A job is queued by an upload, a delete, a new collection or a first request for groups, and
+run by a single worker thread, so that two index runs never race for the collection's writer
+lock; while another process holds it (a `lookalike index` run), a job waits and tries again.
+Its state is read by `GET /api/jobs/{id}`.
 """
 
 from __future__ import annotations
@@ -101,6 +103,12 @@ class Jobs:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
+
+    def latest(self, kind: str) -> Job | None:
+        """The job of `kind` submitted last (None when there is none, or it is forgotten)."""
+        with self._lock:  # the dict keeps the order they were submitted in
+            found = [j for j in self._jobs.values() if j.kind == kind]
+        return found[-1] if found else None
 
     def active(self) -> int:
         """Jobs queued or running."""

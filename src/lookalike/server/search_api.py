@@ -22,12 +22,15 @@ from lookalike.collection import Collection, Hit, SearchResult
 from lookalike.images import ImageError
 from lookalike.search.region import Box, parse_region
 from lookalike.server.images_api import thumb_url
-from lookalike.server.state import State
+from lookalike.server.schemas import SearchBody, errors
+from lookalike.server.state import ServerState, State
 
 router = APIRouter()
 
 
-@router.post("/api/search")
+@router.post(
+    "/api/search", response_model=SearchBody, responses=errors(400, 403, 404, 413, 422, 503)
+)
 async def search(
     state: State,
     image: UploadFile | None = File(None, description="the query image"),
@@ -37,7 +40,8 @@ async def search(
     mode: str | None = Form(None, description="fused (default), asmk, global, ..."),
     verify: int | None = Form(None, ge=0, description="how many to verify spatially"),
 ) -> JSONResponse:
-    """Search the collection with an uploaded image or an indexed one (or a region of it)."""
+    """Search the collection with an uploaded image or an indexed one (or a region of it).
+    While the collection's first index is being made: 503, "indexing: N of M images"."""
     query: int | bytes
     if image is not None and id is None:
         query, name = await state.read_upload(image), image.filename or "the uploaded image"
@@ -62,7 +66,7 @@ async def search(
             limiter=state.searches,
         )
     except (ImageError, KeyError, CatalogError, ValueError) as e:
-        raise search_error(e, name) from e
+        raise search_error(e, name, state) from e
     # plain JSON: FastAPI's generic encoder takes ~10 ms over the matched points
     return JSONResponse(
         {
@@ -90,15 +94,16 @@ def request_region(text: str | None) -> Box | None:
         raise HTTPException(400, str(e)) from e
 
 
-def search_error(e: Exception, name: str) -> HTTPException:
+def search_error(e: Exception, name: str, state: ServerState) -> HTTPException:
     """What a search's failure tells the client: a query that is not an image (400, with its
-    `name`), an unknown id (404), an index being replaced (503) or a wrong option (400)."""
+    `name`), an unknown id (404), an index being made (503, how far it has got) or replaced
+    (503) or a wrong option (400)."""
     if isinstance(e, ImageError):
         return HTTPException(400, f"{name}: {e.reason}")
     if isinstance(e, KeyError):
         return HTTPException(404, str(e.args[0] if e.args else e))
     if isinstance(e, CatalogError):
-        return HTTPException(503, str(e))
+        return state.unavailable(e)
     return HTTPException(400, str(e))
 
 

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, HTTPException, Request, UploadFile
 from starlette.datastructures import Headers
 
+from lookalike.catalog import CatalogError
 from lookalike.collection import Collection
+from lookalike.images import find_images
 from lookalike.server.hosts import host_name
-from lookalike.server.jobs import Jobs, Progress, until_free
+from lookalike.server.jobs import Job, Jobs, Progress, Work, until_free
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -86,6 +89,9 @@ class ServerState:
     searches: anyio.CapacityLimiter
     """Searches, and thumbnails being made, running at once (`settings.search_threads`): each
     decodes an image; the others wait their turn."""
+    groups: dict[tuple[int, int], str] = field(default_factory=dict)
+    """The job finding the groups of near copies, by (index generation, threshold)."""
+    groups_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def start(cls, collection: Collection, settings: ServerSettings) -> ServerState:
@@ -94,9 +100,31 @@ class ServerState:
 
     def index_job(self, workers: int = 1) -> dict[str, Any]:
         """Queue an index run: in this process (`workers=1`) for the few files an upload or a
-        delete changes; a whole new collection gets a pool of worker processes (0). While
-        another process (a `lookalike index` run) writes to the index, the job waits for it
-        and tries again (`until_free`)."""
+        delete changes. While another process (a `lookalike index` run) writes to the index,
+        the job waits for it and tries again (`until_free`)."""
+        return self.jobs.submit("index", self._index_work(workers)).as_dict()
+
+    def first_index_job(self) -> dict[str, Any]:
+        """Queue the index run of a collection that has no index yet, with a pool of worker
+        processes. Its progress counts images throughout: `done` of `total` images described
+        (the images found in the folder until the run has scanned it), whatever its stage
+        (`indexing`)."""
+        root, run = self.collection.root, self._index_work(workers=0)
+
+        def work(progress: Progress) -> dict[str, Any]:
+            images = [0, len(find_images(root))]
+
+            def counted(stage: str, done: int, total: int) -> None:
+                if stage == "extract":
+                    images[:] = [done, total]
+                progress(stage, images[0], images[1])
+
+            counted("scan", 0, 0)
+            return run(counted)
+
+        return self.jobs.submit("index", work).as_dict()
+
+    def _index_work(self, workers: int) -> Work:
         index_dir = self.collection.index_dir
 
         def work(progress: Progress) -> dict[str, Any]:
@@ -106,7 +134,36 @@ class ServerState:
                 lambda: writer.index(workers=workers, progress=progress).as_dict(), progress
             )
 
-        return self.jobs.submit("index", work).as_dict()
+        return work
+
+    def indexing(self, generation: int | None = None) -> dict[str, Any] | None:
+        """While the collection has no index yet (generation 0) and an index run makes it: that
+        run's progress, with a `message` such as "indexing: 3 of 12 images"; else None.
+        `generation`: the collection's, when the caller has read it already."""
+        job = self.jobs.latest("index")
+        if job is None or job.state == "done":
+            return None
+        if generation is None:
+            try:
+                generation = int(self.collection.status()["generation"])
+            except CatalogError:
+                generation = 0
+        if generation != 0:
+            return None
+        return {
+            "job": job.id,
+            "state": job.state,
+            "stage": job.stage,
+            "done": job.done,
+            "total": job.total,
+            "message": indexing_message(job),
+        }
+
+    def unavailable(self, e: CatalogError) -> HTTPException:
+        """503 for an index that cannot be read: how far the first index has got while it is
+        being made ("indexing: 3 of 12 images"), else what is wrong with it."""
+        indexing = self.indexing()
+        return HTTPException(503, str(e) if indexing is None else indexing["message"])
 
     async def read_upload(self, upload: UploadFile) -> bytes:
         """The uploaded file's bytes; 413 when it is over `max_upload_bytes`."""
@@ -117,6 +174,18 @@ class ServerState:
                 413, f"{upload.filename or 'the upload'} is over the {limit / 2**20:g} MiB limit"
             )
         return data
+
+
+def indexing_message(job: Job) -> str:
+    """What an index run making a collection's first index says of itself."""
+    if job.state == "failed":
+        return f"indexing failed: {job.error}; see the server log, then restart the server"
+    counts = f"indexing: {job.done} of {job.total} images"
+    if job.state == "queued":
+        return f"{counts} (waiting to start)"
+    if job.stage in (None, "extract"):
+        return counts
+    return f"{counts} ({'scanning the folder' if job.stage == 'scan' else job.stage})"
 
 
 def get_state(request: Request) -> ServerState:
