@@ -60,3 +60,28 @@ def local_client(app: FastAPI, **options: Any) -> TestClient:
     from fastapi.testclient import TestClient
 
     return TestClient(app, base_url=LOCAL_URL, **options)
+
+
+TINY_COPIES = {
+    "chelsea": ("a.jpg", "b, c.jpg", "é.jpg"),
+    "coffee": ("d.jpg", "e.jpg"),
+    "astronaut": ("f.jpg",),
+}
+"""The tiny folder: scikit-image photographs, each written once and copied byte for byte."""
+
+
+def write_tiny_folder(root: Path) -> Path:
+    """`TINY_COPIES` under `root` (made): chelsea three times, coffee twice (exact copies) and
+    the astronaut once, as JPEGs; not indexed."""
+    import io
+
+    import skimage.data
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    for name, copies in TINY_COPIES.items():
+        buffer = io.BytesIO()
+        Image.fromarray(getattr(skimage.data, name)()).save(buffer, "JPEG", quality=90)
+        for copy in copies:
+            (root / copy).write_bytes(buffer.getvalue())
+    return root

@@ -4,6 +4,7 @@ narrow screen."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -55,17 +56,14 @@ def sync_api() -> Any:
     return sync_api
 
 
-@pytest.fixture(scope="module")
-def server_url(demo_collection: Collection) -> Iterator[str]:
-    """The API and page over the demo collection, served by uvicorn on a free port."""
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn on a free port of 127.0.0.1, at the URL given."""
     import uvicorn
-
-    from lookalike.server.app import ServerSettings, create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(demo_collection, ServerSettings())
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -75,9 +73,20 @@ def server_url(demo_collection: Collection) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail(f"uvicorn did not start on 127.0.0.1:{port}")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server_url(demo_collection: Collection) -> Iterator[str]:
+    """The API and page over the demo collection."""
+    from lookalike.server.app import ServerSettings, create_app
+
+    with serving(create_app(demo_collection, ServerSettings())) as url:
+        yield url
 
 
 def make_query(demo: DemoCollection, folder: Path) -> tuple[Path, tuple[int, int]]:
@@ -267,5 +276,225 @@ def test_web_page_searches_compares_and_adapts(
             narrow.screenshot(path=str(tmp_path / "browser-narrow.png"))
             narrow.keyboard.press("Escape")
             expect(narrow.locator("#compare")).to_be_hidden()
+        finally:
+            browser.close()
+
+
+def launch(sync_api: Any, p: Any) -> Any:
+    return p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def watched(page: Any, origin: str) -> list[str]:
+    """What goes wrong on `page`, as it happens: script errors, console errors, and requests
+    to anywhere but `origin` (nothing may be fetched elsewhere)."""
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith((origin + "/", "data:", "blob:"))
+            else problems.append(f"request elsewhere: {r.url}")
+        ),
+    )
+    return problems
+
+
+def test_the_api_docs_show_the_operations_with_nothing_fetched_elsewhere(
+    sync_api: Any, server_url: str
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_api.sync_playwright() as p:
+        browser = launch(sync_api, p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems = watched(page, server_url)
+            page.goto(server_url + "/docs")
+            search = page.locator(".opblock-post", has_text="/api/search").first
+            expect(search).to_be_visible()
+            expect(search.locator(".opblock-summary-method")).to_have_text("POST")
+            groups = page.locator(".opblock-get", has_text="/api/groups").first
+            expect(groups).to_be_visible()
+            # an operation opens with its answers' schemas (not `{}`)
+            search.locator(".opblock-summary").click()
+            expect(search.locator(".responses-wrapper")).to_contain_text("hits")
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def within_viewport(page: Any, selector: str) -> bool:
+    """Whether the element is on screen as the page is scrolled now, all of its height."""
+    box = page.locator(selector).bounding_box()
+    height = page.viewport_size["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_on_a_phone_results_and_errors_come_into_view(
+    sync_api: Any, server_url: str, demo: DemoCollection, tmp_path: Path
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    query, _ = make_query(demo, tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    with sync_api.sync_playwright() as p:
+        browser = launch(sync_api, p)
+        try:
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            problems = watched(phone, server_url)
+            phone.goto(server_url + "/")
+            assert not within_viewport(phone, "#results-summary")  # below the query panel
+            phone.set_input_files("#query-file", str(query))
+            wait_for_search(phone, 1)
+            expect(phone.locator("#results-summary")).to_contain_text("results")
+            assert within_viewport(phone, "#results-summary")
+            assert phone.evaluate("window.scrollY") > 0
+            # a wrong file chosen from down there: the error is where the user looks
+            phone.set_input_files("#query-file", str(notes))
+            alert = phone.get_by_role("alert")
+            expect(alert).to_be_visible()
+            expect(alert).to_contain_text("notes.txt")
+            assert within_viewport(phone, "#message")
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_a_tiff_query_is_shown_through_the_servers_preview(
+    sync_api: Any, server_url: str, demo: DemoCollection, tmp_path: Path
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    tiff = tmp_path / "chelsea query.tif"
+    with Image.open(demo.root / ORIGINAL) as source:
+        source.convert("RGB").save(tiff, "TIFF")
+        size = source.size
+    with sync_api.sync_playwright() as p:
+        browser = launch(sync_api, p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems = watched(page, server_url)
+            page.goto(server_url + "/")
+            page.set_input_files("#query-file", str(tiff))
+            wait_for_search(page, 1)
+            area = page.locator("#query-area")
+            expect(area).to_have_attribute("data-preview", "true")
+            assert area.get_attribute("data-image-size") == f"{size[0]},{size[1]}"
+            drawn = page.locator("#query-canvas").evaluate(CANVAS_SPREAD)
+            assert drawn["width"] > 100 and drawn["colours"] > 200, drawn
+            first = hit_paths(page)[0]
+            assert first == ORIGINAL or demo.originals.get(first) == ORIGINAL, first
+            expect(page.locator("#message")).to_be_hidden()
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_the_gallery_pages_thumbnails_and_finds_similar_images(
+    sync_api: Any, server_url: str, demo: DemoCollection
+) -> None:
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    total = len(demo.images)
+    assert total > 60, "the demo should need a second page"
+    with sync_api.sync_playwright() as p:
+        browser = launch(sync_api, p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems = watched(page, server_url)
+            page.goto(server_url + "/")
+            items = page.locator("#gallery .gallery-item")
+            expect(items).to_have_count(60)
+            expect(page.locator("#gallery-summary")).to_have_text(f"Showing 60 of {total} images.")
+            assert page.locator("#gallery img[loading=lazy]").count() == 60
+            first = items.first
+            first.scroll_into_view_if_needed()
+            thumb = first.locator("img")
+            expect(thumb).to_be_visible()
+            page.wait_for_function(
+                "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
+            )
+            more = page.get_by_role("button", name="Show more")
+            more.click()
+            expect(items).to_have_count(total)
+            expect(more).to_be_hidden()
+            # "find similar" on a thumbnail searches by that image: its scene comes first
+            card = page.locator(
+                "#gallery .gallery-item", has=page.locator(f'p[title="{ORIGINAL}"]')
+            )
+            card.get_by_role("button", name=f"Find images similar to {ORIGINAL}").click()
+            wait_for_search(page, 1)
+            assert within_viewport(page, "#results-summary")
+            hits = hit_paths(page)
+            assert hits[0] == ORIGINAL or demo.originals.get(hits[0]) == ORIGINAL, hits[:5]
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_a_new_folder_shows_its_indexing_then_searches_and_groups_its_copies(
+    sync_api: Any, tmp_path: Path
+) -> None:
+    from conftest import TINY_COPIES, write_tiny_folder
+    from lookalike.catalog.lock import writer_lock
+    from lookalike.server.app import ServerSettings, create_app
+
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    collection = Collection.create(write_tiny_folder(tmp_path / "new folder"))
+    n = sum(len(copies) for copies in TINY_COPIES.values())
+    with (
+        contextlib.ExitStack() as held,
+        sync_api.sync_playwright() as p,
+    ):
+        held.enter_context(writer_lock(collection.index_dir))  # the job waits for it
+        url = held.enter_context(serving(create_app(collection, ServerSettings())))
+        browser = launch(sync_api, p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems = watched(page, url)
+            page.goto(url + "/")
+            status = page.locator("#status")
+            expect(status).to_contain_text(f"indexing: 0 of {n} images")
+            expect(page.locator("#gallery-summary")).to_contain_text("being indexed")
+
+            # a search meanwhile says how far the indexing has got
+            page.set_input_files("#query-file", str(collection.root / "d.jpg"))
+            expect(page.locator("#results")).to_have_attribute("data-state", "error")
+            expect(page.get_by_role("alert")).to_contain_text(f"indexing: 0 of {n} images")
+
+            held.close()  # the other index run is over: the folder is indexed
+            expect(status).to_contain_text("generation 1", timeout=600_000)
+            expect(status).to_contain_text(f"{n} images")
+            expect(status).not_to_contain_text("indexing")
+            expect(page.locator("#gallery .gallery-item")).to_have_count(n)
+            page.click("#search-region")  # the same query again, now answered
+            wait_for_search(page, 1)
+            assert set(hit_paths(page)[:2]) == {"d.jpg", "e.jpg"}
+
+            # the groups: largest first, each group's images side by side
+            page.get_by_role("tab", name="Groups of near copies").click()
+            groups = page.locator("#groups .group")
+            expect(groups).to_have_count(2)
+            expect(page.locator("#groups-summary")).to_contain_text("2 groups")
+            first = groups.nth(0).locator(".group-image")
+            expect(first).to_have_count(3)
+            expect(groups.nth(1).locator(".group-image")).to_have_count(2)
+            assert sorted(first.evaluate_all("e => e.map(i => i.dataset.path)")) == sorted(
+                TINY_COPIES["chelsea"]
+            )
+            boxes = [first.nth(i).bounding_box() for i in range(3)]
+            assert all(b is not None for b in boxes)
+            assert len({round(b["y"]) for b in boxes}) == 1, boxes  # one row
+            assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"], boxes
+            expect(first.first.locator("img")).to_be_visible()
+            assert not [x for x in problems if "503" not in x], problems
         finally:
             browser.close()

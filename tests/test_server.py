@@ -3,6 +3,7 @@ collection: search, images, add, delete, jobs, status, security and errors."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import socket
@@ -16,16 +17,19 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import skimage.data
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import local_client
+from conftest import local_client, write_tiny_folder
+from lookalike.catalog.lock import writer_lock
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.images import load_image
 from lookalike.server import ServerSettings, create_app
 from lookalike.server.files import UnsafePath, inside, safe_name
-from lookalike.server.jobs import Jobs
+from lookalike.server.jobs import WAITING, Jobs
+from lookalike.settings import DEDUP_THRESHOLD
 
 ORIGINAL = "originals/chelsea.jpg"
 
@@ -356,21 +360,38 @@ def test_status_docs_and_page(client: TestClient) -> None:
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
 
 
-def test_a_folder_without_an_index_is_indexed_when_served(
+def test_a_folder_without_an_index_is_indexed_when_served_and_says_how_far_it_got(
     tmp_path: Path, demo: DemoCollection
 ) -> None:
     root = tmp_path / "fresh"
     (root / "a").mkdir(parents=True)
     for name in ("chelsea", "astronaut", "coffee"):
         shutil.copy(demo.root / f"originals/{name}.jpg", root / "a" / f"{name}.jpg")
-    with local_client(create_app(Collection.create(root), ServerSettings())) as fresh:
-        assert fresh.get("/api/status").json()["jobs"] == 1
-        search(fresh, (root / "a/coffee.jpg").read_bytes())  # 503 or 200, never a crash
-        app_jobs = fresh.app.state.jobs  # type: ignore[attr-defined]
-        (only,) = [j for j in app_jobs._jobs.values()]
-        assert app_jobs.wait(only.id, timeout=600).state == "done"
-        hits = search(fresh, (root / "a/coffee.jpg").read_bytes(), k=1).json()["hits"]
-        assert hits[0]["path"] == "a/coffee.jpg"
+    collection = Collection.create(root)
+    with contextlib.ExitStack() as held:
+        held.enter_context(writer_lock(collection.index_dir))  # as if `lookalike index` ran
+        with local_client(create_app(collection, ServerSettings())) as fresh:
+            app_jobs = fresh.app.state.jobs  # type: ignore[attr-defined]
+            (only,) = [j for j in app_jobs._jobs.values()]
+            while app_jobs.get(only.id).stage != WAITING:  # the job waits for the lock
+                assert app_jobs.get(only.id).state in ("queued", "running")
+                time.sleep(0.05)
+            status = fresh.get("/api/status").json()
+            assert status["jobs"] == 1 and status["generation"] == 0
+            waiting = "indexing: 0 of 3 images (waiting for another index run)"
+            assert status["indexing"]["message"] == waiting
+            assert (status["indexing"]["done"], status["indexing"]["total"]) == (0, 3)
+            answer = search(fresh, (root / "a/coffee.jpg").read_bytes())
+            assert (answer.status_code, answer.json()) == (503, {"error": waiting})
+            listed = fresh.get("/api/images")
+            assert (listed.status_code, listed.json()) == (503, {"error": waiting})
+
+            held.close()  # the other run is over: the job indexes the folder
+            assert app_jobs.wait(only.id, timeout=600).state == "done"
+            status = fresh.get("/api/status").json()
+            assert status["indexing"] is None and status["images"] == 3
+            hits = search(fresh, (root / "a/coffee.jpg").read_bytes(), k=1).json()["hits"]
+            assert hits[0]["path"] == "a/coffee.jpg"
 
 
 def wait_for(client: TestClient, job_id: str) -> dict[str, Any]:
@@ -441,3 +462,122 @@ def test_uploads_never_overwrite_even_without_hard_links(
     assert third == first.replace(".jpg", "-2.jpg")
     assert [(tmp_path / p).read_bytes() for p in (first, third)] == [b"one", b"three"]
     assert not list(tmp_path.rglob("*.part"))
+
+
+def answer_schema(spec: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
+    """The JSON schema the OpenAPI document gives the answer to `method path` with `status`,
+    with the document's components to resolve its references."""
+    answer = spec["paths"][path][method]["responses"][str(status)]
+    schema = answer["content"]["application/json"]["schema"]
+    return {**schema, "components": spec["components"]}
+
+
+def validates(client: TestClient, response: httpx.Response, path: str, method: str = "get") -> None:
+    """Check `response` (to `method path`) against its schema in `client`'s OpenAPI document."""
+    import jsonschema
+
+    spec = client.get("/openapi.json").json()
+    schema = answer_schema(spec, path, method, response.status_code)
+    assert schema.get("$ref") or schema.get("properties"), schema  # not the empty `{}`
+    jsonschema.Draft202012Validator(schema).validate(response.json())
+
+
+def test_answers_validate_against_the_openapi_schemas(
+    client: TestClient, demo: DemoCollection
+) -> None:
+    import jsonschema
+
+    spec = client.get("/openapi.json").json()
+
+    def check(response: httpx.Response, path: str, method: str = "get") -> None:
+        validates(client, response, path, method)
+
+    found = search(client, a_new_photo_of(demo), k=3)
+    assert found.status_code == 200 and found.json()["hits"][0]["matches"]
+    check(found, "/api/search", "post")
+    check(client.get("/api/status"), "/api/status")
+    listed = client.get("/api/images", params={"limit": 5})
+    assert len(listed.json()["images"]) == 5
+    check(listed, "/api/images")
+    for error, path, method in (
+        (client.get("/api/jobs/nothing"), "/api/jobs/{job_id}", "get"),
+        (search(client, b"not an image"), "/api/search", "post"),
+        (search(client), "/api/search", "post"),
+        (client.get("/api/images/99999/thumb"), "/api/images/{image_id}/thumb", "get"),
+    ):
+        assert error.status_code in (400, 404), error.text
+        check(error, path, method)
+    invalid = answer_schema(spec, "/api/search", "post", 400)
+    with pytest.raises(jsonschema.ValidationError):  # the error schema is no `{}`
+        jsonschema.validate({"hits": []}, invalid)
+
+
+def test_docs_are_served_from_this_server_only(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text and "http" not in page.text.replace("http-equiv", "")
+    for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+        served = client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 10_000, asset
+    assert client.get("/static/docs-init.js").status_code == 200
+
+
+def test_groups_are_found_once_by_a_job_and_come_largest_first(tmp_path: Path) -> None:
+    collection = Collection.create(write_tiny_folder(tmp_path / "tiny"))
+    collection.index(workers=1)
+    with local_client(create_app(collection, ServerSettings())) as tiny:
+        first, again = tiny.get("/api/groups"), tiny.get("/api/groups")
+        assert (first.status_code, first.json()["job"]["kind"]) == (202, "groups")
+        validates(tiny, first, "/api/groups")
+        job_id = first.json()["job"]["id"]
+        validates(tiny, tiny.get(f"/api/jobs/{job_id}"), "/api/jobs/{job_id}")
+        assert again.status_code in (200, 202)
+        if again.status_code == 202:
+            assert again.json()["job"]["id"] == job_id  # the same job: found once
+        wait_for(tiny, job_id)
+        found = tiny.get("/api/groups")
+        assert found.status_code == 200, found.text
+        validates(tiny, found, "/api/groups")
+        body = found.json()
+        assert body["generation"] == 1 and body["threshold"] == DEDUP_THRESHOLD
+        assert [sorted(i["path"] for i in g["images"]) for g in body["groups"]] == [
+            ["a.jpg", "b, c.jpg", "é.jpg"],
+            ["d.jpg", "e.jpg"],
+        ]
+        assert [g["size"] for g in body["groups"]] == [3, 2]
+        image = body["groups"][1]["images"][0]
+        assert image["thumb_url"] == f"/api/images/{image['id']}/thumb"
+        assert tiny.get(image["thumb_url"]).headers["content-type"] == "image/jpeg"
+        jobs = tiny.app.state.jobs._jobs.values()  # type: ignore[attr-defined]
+        assert [j.kind for j in jobs].count("groups") == 1
+        other = tiny.get("/api/groups", params={"threshold": 5})  # another threshold: a job
+        assert other.status_code == 202 and other.json()["job"]["id"] != job_id
+        assert tiny.get("/api/groups", params={"threshold": 0}).status_code == 422
+
+
+def tiff(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+def test_previews_are_pngs_of_at_most_1600_pixels(client: TestClient) -> None:
+    big = np.asarray(Image.fromarray(skimage.data.chelsea()).resize((2000, 1330)))
+    answer = client.post("/api/preview", files={"image": ("big.tif", tiff(big), "image/tiff")})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(answer.content)) as shown:
+        assert (shown.format, shown.size) == ("PNG", (1600, 1064))
+        assert (
+            np.abs(
+                np.asarray(shown.convert("RGB").resize((200, 133))).astype(int)
+                - np.asarray(Image.fromarray(big).resize((200, 133))).astype(int)
+            ).mean()
+            < 8
+        )
+    bad = client.post("/api/preview", files={"image": ("notes.tif", b"plain text", "image/tiff")})
+    assert bad.status_code == 400 and "notes.tif" in bad.json()["error"]
+    image_id = client.get("/api/images", params={"limit": 1}).json()["images"][0]["id"]
+    indexed = client.get(f"/api/images/{image_id}/preview")
+    assert indexed.status_code == 200 and indexed.content.startswith(b"\x89PNG")
+    assert client.get("/api/images/99999/preview").status_code == 404

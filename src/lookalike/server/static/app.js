@@ -31,11 +31,21 @@ const els = {
   compareClose: $("#compare-close"),
   compareCaption: $("#compare-caption"),
   compareCanvas: $("#compare-canvas"),
+  tabGallery: $("#tab-gallery"),
+  tabGroups: $("#tab-groups"),
+  galleryPanel: $("#gallery-panel"),
+  gallery: $("#gallery"),
+  gallerySummary: $("#gallery-summary"),
+  galleryMore: $("#gallery-more"),
+  groupsPanel: $("#groups-panel"),
+  groups: $("#groups"),
+  groupsSummary: $("#groups-summary"),
 };
 
 const MIN_REGION_PX = 4; // a drag shorter than this (on screen) is a click, not a box
 const MAX_LINES = 300; // matched-point lines drawn in the comparison view
 const POLL_MS = 700;
+const GALLERY_PAGE = 60; // thumbnails a "Show more" adds
 
 const state = {
   query: null, // {kind: "file", file, url} or {kind: "id", id, path, url}
@@ -48,6 +58,9 @@ const state = {
   searchToken: 0, // ignores the answers of superseded searches
   compareHit: null,
   compareOpener: null,
+  indexing: false, // the collection's first index is being made
+  gallery: { shown: 0, total: null, loading: false },
+  groups: { loaded: false, loading: false },
 };
 
 // --- messages and API -------------------------------------------------------
@@ -117,9 +130,27 @@ async function refreshStatus() {
     if (status.failed) parts.push(`${status.failed} failed`);
     els.status.textContent = parts.join(" · ");
     if (status.token_required) els.tokenRow.hidden = false;
+    showIndexing(status.indexing);
   } catch (error) {
     els.status.textContent = "Status unavailable";
     showError(`Status: ${error.message}`);
+  }
+}
+
+// While a new collection's first index is made, the status line says how far it has got
+// ("indexing: 3 of 12 images") and is read again until the index is there; then the page
+// shows the collection.
+function showIndexing(indexing) {
+  const was = state.indexing;
+  state.indexing = Boolean(indexing);
+  if (indexing) {
+    els.status.textContent = indexing.message;
+    els.status.dataset.indexing = "true";
+    clearTimeout(state.indexingTimer);
+    state.indexingTimer = setTimeout(refreshStatus, POLL_MS);
+  } else {
+    delete els.status.dataset.indexing;
+    if (was) collectionChanged();
   }
 }
 
@@ -134,18 +165,50 @@ function loadImage(url) {
   });
 }
 
+// A query the browser cannot show (a TIFF, say) is shown through the server's PNG preview.
+async function previewUrl(query) {
+  if (query.kind === "id") return `/api/images/${query.id}/preview`;
+  const form = new FormData();
+  form.append("image", query.file, query.name);
+  let response;
+  try {
+    response = await fetch("/api/preview", { method: "POST", body: form });
+  } catch (error) {
+    throw new Error(`the browser could not display this image, nor reach the server (${error.message})`);
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new Error(body && body.error ? `${body.error} (HTTP ${response.status})` : `HTTP ${response.status}`);
+  }
+  return URL.createObjectURL(await response.blob());
+}
+
+async function loadQueryImage(query) {
+  try {
+    return await loadImage(query.url);
+  } catch {
+    const url = await previewUrl(query);
+    if (query.kind === "file") URL.revokeObjectURL(query.url);
+    query.url = url;
+    query.preview = true;
+    return loadImage(url);
+  }
+}
+
 async function setQuery(query) {
   clearError();
   let img;
   try {
-    img = await loadImage(query.url);
+    img = await loadQueryImage(query);
   } catch (error) {
     showError(`Query image: ${error.message}.`);
     return;
   }
-  if (state.query && state.query.kind === "file") URL.revokeObjectURL(state.query.url);
+  if (state.query && state.query.url.startsWith("blob:")) URL.revokeObjectURL(state.query.url);
   state.query = query;
   state.image = img;
+  els.queryArea.dataset.preview = query.preview ? "true" : "false";
+  els.queryArea.dataset.imageSize = `${img.naturalWidth},${img.naturalHeight}`;
   state.serverSize = null;
   state.region = null;
   els.regionInput.value = "";
@@ -406,6 +469,14 @@ function renderResults(response) {
   list.dataset.search = String(Number(list.dataset.search || 0) + 1);
   list.dataset.state = "done";
   list.removeAttribute("aria-busy");
+  bringIntoView(els.resultsSummary);
+}
+
+// On a phone the results lie below the query (and the gallery below them): the answer is
+// scrolled into view when it is out of sight.
+function bringIntoView(element) {
+  const box = element.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) element.scrollIntoView({ block: "start" });
 }
 
 function resultCard(hit) {
@@ -722,10 +793,179 @@ async function followJob(job, saved) {
     els.progressText.textContent = `Done: ${saved} file${saved === 1 ? "" : "s"} saved and indexed.`;
   }
   await refreshStatus();
+  collectionChanged();
+}
+
+// --- the collection: a gallery and the groups of near copies ---------------------------
+
+function selectTab(tab) {
+  for (const [button, panel] of [
+    [els.tabGallery, els.galleryPanel],
+    [els.tabGroups, els.groupsPanel],
+  ]) {
+    const selected = button === tab;
+    button.setAttribute("aria-selected", String(selected));
+    button.tabIndex = selected ? 0 : -1;
+    panel.hidden = !selected;
+  }
+  if (tab === els.tabGallery && state.gallery.total === null) loadGalleryPage();
+  if (tab === els.tabGroups && !state.groups.loaded) loadGroups();
+}
+
+for (const tab of [els.tabGallery, els.tabGroups]) {
+  tab.addEventListener("click", () => selectTab(tab));
+  tab.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+    const other = tab === els.tabGallery ? els.tabGroups : els.tabGallery;
+    other.focus();
+    selectTab(other);
+  });
+}
+
+// The collection changed (its first index is there, images were added): show it again.
+function collectionChanged() {
+  state.gallery = { shown: 0, total: null, loading: false };
+  state.groups = { loaded: false, loading: false };
+  els.gallery.replaceChildren();
+  els.groups.replaceChildren();
+  const open = els.tabGroups.getAttribute("aria-selected") === "true" ? els.tabGroups : els.tabGallery;
+  selectTab(open);
+}
+
+function thumbnail(image, size) {
+  const img = document.createElement("img");
+  img.className = "thumb";
+  img.src = size ? `${image.thumb_url}?size=${size}` : image.thumb_url;
+  img.alt = image.path;
+  img.loading = "lazy";
+  img.decoding = "async";
+  return img;
+}
+
+function findSimilarButton(image) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "find-similar";
+  button.textContent = "Find similar";
+  button.setAttribute("aria-label", `Find images similar to ${image.path}`);
+  button.addEventListener("click", () => setQueryId(image.id, image.path));
+  return button;
+}
+
+function galleryCard(image) {
+  const card = document.createElement("li");
+  card.className = "gallery-item";
+  card.dataset.id = String(image.id);
+  card.dataset.path = image.path;
+  const path = document.createElement("p");
+  path.className = "path";
+  path.textContent = image.path;
+  path.title = image.path;
+  card.append(thumbnail(image), path, findSimilarButton(image));
+  return card;
+}
+
+async function loadGalleryPage() {
+  const gallery = state.gallery;
+  if (gallery.loading) return;
+  if (state.indexing) {
+    els.gallerySummary.textContent = "The collection is being indexed; it is shown here once that is done.";
+    return;
+  }
+  gallery.loading = true;
+  els.galleryMore.disabled = true;
+  try {
+    const page = await api(`/api/images?offset=${gallery.shown}&limit=${GALLERY_PAGE}`);
+    els.gallery.append(...page.images.map(galleryCard));
+    gallery.shown += page.images.length;
+    gallery.total = page.total;
+    els.gallerySummary.textContent = page.total
+      ? `Showing ${gallery.shown} of ${page.total} images.`
+      : "The collection has no images yet.";
+    els.galleryMore.hidden = gallery.shown >= page.total || page.images.length === 0;
+  } catch (error) {
+    els.gallerySummary.textContent = "The gallery could not be loaded.";
+    showError(`Gallery: ${error.message}`);
+  } finally {
+    gallery.loading = false;
+    els.galleryMore.disabled = false;
+  }
+}
+
+els.galleryMore.addEventListener("click", loadGalleryPage);
+
+async function loadGroups() {
+  const groups = state.groups;
+  if (groups.loading) return;
+  if (state.indexing) {
+    els.groupsSummary.textContent = "The collection is being indexed; its groups are found once that is done.";
+    return;
+  }
+  groups.loading = true;
+  try {
+    let answer = await api("/api/groups");
+    while (answer.job) {
+      els.groupsSummary.textContent = `Finding the groups of near copies (${describeJob(answer.job)})…`;
+      await followGroupsJob(answer.job);
+      answer = await api("/api/groups");
+    }
+    renderGroups(answer.groups);
+    groups.loaded = true;
+  } catch (error) {
+    els.groupsSummary.textContent = "The groups could not be found.";
+    showError(`Groups: ${error.message}`);
+  } finally {
+    groups.loading = false;
+  }
+}
+
+function describeJob(job) {
+  const counts = job.total > 0 ? ` ${job.done} of ${job.total}` : "";
+  return `${job.stage || job.state}${counts}`;
+}
+
+async function followGroupsJob(job) {
+  while (job.state === "queued" || job.state === "running") {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    job = await api(`/api/jobs/${encodeURIComponent(job.id)}`);
+    els.groupsSummary.textContent = `Finding the groups of near copies (${describeJob(job)})…`;
+  }
+}
+
+function renderGroups(groups) {
+  els.groups.replaceChildren(...groups.map(groupCard));
+  const n = groups.length;
+  els.groupsSummary.textContent = n
+    ? `${n} group${n === 1 ? "" : "s"} of copies, largest first.`
+    : "No image of the collection is a copy of another.";
+}
+
+function groupCard(group) {
+  const card = document.createElement("li");
+  card.className = "group";
+  card.dataset.size = String(group.images.length);
+  const caption = document.createElement("p");
+  caption.className = "hint";
+  const kind = group.kind === "exact" ? "exact copies" : "near copies";
+  caption.textContent = `${group.images.length} images · ${kind}`;
+  const row = document.createElement("ul");
+  row.className = "group-images";
+  for (const image of group.images) {
+    const item = document.createElement("li");
+    item.className = "group-image";
+    item.dataset.path = image.path;
+    const path = document.createElement("p");
+    path.className = "path";
+    path.textContent = image.path;
+    item.append(thumbnail(image, 160), path, findSimilarButton(image));
+    row.append(item);
+  }
+  card.append(caption, row);
+  return card;
 }
 
 // --- start ------------------------------------------------------------------------
 
 els.messageClose.addEventListener("click", clearError);
 els.tokenInput.value = sessionStorage.getItem("lookalike-token") || "";
-refreshStatus();
+refreshStatus().then(() => selectTab(els.tabGallery));
