@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from conftest import TINY_COPIES, write_tiny_folder
+from lookalike.catalog.lock import writer_lock
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 
@@ -442,59 +444,63 @@ def test_the_gallery_pages_thumbnails_and_finds_similar_images(
 def test_a_new_folder_shows_its_indexing_then_searches_and_groups_its_copies(
     sync_api: Any, tmp_path: Path
 ) -> None:
-    from conftest import TINY_COPIES, write_tiny_folder
-    from lookalike.catalog.lock import writer_lock
     from lookalike.server.app import ServerSettings, create_app
 
-    expect = sync_api.expect
-    expect.set_options(timeout=TIMEOUT_MS)
+    sync_api.expect.set_options(timeout=TIMEOUT_MS)
     collection = Collection.create(write_tiny_folder(tmp_path / "new folder"))
-    n = sum(len(copies) for copies in TINY_COPIES.values())
-    with (
-        contextlib.ExitStack() as held,
-        sync_api.sync_playwright() as p,
-    ):
+    with contextlib.ExitStack() as held:
         held.enter_context(writer_lock(collection.index_dir))  # the job waits for it
-        url = held.enter_context(serving(create_app(collection, ServerSettings())))
-        browser = launch(sync_api, p)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            problems = watched(page, url)
-            page.goto(url + "/")
-            status = page.locator("#status")
-            expect(status).to_contain_text(f"indexing: 0 of {n} images")
-            expect(page.locator("#gallery-summary")).to_contain_text("being indexed")
+        app = create_app(collection, ServerSettings())
+        with serving(app) as url, sync_api.sync_playwright() as p:
+            browse_a_new_folder(sync_api, p, url, collection, held)
 
-            # a search meanwhile says how far the indexing has got
-            page.set_input_files("#query-file", str(collection.root / "d.jpg"))
-            expect(page.locator("#results")).to_have_attribute("data-state", "error")
-            expect(page.get_by_role("alert")).to_contain_text(f"indexing: 0 of {n} images")
 
-            held.close()  # the other index run is over: the folder is indexed
-            expect(status).to_contain_text("generation 1", timeout=600_000)
-            expect(status).to_contain_text(f"{n} images")
-            expect(status).not_to_contain_text("indexing")
-            expect(page.locator("#gallery .gallery-item")).to_have_count(n)
-            page.click("#search-region")  # the same query again, now answered
-            wait_for_search(page, 1)
-            assert set(hit_paths(page)[:2]) == {"d.jpg", "e.jpg"}
+def browse_a_new_folder(
+    sync_api: Any, p: Any, url: str, collection: Collection, held: contextlib.ExitStack
+) -> None:
+    """The page over `collection` (`TINY_COPIES`), whose first index run waits until `held`
+    is closed: the progress, a search meanwhile, then the gallery, a search and the groups."""
+    expect = sync_api.expect
+    n = sum(len(copies) for copies in TINY_COPIES.values())
+    browser = launch(sync_api, p)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems = watched(page, url)
+        page.goto(url + "/")
+        status = page.locator("#status")
+        expect(status).to_contain_text(f"indexing: 0 of {n} images")
+        expect(page.locator("#gallery-summary")).to_contain_text("being indexed")
 
-            # the groups: largest first, each group's images side by side
-            page.get_by_role("tab", name="Groups of near copies").click()
-            groups = page.locator("#groups .group")
-            expect(groups).to_have_count(2)
-            expect(page.locator("#groups-summary")).to_contain_text("2 groups")
-            first = groups.nth(0).locator(".group-image")
-            expect(first).to_have_count(3)
-            expect(groups.nth(1).locator(".group-image")).to_have_count(2)
-            assert sorted(first.evaluate_all("e => e.map(i => i.dataset.path)")) == sorted(
-                TINY_COPIES["chelsea"]
-            )
-            boxes = [first.nth(i).bounding_box() for i in range(3)]
-            assert all(b is not None for b in boxes)
-            assert len({round(b["y"]) for b in boxes}) == 1, boxes  # one row
-            assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"], boxes
-            expect(first.first.locator("img")).to_be_visible()
-            assert not [x for x in problems if "503" not in x], problems
-        finally:
-            browser.close()
+        # a search meanwhile says how far the indexing has got
+        page.set_input_files("#query-file", str(collection.root / "d.jpg"))
+        expect(page.locator("#results")).to_have_attribute("data-state", "error")
+        expect(page.get_by_role("alert")).to_contain_text(f"indexing: 0 of {n} images")
+
+        held.close()  # the other index run is over: the folder is indexed
+        expect(status).to_contain_text("generation 1", timeout=600_000)
+        expect(status).to_contain_text(f"{n} images")
+        expect(status).not_to_contain_text("indexing")
+        expect(page.locator("#gallery .gallery-item")).to_have_count(n)
+        page.click("#search-region")  # the same query again, now answered
+        wait_for_search(page, 1)
+        assert set(hit_paths(page)[:2]) == {"d.jpg", "e.jpg"}
+
+        # the groups: largest first, each group's images side by side
+        page.get_by_role("tab", name="Groups of near copies").click()
+        groups = page.locator("#groups .group")
+        expect(groups).to_have_count(2)
+        expect(page.locator("#groups-summary")).to_contain_text("2 groups")
+        first = groups.nth(0).locator(".group-image")
+        expect(first).to_have_count(3)
+        expect(groups.nth(1).locator(".group-image")).to_have_count(2)
+        assert sorted(first.evaluate_all("e => e.map(i => i.dataset.path)")) == sorted(
+            TINY_COPIES["chelsea"]
+        )
+        boxes = [first.nth(i).bounding_box() for i in range(3)]
+        assert all(b is not None for b in boxes)
+        assert len({round(b["y"]) for b in boxes}) == 1, boxes  # one row
+        assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"], boxes
+        expect(first.first.locator("img")).to_be_visible()
+        assert not [x for x in problems if "503" not in x], problems
+    finally:
+        browser.close()

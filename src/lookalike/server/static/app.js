@@ -134,6 +134,7 @@ async function refreshStatus() {
   } catch (error) {
     els.status.textContent = "Status unavailable";
     showError(`Status: ${error.message}`);
+    if (state.indexing) state.indexingTimer = setTimeout(refreshStatus, POLL_MS);
   }
 }
 
