@@ -148,6 +148,12 @@ def serve(
         f"lookalike: serving {collection.root} at http://{host}:{port}/ (Ctrl+C stops)",
         soft_wrap=True,
     )
+    if application.state.server.indexing() is not None:
+        err.print(
+            "lookalike: no index yet: indexing in the background (the page and /api/status "
+            "say how far it has got)",
+            soft_wrap=True,
+        )
     names = listed(allowed_hosts(settings))
     err.print(
         f"lookalike: answering to the host names {names} (more: --allow-host)", soft_wrap=True
