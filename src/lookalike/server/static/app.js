@@ -59,6 +59,7 @@ const state = {
   compareHit: null,
   compareOpener: null,
   indexing: false, // the collection's first index is being made
+  indexingTimer: 0, // the next reading of the status while it is
   gallery: { shown: 0, total: null, loading: false },
   groups: { loaded: false, loading: false },
 };
