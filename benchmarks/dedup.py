@@ -38,7 +38,7 @@ from lookalike.evaluate.cache import cache_root, fresh_cache_dir
 from lookalike.images import find_images, load_image
 from lookalike.search.dedup import build_groups
 
-COPIES = ("resized", "jpeg", "cropped", "recoloured")
+COPIES = ("resized", "jpeg", "cropped", "recoloured", "mirrored", "rotated", "tilted")
 THRESHOLDS = (40, 60, 80, 100, 120, 150, 200)
 PHASH_DISTANCES = (0, 4, 6, 8, 10, 12, 14)
 
@@ -63,6 +63,15 @@ def make_copy(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.
         shifted = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
         shifted = ImageEnhance.Color(shifted).enhance(float(rng.uniform(1.3, 1.6)))
         return ImageEnhance.Brightness(shifted).enhance(float(rng.uniform(0.75, 0.85)))
+    if kind == "mirrored":
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if kind == "rotated":  # a photograph held sideways: a quarter turn either way
+        turn = Image.Transpose.ROTATE_90 if rng.random() < 0.5 else Image.Transpose.ROTATE_270
+        return image.transpose(turn)
+    if kind == "tilted":  # 15 to 30 degrees either way on the same canvas, as the demo's
+        angle = float(rng.uniform(15.0, 30.0)) * (1.0 if rng.random() < 0.5 else -1.0)
+        fill = tuple(int(c) for c in np.asarray(image).reshape(-1, 3).mean(axis=0))
+        return image.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
     raise ValueError(f"unknown copy {kind!r}; allowed: {', '.join(COPIES)}")
 
 

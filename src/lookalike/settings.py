@@ -463,7 +463,12 @@ DEFAULT_K = 20
 """Hits a search returns when the request does not say."""
 
 DEDUP_NEIGHBOURS = 10
-"""Candidates verified per image by `lookalike dedup` (its best first-stage hits)."""
+"""Candidates verified per image by `lookalike dedup`: its nearest images in the global index
+(those at least `DEDUP_GATE` similar)."""
+
+DEDUP_GATE = 0.5
+"""Global-descriptor similarity (cosine of the whitened descriptors) a candidate pair needs to
+be verified by `lookalike dedup`."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ it, so a generation published meanwhile changes nothing in its hits.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,17 +21,20 @@ from lookalike.catalog import ImageRecord
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.features.classic import describe, rootsift
 from lookalike.features.detail import detail
-from lookalike.images import ImageSource, load_image, source_size
+from lookalike.images import ImageError, ImageSource, load_image, source_size
 from lookalike.index import sift_store
 from lookalike.index.generation import Snapshot, stored_features
+from lookalike.search.dedup import candidate_pairs
 from lookalike.search.explain import save_png, side_by_side
+from lookalike.search.mirror import mirrored, unmirror
 from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
-from lookalike.search.rerank import Reranked, VerifyMemo, rerank
+from lookalike.search.rerank import Reranked, VerifyMemo, rerank, verify_shortlist
 from lookalike.search.retry import read, second_looks
 from lookalike.search.verify import Verified
 from lookalike.settings import (
     CNN_MODES,
+    DEDUP_GATE,
     DEDUP_NEIGHBOURS,
     RerankSettings,
     SearchOptions,
@@ -442,29 +446,127 @@ def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -
     return max((v.inliers for row, v in verified.items() if row not in own), default=0)
 
 
+logger = logging.getLogger("lookalike")
+
+
 def verified_pairs(
     searcher: Searcher,
     *,
     neighbours: int = DEDUP_NEIGHBOURS,
+    gate: float = DEDUP_GATE,
     min_inliers: int = 1,
+    sure: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[tuple[int, int], int]:
-    """Each indexed image searched by its stored features, its `neighbours` best first-stage
-    hits verified: `{(id_a, id_b): inliers}` (id_a < id_b, the larger count of the two
-    directions) for pairs with at least `min_inliers`."""
+    """Verified pairs of indexed images: `{(id_a, id_b): inliers}` (id_a < id_b) for the
+    pairs with at least `min_inliers`, without comparing every image with every other.
+
+    Candidates are each image's `neighbours` nearest images in the global index whose
+    similarity is at least `gate` (`dedup.candidate_pairs`). Each pair is verified as
+    `search` verifies a hit (`verify_shortlist` under the collection's `RerankSettings`),
+    from the stored features of its first image. When none of an image's candidates reaches
+    `sure` inliers (default: `min_inliers`), it is looked at again as `search` looks again
+    at a query that verifies nothing for sure: decoded and described coarser and turned
+    (`retry.second_looks`, when `retry` is on), and, last, mirrored (`mirror`), each look
+    verifying the candidates still below `sure`; a pair keeps its most inliers. Progress is
+    reported as ('candidates', done, total), then ('dedup', done, total)."""
     if min_inliers < 1 or neighbours < 1:
         raise ValueError("the inlier threshold and neighbours must be positive")
-    ids = [int(i) for i in searcher.snapshot().loaded.ids]
-    options = SearchOptions(k=neighbours, verify=neighbours + 1)
-    near: dict[tuple[int, int], int] = {}
-    for done, image_id in enumerate(ids, start=1):
-        for hit in searcher.search(image_id, options, exclude_self=True):
-            if hit.inliers is not None and hit.inliers >= min_inliers:
-                pair = (min(image_id, hit.id), max(image_id, hit.id))
-                near[pair] = max(near.get(pair, 0), hit.inliers)
+    sure = min_inliers if sure is None else sure
+    snapshot = searcher.snapshot()
+    loaded, stored = snapshot.loaded, snapshot.stored
+    second = searcher.settings.rerank
+
+    def found(done: int, total: int) -> None:
         if progress is not None:
-            progress("dedup", done, len(ids))
+            progress("candidates", done, total)
+
+    pairs, _ = candidate_pairs(loaded.global_, neighbours, gate, progress=found)
+    inliers = np.zeros(len(pairs), np.int64)
+    # every pair verified once, from its first row's stored features
+    starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]] if len(pairs) else [])
+    stops = [*starts[1:], len(pairs)]
+    for done, (begin, stop) in enumerate(zip(starts, stops, strict=True), start=1):
+        row, partners = int(pairs[begin, 0]), pairs[begin:stop, 1]
+        query = stored.local(row, second.features)
+        verified = verify_shortlist(loaded, query, partners, stored, second)
+        inliers[begin:stop] = [verified[int(r)].inliers for r in partners]
+        if progress is not None:
+            progress("dedup", done, len(starts))
+    # images none of whose candidates verify for sure, looked at again
+    best = np.zeros(loaded.n_images, np.int64)
+    np.maximum.at(best, pairs[:, 0], inliers)
+    np.maximum.at(best, pairs[:, 1], inliers)
+    again = np.unique(pairs)
+    again = again[best[again] < sure]
+    # each pair listed under both its rows: the pairs of a row are a slice of `by_row`
+    ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    by_row = np.argsort(ends, kind="stable") % max(len(pairs), 1)
+    bounds = np.searchsorted(np.sort(ends), np.stack([again, again + 1]))
+    for done, (row, begin, stop) in enumerate(zip(again, *bounds, strict=True), start=1):
+        mine = by_row[begin:stop]
+        partners = np.where(pairs[mine, 0] == row, pairs[mine, 1], pairs[mine, 0])
+        looked = _looked_again(searcher, snapshot, int(row), partners, sure)
+        for at, partner in zip(mine, partners, strict=True):
+            inliers[at] = max(int(inliers[at]), looked.get(int(partner), 0))
+        if progress is not None:
+            progress("second looks", done, len(again))
+    ids = np.asarray(loaded.ids, np.int64)
+    near: dict[tuple[int, int], int] = {}
+    kept = inliers >= min_inliers
+    for (a, b), n in zip(pairs[kept], inliers[kept], strict=True):
+        id_a, id_b = int(ids[a]), int(ids[b])
+        near[(min(id_a, id_b), max(id_a, id_b))] = int(n)
     return near
+
+
+def _looked_again(
+    searcher: Searcher, snapshot: Snapshot, row: int, rows: np.ndarray, sure: int
+) -> dict[int, int]:
+    """The most inliers of each of `rows` against the image at `row` read again: its second
+    looks (when the settings' `retry` is on), then mirrored, each verifying only the rows
+    still below `sure`. An image that cannot be read is logged and skipped: `{}`."""
+    loaded, stored = snapshot.loaded, snapshot.stored
+    second = searcher.settings.rerank
+    record = snapshot.records.get(int(loaded.ids[row]))
+    if record is None:
+        return {}
+    try:
+        path = searcher.root / record.path
+        described = searcher._read(snapshot, path, None, _Wanted(True, (), False))
+    except (ImageError, OSError) as exc:
+        logger.warning("dedup: cannot read %s again (%s); its plain look stands", path, exc)
+        return {}
+    best = {int(r): 0 for r in rows}
+
+    def verify(features: LocalFeatures, mirrored_width: float | None = None) -> None:
+        todo = np.array([r for r, n in best.items() if n < sure], np.int64)
+        for r, outcome in verify_shortlist(loaded, features, todo, stored, second).items():
+            if mirrored_width is not None:
+                outcome = unmirror(outcome, mirrored_width)
+            best[r] = max(best[r], outcome.inliers)
+
+    if second.retry:
+        for look in searcher._second_looks(described):
+            assert look.features is not None
+            verify(look.features.local)
+            if min(best.values()) >= sure:
+                return best
+    flipped = mirrored_look(searcher, described)
+    if flipped is not None:
+        verify(flipped.local, described.size[0])
+    return best
+
+
+def mirrored_look(searcher: Searcher, described: QueryDescription) -> ImageFeatures | None:
+    """The features of `described`'s pixels flipped left to right, positions in the pixels of
+    the flipped query (verify against them, then `mirror.unmirror` the outcome with the
+    query's width); None when its pixels were not kept (a query described from stored
+    features)."""
+    pixels = described.pixels
+    if pixels is None:
+        return None
+    return _in_query(searcher.extractor().extract(mirrored(pixels.image)), pixels)
 
 
 def explain(
