@@ -468,8 +468,13 @@ def verified_pairs(
     `sure` inliers (default: `min_inliers`), it is looked at again as `search` looks again
     at a query that verifies nothing for sure: decoded and described coarser and turned
     (`retry.second_looks`, when `retry` is on), and, last, mirrored (`mirror`), each look
-    verifying the candidates still below `sure`; a pair keeps its most inliers. Progress is
-    reported as ('candidates', done, total), then ('dedup', done, total)."""
+    adding the nearest images to its own global descriptor (above `gate`) and verifying the
+    candidates still below `sure`, until one is sure; a pair keeps its most inliers.
+
+    An image with no candidate at all is not looked at again: a copy whose global descriptor
+    is below `gate` from every other (a copy turned a quarter may be) is found only from the
+    other side. Progress is reported as ('candidates', done, total), ('dedup', done, total),
+    then ('second looks', done, total)."""
     if min_inliers < 1 or neighbours < 1:
         raise ValueError("the inlier threshold and neighbours must be positive")
     sure = min_inliers if sure is None else sure
@@ -503,45 +508,67 @@ def verified_pairs(
     ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
     by_row = np.argsort(ends, kind="stable") % max(len(pairs), 1)
     bounds = np.searchsorted(np.sort(ends), np.stack([again, again + 1]))
+    found_again: dict[tuple[int, int], int] = {}
     for done, (row, begin, stop) in enumerate(zip(again, *bounds, strict=True), start=1):
         mine = by_row[begin:stop]
         partners = np.where(pairs[mine, 0] == row, pairs[mine, 1], pairs[mine, 0])
-        looked = _looked_again(searcher, snapshot, int(row), partners, sure)
-        for at, partner in zip(mine, partners, strict=True):
-            inliers[at] = max(int(inliers[at]), looked.get(int(partner), 0))
+        looked = _looked_again(searcher, snapshot, int(row), partners, neighbours, gate, sure)
+        at = dict(zip(partners.tolist(), mine.tolist(), strict=True))
+        for partner, count in looked.items():
+            if partner in at:
+                inliers[at[partner]] = max(int(inliers[at[partner]]), count)
+            else:  # a candidate only a look's own global descriptor found
+                key = (min(int(row), partner), max(int(row), partner))
+                found_again[key] = max(found_again.get(key, 0), count)
         if progress is not None:
             progress("second looks", done, len(again))
     ids = np.asarray(loaded.ids, np.int64)
     near: dict[tuple[int, int], int] = {}
     kept = inliers >= min_inliers
-    for (a, b), n in zip(pairs[kept], inliers[kept], strict=True):
-        id_a, id_b = int(ids[a]), int(ids[b])
-        near[(min(id_a, id_b), max(id_a, id_b))] = int(n)
+    rows_inliers = [*zip(map(tuple, pairs[kept].tolist()), inliers[kept].tolist(), strict=True)]
+    for (a, b), n in [*rows_inliers, *found_again.items()]:
+        if n >= min_inliers:
+            id_a, id_b = int(ids[a]), int(ids[b])
+            pair = (min(id_a, id_b), max(id_a, id_b))
+            near[pair] = max(near.get(pair, 0), int(n))
     return near
 
 
 def _looked_again(
-    searcher: Searcher, snapshot: Snapshot, row: int, rows: np.ndarray, sure: int
+    searcher: Searcher,
+    snapshot: Snapshot,
+    row: int,
+    rows: np.ndarray,
+    neighbours: int,
+    gate: float,
+    sure: int,
 ) -> dict[int, int]:
-    """The most inliers of each of `rows` against the image at `row` read again: its second
-    looks (when the settings' `retry` is on), then mirrored, each verifying only the rows
-    still below `sure`. An image that cannot be read is logged and skipped: `{}`."""
+    """The most inliers of the image at `row`, read again, against its candidates `rows` and
+    those its looks find: each look (the second looks when the settings' `retry` is on, then
+    the mirrored look) adds its own global descriptor's `neighbours` nearest rows at least
+    `gate` similar, and verifies the candidates still below `sure`; the looks stop at the
+    first that verifies one for sure, as a search's do. `{row: inliers}`; an image that
+    cannot be read is logged and skipped: `{}`."""
     loaded, stored = snapshot.loaded, snapshot.stored
     second = searcher.settings.rerank
     record = snapshot.records.get(int(loaded.ids[row]))
     if record is None:
         return {}
+    path = searcher.root / record.path
     try:
-        path = searcher.root / record.path
         described = searcher._read(snapshot, path, None, _Wanted(True, (), False))
     except (ImageError, OSError) as exc:
         logger.warning("dedup: cannot read %s again (%s); its plain look stands", path, exc)
         return {}
     best = {int(r): 0 for r in rows}
 
-    def verify(features: LocalFeatures, mirrored_width: float | None = None) -> None:
+    def verify(features: ImageFeatures, mirrored_width: float | None = None) -> None:
+        query = loaded.model.global_whitening.apply(features.global_[None].astype(np.float32))[0]
+        near, sims = loaded.global_.search(query, neighbours + 1)
+        for r in near[(sims >= gate) & (near != row)]:
+            best.setdefault(int(r), 0)
         todo = np.array([r for r, n in best.items() if n < sure], np.int64)
-        for r, outcome in verify_shortlist(loaded, features, todo, stored, second).items():
+        for r, outcome in verify_shortlist(loaded, features.local, todo, stored, second).items():
             if mirrored_width is not None:
                 outcome = unmirror(outcome, mirrored_width)
             best[r] = max(best[r], outcome.inliers)
@@ -549,12 +576,12 @@ def _looked_again(
     if second.retry:
         for look in searcher._second_looks(described):
             assert look.features is not None
-            verify(look.features.local)
-            if min(best.values()) >= sure:
+            verify(look.features)
+            if max(best.values(), default=0) >= sure:  # found for sure: as a search stops
                 return best
     flipped = mirrored_look(searcher, described)
     if flipped is not None:
-        verify(flipped.local, described.size[0])
+        verify(flipped, described.size[0])
     return best
 
 
