@@ -101,13 +101,14 @@ class SearchFacade(ABC):
         threshold: int = DEDUP_THRESHOLD,
         neighbours: int = DEDUP_NEIGHBOURS,
         gate: float = DEDUP_GATE,
+        looks: bool = True,
         progress: ProgressCallback | None = None,
     ) -> list[DuplicateGroup]:
         """Groups of exact copies (same content hash) and near duplicates: images whose spatial
         verification finds at least `threshold` inliers, among each image's `neighbours`
-        nearest images by global descriptor that are at least `gate` similar; an image none
-        of whose candidates reaches `threshold` is looked at again coarser, turned and
-        mirrored (see `pipeline.verified_pairs`). Memory grows with the number of images
+        nearest images by global descriptor that are at least `gate` similar; with `looks`,
+        an image none of whose candidates reaches `threshold` is looked at again coarser,
+        turned and mirrored (see `pipeline.verified_pairs`). Memory grows with the number of images
         times `neighbours`, never with its square. Returns `DuplicateGroup`s ordered by their
         first path."""
         snapshot = self.snapshot()
@@ -116,6 +117,7 @@ class SearchFacade(ABC):
             gate=gate,
             min_inliers=threshold,
             sure=threshold,
+            looks=looks,
             progress=progress,
         )
         paths = {i: r.path for i, r in snapshot.records.items()}
@@ -129,6 +131,7 @@ class SearchFacade(ABC):
         gate: float = DEDUP_GATE,
         min_inliers: int = 1,
         sure: int | None = None,
+        looks: bool = True,
         progress: ProgressCallback | None = None,
     ) -> dict[tuple[int, int], int]:
         """Verified pairs among each image's nearest images (see `pipeline.verified_pairs`)."""
@@ -138,6 +141,7 @@ class SearchFacade(ABC):
             gate=gate,
             min_inliers=min_inliers,
             sure=sure,
+            looks=looks,
             progress=progress,
         )
 

@@ -456,6 +456,7 @@ def verified_pairs(
     gate: float = DEDUP_GATE,
     min_inliers: int = 1,
     sure: int | None = None,
+    looks: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[tuple[int, int], int]:
     """Verified pairs of indexed images: `{(id_a, id_b): inliers}` (id_a < id_b) for the
@@ -464,17 +465,20 @@ def verified_pairs(
     Candidates are each image's `neighbours` nearest images in the global index whose
     similarity is at least `gate` (`dedup.candidate_pairs`). Each pair is verified as
     `search` verifies a hit (`verify_shortlist` under the collection's `RerankSettings`),
-    from the stored features of its first image. When none of an image's candidates reaches
-    `sure` inliers (default: `min_inliers`), it is looked at again as `search` looks again
-    at a query that verifies nothing for sure: decoded and described coarser and turned
-    (`retry.second_looks`, when `retry` is on), and, last, mirrored (`mirror`), each look
-    adding the nearest images to its own global descriptor (above `gate`) and verifying the
-    candidates still below `sure`, until one is sure; a pair keeps its most inliers.
+    from the stored features of its first image.
 
-    An image with no candidate at all is not looked at again: a copy whose global descriptor
-    is below `gate` from every other (a copy turned a quarter may be) is found only from the
-    other side. Progress is reported as ('candidates', done, total), ('dedup', done, total),
-    then ('second looks', done, total)."""
+    With `looks`, an image none of whose candidates reaches `sure` inliers (default:
+    `min_inliers`), or that has none, is looked at again as `search` looks again at a query
+    that verifies nothing for sure: decoded and described coarser and turned
+    (`retry.second_looks`, when `retry` is on), and, last, mirrored (`mirror`), each look
+    adding the nearest images to its own global descriptor (above `gate`: a copy turned a
+    quarter is far from its original by the upright descriptors) and verifying the
+    candidates still below `sure`, until one is sure; a pair keeps its most inliers. That
+    costs up to five descriptions of each image without a sure copy; without `looks` only
+    the stored features are compared (copies turned a quarter or mirrored are missed).
+
+    Progress is reported as ('candidates', done, total), ('dedup', done, total), then
+    ('second looks', done, total)."""
     if min_inliers < 1 or neighbours < 1:
         raise ValueError("the inlier threshold and neighbours must be positive")
     sure = min_inliers if sure is None else sure
@@ -502,8 +506,7 @@ def verified_pairs(
     best = np.zeros(loaded.n_images, np.int64)
     np.maximum.at(best, pairs[:, 0], inliers)
     np.maximum.at(best, pairs[:, 1], inliers)
-    again = np.unique(pairs)
-    again = again[best[again] < sure]
+    again = np.flatnonzero(best < sure) if looks else np.zeros(0, np.int64)
     # each pair listed under both its rows: the pairs of a row are a slice of `by_row`
     ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
     by_row = np.argsort(ends, kind="stable") % max(len(pairs), 1)
