@@ -4,6 +4,7 @@ array."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.index.global_index import GlobalIndex
@@ -156,6 +159,7 @@ def test_mirrored_look_verifies_a_mirrored_photograph(demo: DemoCollection, tmp_
     groups = collection.dedup()
     assert [set(g.paths) for g in groups] == [{"astronaut mirrored.jpg", "astronaut.jpg"}]
     assert groups[0].kind == "near" and (groups[0].inliers or 0) >= DEDUP_THRESHOLD
+    assert collection.dedup(looks=False) == []  # stored features alone miss the mirror image
 
 
 @pytest.mark.slow
@@ -186,3 +190,27 @@ def test_dedup_groups_every_demo_copy_and_a_mirrored_one(
         assert {_photo(p) for p in group.paths} == {_photo(group.paths[0])}, group.paths
     assert found == families
     assert all(g.kind == "near" and (g.inliers or 0) >= DEDUP_THRESHOLD for g in groups)
+
+
+@pytest.mark.slow
+def test_dedup_cli_looks_and_gate_options(demo: DemoCollection, tmp_path: Path) -> None:
+    """`lookalike dedup` groups a mirrored copy by default; `--no-looks` compares stored
+    features only and misses it; a gate no pair reaches leaves nothing to verify."""
+    folder = tmp_path / "cli mirror"
+    folder.mkdir()
+    original = demo.root / "originals" / "coffee.jpg"
+    shutil.copyfile(original, folder / "coffee.jpg")
+    Image.open(original).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "eeffoc.jpg")
+    shutil.copyfile(demo.root / "originals" / "moon.jpg", folder / "moon.jpg")
+
+    def groups(*options: str) -> list[list[str]]:
+        result = CliRunner().invoke(app, ["dedup", str(folder), "--json", "-q", *options])
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        data = json.loads(result.stdout)
+        return [[i["path"] for i in g["images"]] for g in data["groups"]]
+
+    assert groups() == [["coffee.jpg", "eeffoc.jpg"]]
+    assert groups("--no-looks") == []
+    assert groups("--gate", "1.0", "--no-looks") == []
+    result = CliRunner().invoke(app, ["dedup", str(folder), "--gate", "2"])
+    assert result.exit_code != 0 and "2" in result.output
