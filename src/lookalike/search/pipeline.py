@@ -494,7 +494,7 @@ def verified_pairs(
     inliers = np.zeros(len(pairs), np.int64)
     # every pair verified once, from its first row's stored features
     starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]] if len(pairs) else [])
-    stops = [*starts[1:], len(pairs)]
+    stops = [*starts[1:], len(pairs)] if len(pairs) else []
     for done, (begin, stop) in enumerate(zip(starts, stops, strict=True), start=1):
         row, partners = int(pairs[begin, 0]), pairs[begin:stop, 1]
         query = stored.local(row, second.features)
