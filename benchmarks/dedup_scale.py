@@ -4,7 +4,7 @@ grown with synthetic distractors. Writes results/dedup_scale.json.
 
     .venv/bin/python benchmarks/dedup_scale.py [--sizes 100000] [--index PATH]
 
-(A reduced run to check the script works: `--sizes 5000`; its figures are not for
+(A reduced run to check the script works: `--sizes 5000 --no-looks`; its figures are not for
 BENCHMARKS.md.)
 
 Why: imagededup scores every pair of images in one dense N x N matrix (float32: 40 GB at 100k
@@ -103,7 +103,9 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run_size(base: Collection, size: int, families: dict[str, list[str]], seed: int) -> dict:
+def run_size(
+    base: Collection, size: int, families: dict[str, list[str]], seed: int, looks: bool
+) -> dict:
     snapshot = base.snapshot()
     real = snapshot.loaded
     n_real = real.n_images
@@ -130,6 +132,8 @@ def run_size(base: Collection, size: int, families: dict[str, list[str]], seed: 
 
     def progress(stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
+        if stage not in stages:
+            print(f"{size}: {stage} ({total}) from {now - started:.0f} s", flush=True)
         stages[stage] = stages.get(stage, 0.0) + now - last[0]
         last[0] = now
         counts[stage] = total
@@ -140,6 +144,7 @@ def run_size(base: Collection, size: int, families: dict[str, list[str]], seed: 
         gate=DEDUP_GATE,
         min_inliers=DEDUP_THRESHOLD,
         sure=DEDUP_THRESHOLD,
+        looks=looks,
         progress=progress,
     )
     t = time.perf_counter()
@@ -155,6 +160,7 @@ def run_size(base: Collection, size: int, families: dict[str, list[str]], seed: 
     return {
         "images": size,
         "real_images": n_real,
+        "looks": looks,
         "global_index": global_.kind,
         "global_build_s": round(build_s, 1),
         "seconds": round(total_s, 1),
@@ -175,6 +181,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000")
     parser.add_argument("--index", type=Path, help="benchmarks/dedup.py's cached folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-looks", action="store_true", help="as `dedup --no-looks` (a quick check only)"
+    )
     args = parser.parse_args()
     folder = args.index or cache_root() / "bench-dedup" / "corel-250-1750-0"
     families_file = folder / "families.json"
@@ -185,7 +194,7 @@ def main() -> None:
     load_start = os.getloadavg()
     runs = {}
     for size in (int(s) for s in args.sizes.split(",")):
-        runs[str(size)] = run_size(base, size, families, args.seed)
+        runs[str(size)] = run_size(base, size, families, args.seed, not args.no_looks)
         print(json.dumps(runs[str(size)], indent=2), flush=True)
     results = {
         "machine": machine_while(load_start),
