@@ -1,21 +1,35 @@
 """Near-duplicate detection on planted copies of Corel photographs: `lookalike dedup` against
 perceptual hashing (PHash, as in imagededup, through the `imagehash` package), precision and
-recall over pairs. Writes results/dedup.json.
+recall over pairs, each kind of copy reported separately. Writes results/dedup.json.
 
     .venv/bin/python benchmarks/dedup.py [--planted 250] [--distractors 1750]
 
-A seeded sample of Corel photographs gets four copies each: resized (0.7x), recompressed
-(JPEG quality 30), cropped (80% of the area, off centre) and colour-shifted (hue, saturation
-and brightness). The collection is those originals, their copies and other Corel photographs
-as distractors. The true pairs are every two images of one planted family (5 images, 10
-pairs); a method's pairs are every two images it puts in one group (lookalike) or within its
-Hamming distance (PHash, imagededup's default threshold 10 and others).
+(A reduced run to check the script works: `--planted 20 --distractors 80`; its figures are not
+for BENCHMARKS.md.)
 
-lookalike is scored twice: on the pairs that verification links directly ("edges", what a
-pairwise tool such as PHash reports) and on every pair inside a reported group ("groups", what
-`lookalike dedup` prints, where one spurious link merges two families). Corel holds its own
-near duplicates (burst shots, cards of one deck, objects shot against the same colour chart);
-they count as false positives here, so precision is a lower bound.
+A seeded sample of Corel photographs gets seven copies each: resized (0.7x), recompressed
+(JPEG quality 30), cropped (80% of the area, off centre), colour-shifted (hue, saturation and
+brightness), mirrored (left to right), rotated (a quarter turn either way, a photograph held
+sideways) and tilted (15 to 30 degrees either way on the same canvas, corners filled with the
+mean colour). The collection is those originals, their copies and other Corel photographs as
+distractors. The true pairs are every two images of one planted family (8 images, 28 pairs); a
+method's pairs are every two images it puts in one group (lookalike) or within its Hamming
+distance (PHash, imagededup's default threshold 10 and others).
+
+Definitions. Precision and recall are over unordered pairs of images. lookalike is scored
+twice: on the pairs that verification links directly ("edges", what a pairwise tool such as
+PHash reports) and on every pair inside a reported group ("groups", what `lookalike dedup`
+prints, where one spurious link merges two families). Recall by kind of copy is over the
+(original, copy) pairs of that kind: for "groups", the share of copies of that kind that land
+in their original's group. Corel holds its own near duplicates (burst shots, cards of one deck,
+objects shot against the same colour chart); they count as false positives here, so precision
+is a lower bound.
+
+lookalike's pairs come from one `verified_pairs` pass (`Collection.dedup`'s): candidates from
+the global index (`DEDUP_NEIGHBOURS` nearest at least `DEDUP_GATE` similar), second and
+mirrored looks for images with nothing verified at the default threshold; the thresholds of
+the sweep then keep the pairs with that many inliers (above the default the sweep is exactly
+what `dedup --threshold T` gives only where no look was needed).
 """
 
 from __future__ import annotations
@@ -37,9 +51,10 @@ from lookalike.evaluate import data_root
 from lookalike.evaluate.cache import cache_root, fresh_cache_dir
 from lookalike.images import find_images, load_image
 from lookalike.search.dedup import build_groups
+from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD
 
-COPIES = ("resized", "jpeg", "cropped", "recoloured")
-THRESHOLDS = (40, 60, 80, 100, 120, 150, 200)
+COPIES = ("resized", "jpeg", "cropped", "recoloured", "mirrored", "rotated", "tilted")
+THRESHOLDS = tuple(sorted({40, 60, 80, 100, 120, 150, 200, DEDUP_THRESHOLD}))
 PHASH_DISTANCES = (0, 4, 6, 8, 10, 12, 14)
 
 
@@ -63,6 +78,15 @@ def make_copy(image: Image.Image, kind: str, rng: np.random.Generator) -> Image.
         shifted = Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
         shifted = ImageEnhance.Color(shifted).enhance(float(rng.uniform(1.3, 1.6)))
         return ImageEnhance.Brightness(shifted).enhance(float(rng.uniform(0.75, 0.85)))
+    if kind == "mirrored":
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if kind == "rotated":  # a photograph held sideways: a quarter turn either way
+        turn = Image.Transpose.ROTATE_90 if rng.random() < 0.5 else Image.Transpose.ROTATE_270
+        return image.transpose(turn)
+    if kind == "tilted":  # 15 to 30 degrees either way on the same canvas, as the demo's
+        angle = float(rng.uniform(15.0, 30.0)) * (1.0 if rng.random() < 0.5 else -1.0)
+        fill = tuple(int(c) for c in np.asarray(image).reshape(-1, 3).mean(axis=0))
+        return image.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
     raise ValueError(f"unknown copy {kind!r}; allowed: {', '.join(COPIES)}")
 
 
@@ -119,7 +143,7 @@ def score(predicted: set[Pair], truth: set[Pair]) -> dict[str, float]:
 
 
 def recall_by_copy(predicted: set[Pair], families: dict[str, list[str]]) -> dict:
-    """Recall of the (original, copy) pairs, per kind of copy."""
+    """Recall of the (original, copy) pairs among `predicted`, per kind of copy."""
     out = {}
     for i, kind in enumerate(COPIES, start=1):
         pairs = {pair(m[0], m[i]) for m in families.values()}
@@ -148,6 +172,7 @@ def main() -> None:
         cache_root() / "bench-dedup" / f"corel-{args.planted}-{args.distractors}-{args.seed}"
     )
     families = build_set(folder / "images", args.planted, args.distractors, args.seed)
+    (folder / "families.json").write_text(json.dumps(families))  # for dedup_scale.py
     truth = true_pairs(families)
     results: dict[str, Any] = {
         "machine": machine(),
@@ -162,8 +187,18 @@ def main() -> None:
     collection.index()
     results["lookalike_index_seconds"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
-    near = collection.verified_pairs(neighbours=10, min_inliers=min(THRESHOLDS))
+    near = collection.verified_pairs(
+        neighbours=DEDUP_NEIGHBOURS,
+        gate=DEDUP_GATE,
+        min_inliers=min(THRESHOLDS),
+        sure=DEDUP_THRESHOLD,
+    )
     results["lookalike_dedup_seconds"] = round(time.perf_counter() - t, 1)
+    results["lookalike_settings"] = {
+        "neighbours": DEDUP_NEIGHBOURS,
+        "gate": DEDUP_GATE,
+        "default_threshold": DEDUP_THRESHOLD,
+    }
     info = collection.info()
     paths = {int(i): p["path"] for i, p in _records(collection).items()}
     hashes = {int(i): p["hash"] for i, p in _records(collection).items()}
@@ -181,6 +216,7 @@ def main() -> None:
                 "largest": max((len(g.paths) for g in groups), default=0),
             },
             "recall_by_copy": recall_by_copy(edges, families),
+            "group_recall_by_copy": recall_by_copy(grouped, families),
         }
         print(f"lookalike threshold {threshold}: {lookalike[str(threshold)]}")
     results["lookalike"] = lookalike

@@ -149,10 +149,12 @@ FUSABLE = (*CLASSIC_DESCRIPTORS, "rootsift")
 """What `--fuse` can add to a CNN mode's scores."""
 CNN_MODES = ("fused", "asmk", "global")
 
-DEDUP_THRESHOLD = 150
+DEDUP_THRESHOLD = 65
 """Inliers (of the `RerankSettings.features` compared) that make two images near duplicates
-(`lookalike dedup`). Edited copies of one photograph share well over 150; different photographs
-of one scene or object share tens (`benchmarks/dedup.py` measures both sides)."""
+(`lookalike dedup`). Resized, recompressed, recoloured and mirrored copies of one photograph
+share hundreds; a copy cropped to 60% of its area or tilted 15 to 30 degrees shares 70 to 150
+with its original (the demo's weakest, a tilted copy, 73); different photographs share fewer
+than 30, other shots of one scene up to about 60 (`benchmarks/dedup.py` measures both sides)."""
 
 
 @dataclass(frozen=True)
@@ -463,7 +465,12 @@ DEFAULT_K = 20
 """Hits a search returns when the request does not say."""
 
 DEDUP_NEIGHBOURS = 10
-"""Candidates verified per image by `lookalike dedup` (its best first-stage hits)."""
+"""Candidates verified per image by `lookalike dedup`: its nearest images in the global index
+(those at least `DEDUP_GATE` similar)."""
+
+DEDUP_GATE = 0.5
+"""Global-descriptor similarity (cosine of the whitened descriptors) a candidate pair needs to
+be verified by `lookalike dedup`."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from lookalike.cli.common import (
     out,
     progress_bar,
 )
-from lookalike.settings import DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
+from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
 
 if TYPE_CHECKING:
     from lookalike.collection import Collection
@@ -204,13 +204,30 @@ def dedup(
         ),
     ] = DEDUP_THRESHOLD,
     neighbours: Annotated[
-        int, typer.Option(help="Candidates verified per image (its best first-stage hits).", min=1)
+        int, typer.Option(help="Candidates verified per image (its nearest images).", min=1)
     ] = DEDUP_NEIGHBOURS,
+    gate: Annotated[
+        float,
+        typer.Option(
+            help="Global similarity (-1 to 1) a candidate needs to be verified; lower finds "
+            "more, slower.",
+            min=-1.0,
+            max=1.0,
+        ),
+    ] = DEDUP_GATE,
+    looks: Annotated[
+        bool,
+        typer.Option(
+            help="Look again (coarser, turned, mirrored) at images with no sure copy: finds "
+            "copies turned or mirrored; --no-looks compares stored features only, faster.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """List groups of exact copies (same bytes) and near duplicates (resized, recompressed,
-    cropped, recoloured copies) in a collection."""
+    cropped, rotated, mirrored, recoloured copies) in a collection. Compares each image with
+    its nearest images only: memory grows with the number of images, not its square."""
     # lazy: importing collection loads torch and FAISS (2 s), too slow for `--help`
     from lookalike.collection import Collection
 
@@ -222,7 +239,9 @@ def dedup(
             with progress_bar(not quiet and not as_json) as bar:
                 collection.index(progress=bar)
         with progress_bar(not quiet and not as_json) as bar:
-            groups = collection.dedup(threshold=threshold, neighbours=neighbours, progress=bar)
+            groups = collection.dedup(
+                threshold=threshold, neighbours=neighbours, gate=gate, looks=looks, progress=bar
+            )
     except (FileNotFoundError, CatalogError, ValueError) as exc:
         raise fail(str(exc)) from exc
     if as_json:

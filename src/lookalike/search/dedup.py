@@ -3,12 +3,25 @@
 Two images are near duplicates when spatial verification finds at least `threshold` local
 features of one at the places the fitted model predicts in the other. Groups are the
 connected components of that relation (and of equal content hashes).
+
+Nothing here grows with the square of the collection: the pairs worth verifying are each
+image's `k` nearest neighbours in the global index whose similarity passes a gate
+(`candidate_pairs`, O(N k) memory, searched in batches), and groups come from union-find over
+the verified pairs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+
+from lookalike.index.global_index import EXACT, GlobalSearch
+
+CANDIDATE_BATCH = 1024
+"""Images whose neighbours one batched search of an exact global index looks up together: the
+similarities it holds at once are `CANDIDATE_BATCH x k`, never `N x N`."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +99,67 @@ def build_groups(
             )
         )
     return sorted(out, key=lambda g: g.paths[0])
+
+
+def candidate_pairs(
+    global_: GlobalSearch,
+    k: int,
+    gate: float,
+    *,
+    batch: int = CANDIDATE_BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of rows worth verifying: each row's `k` nearest other rows in `global_` whose
+    similarity is at least `gate`.
+
+    Returns `pairs: (P, 2)` int64 rows `(a, b)` with `a < b`, each pair once, sorted, and
+    `sims: (P,)` float32 their global similarity (the larger of the two directions, which
+    differ only with a compressed index). Memory is O(N k): an exact index is searched
+    `batch` rows at a time, a compressed one a row at a time; no N x N array is made.
+    `progress(done, total)` is called after each batch.
+    """
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    if batch < 1:
+        raise ValueError(f"batch must be positive, got {batch}")
+    n = global_.n_images
+    found_a: list[np.ndarray] = []
+    found_b: list[np.ndarray] = []
+    found_s: list[np.ndarray] = []
+    for start in range(0, n, batch):
+        rows = np.arange(start, min(start + batch, n), dtype=np.int64)
+        neighbours, sims = _nearest(global_, rows, k + 1)  # (B, k + 1): the row itself too
+        a = np.repeat(rows, neighbours.shape[1])
+        b, s = neighbours.ravel(), sims.ravel()
+        keep = (b >= 0) & (b != a) & (s >= gate)
+        found_a.append(np.minimum(a[keep], b[keep]))
+        found_b.append(np.maximum(a[keep], b[keep]))
+        found_s.append(s[keep].astype(np.float32))
+        if progress is not None:
+            progress(int(rows[-1]) + 1, n)
+    if not found_a:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    a, b, s = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
+    # each pair once, with its larger similarity: sort by pair, then by similarity descending
+    order = np.lexsort((-s, b, a))
+    a, b, s = a[order], b[order], s[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return np.stack([a[first], b[first]], axis=1), s[first]
+
+
+def _nearest(global_: GlobalSearch, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` nearest rows of each of `rows: (B,)` -> `(B, k)` int64 rows (-1 where fewer)
+    and `(B, k)` float32 similarities."""
+    index = getattr(global_, "index", None)
+    if global_.kind == EXACT and index is not None:  # FAISS IndexFlatIP: one blocked search
+        queries = global_.vectors(rows)
+        sims, found = index.search(np.ascontiguousarray(queries, np.float32), k)
+        return found.astype(np.int64), sims.astype(np.float32)
+    out_rows = np.full((len(rows), k), -1, np.int64)
+    out_sims = np.full((len(rows), k), -np.inf, np.float32)
+    for i, vector in enumerate(global_.vectors(rows)):
+        found, sims = global_.search(vector, k)
+        out_rows[i, : len(found)] = found
+        out_sims[i, : len(found)] = sims
+    return out_rows, out_sims

@@ -19,7 +19,7 @@ from lookalike.search import pipeline
 from lookalike.search.dedup import DuplicateGroup, build_groups
 from lookalike.search.pipeline import Hit, Query, QueryDescription, Searcher, SearchResult
 from lookalike.search.region import Box
-from lookalike.settings import DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
+from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
 
 
 class SearchFacade(ABC):
@@ -100,13 +100,26 @@ class SearchFacade(ABC):
         *,
         threshold: int = DEDUP_THRESHOLD,
         neighbours: int = DEDUP_NEIGHBOURS,
+        gate: float = DEDUP_GATE,
+        looks: bool = True,
         progress: ProgressCallback | None = None,
     ) -> list[DuplicateGroup]:
         """Groups of exact copies (same content hash) and near duplicates: images whose spatial
-        verification finds at least `threshold` inliers, among each image's `neighbours` best
-        first-stage hits. Returns `DuplicateGroup`s ordered by their first path."""
+        verification finds at least `threshold` inliers, among each image's `neighbours`
+        nearest images by global descriptor that are at least `gate` similar; with `looks`,
+        an image none of whose candidates reaches `threshold` is looked at again coarser,
+        turned and mirrored (see `pipeline.verified_pairs`). Memory grows with the number of images
+        times `neighbours`, never with its square. Returns `DuplicateGroup`s ordered by their
+        first path."""
         snapshot = self.snapshot()
-        near = self.verified_pairs(neighbours=neighbours, min_inliers=threshold, progress=progress)
+        near = self.verified_pairs(
+            neighbours=neighbours,
+            gate=gate,
+            min_inliers=threshold,
+            sure=threshold,
+            looks=looks,
+            progress=progress,
+        )
         paths = {i: r.path for i, r in snapshot.records.items()}
         hashes = {i: r.hash for i, r in snapshot.records.items()}
         return build_groups(paths, hashes, near)
@@ -115,12 +128,21 @@ class SearchFacade(ABC):
         self,
         *,
         neighbours: int = DEDUP_NEIGHBOURS,
+        gate: float = DEDUP_GATE,
         min_inliers: int = 1,
+        sure: int | None = None,
+        looks: bool = True,
         progress: ProgressCallback | None = None,
     ) -> dict[tuple[int, int], int]:
-        """Verified pairs among the best hits of every image (see `pipeline.verified_pairs`)."""
+        """Verified pairs among each image's nearest images (see `pipeline.verified_pairs`)."""
         return pipeline.verified_pairs(
-            self.searcher, neighbours=neighbours, min_inliers=min_inliers, progress=progress
+            self.searcher,
+            neighbours=neighbours,
+            gate=gate,
+            min_inliers=min_inliers,
+            sure=sure,
+            looks=looks,
+            progress=progress,
         )
 
     def explain(

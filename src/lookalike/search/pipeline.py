@@ -8,6 +8,7 @@ it, so a generation published meanwhile changes nothing in its hits.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,17 +21,20 @@ from lookalike.catalog import ImageRecord
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.features.classic import describe, rootsift
 from lookalike.features.detail import detail
-from lookalike.images import ImageSource, load_image, source_size
+from lookalike.images import ImageError, ImageSource, load_image, source_size
 from lookalike.index import sift_store
 from lookalike.index.generation import Snapshot, stored_features
+from lookalike.search.dedup import candidate_pairs
 from lookalike.search.explain import save_png, side_by_side
+from lookalike.search.mirror import mirrored, unmirror
 from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
-from lookalike.search.rerank import Reranked, VerifyMemo, rerank
+from lookalike.search.rerank import Reranked, VerifyMemo, rerank, verify_shortlist
 from lookalike.search.retry import read, second_looks
 from lookalike.search.verify import Verified
 from lookalike.settings import (
     CNN_MODES,
+    DEDUP_GATE,
     DEDUP_NEIGHBOURS,
     RerankSettings,
     SearchOptions,
@@ -442,29 +446,157 @@ def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -
     return max((v.inliers for row, v in verified.items() if row not in own), default=0)
 
 
+logger = logging.getLogger("lookalike")
+
+
 def verified_pairs(
     searcher: Searcher,
     *,
     neighbours: int = DEDUP_NEIGHBOURS,
+    gate: float = DEDUP_GATE,
     min_inliers: int = 1,
+    sure: int | None = None,
+    looks: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[tuple[int, int], int]:
-    """Each indexed image searched by its stored features, its `neighbours` best first-stage
-    hits verified: `{(id_a, id_b): inliers}` (id_a < id_b, the larger count of the two
-    directions) for pairs with at least `min_inliers`."""
+    """Verified pairs of indexed images: `{(id_a, id_b): inliers}` (id_a < id_b) for the
+    pairs with at least `min_inliers`, without comparing every image with every other.
+
+    Candidates are each image's `neighbours` nearest images in the global index whose
+    similarity is at least `gate` (`dedup.candidate_pairs`). Each pair is verified as
+    `search` verifies a hit (`verify_shortlist` under the collection's `RerankSettings`),
+    from the stored features of its first image.
+
+    With `looks`, an image none of whose candidates reaches `sure` inliers (default:
+    `min_inliers`), or that has none, is looked at again as `search` looks again at a query
+    that verifies nothing for sure: decoded and described coarser and turned
+    (`retry.second_looks`, when `retry` is on), and, last, mirrored (`mirror`), each look
+    adding the nearest images to its own global descriptor (above `gate`: a copy turned a
+    quarter is far from its original by the upright descriptors) and verifying the
+    candidates still below `sure`, until one is sure; a pair keeps its most inliers. That
+    costs up to five descriptions of each image without a sure copy; without `looks` only
+    the stored features are compared (copies turned a quarter or mirrored are missed).
+
+    Progress is reported as ('candidates', done, total), ('dedup', done, total), then
+    ('second looks', done, total)."""
     if min_inliers < 1 or neighbours < 1:
         raise ValueError("the inlier threshold and neighbours must be positive")
-    ids = [int(i) for i in searcher.snapshot().loaded.ids]
-    options = SearchOptions(k=neighbours, verify=neighbours + 1)
-    near: dict[tuple[int, int], int] = {}
-    for done, image_id in enumerate(ids, start=1):
-        for hit in searcher.search(image_id, options, exclude_self=True):
-            if hit.inliers is not None and hit.inliers >= min_inliers:
-                pair = (min(image_id, hit.id), max(image_id, hit.id))
-                near[pair] = max(near.get(pair, 0), hit.inliers)
+    sure = min_inliers if sure is None else sure
+    snapshot = searcher.snapshot()
+    loaded, stored = snapshot.loaded, snapshot.stored
+    second = searcher.settings.rerank
+
+    def found(done: int, total: int) -> None:
         if progress is not None:
-            progress("dedup", done, len(ids))
+            progress("candidates", done, total)
+
+    pairs, _ = candidate_pairs(loaded.global_, neighbours, gate, progress=found)
+    inliers = np.zeros(len(pairs), np.int64)
+    # every pair verified once, from its first row's stored features
+    starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]] if len(pairs) else [])
+    stops = [*starts[1:], len(pairs)] if len(pairs) else []
+    for done, (begin, stop) in enumerate(zip(starts, stops, strict=True), start=1):
+        row, partners = int(pairs[begin, 0]), pairs[begin:stop, 1]
+        query = stored.local(row, second.features)
+        verified = verify_shortlist(loaded, query, partners, stored, second)
+        inliers[begin:stop] = [verified[int(r)].inliers for r in partners]
+        if progress is not None:
+            progress("dedup", done, len(starts))
+    # images none of whose candidates verify for sure, looked at again
+    best = np.zeros(loaded.n_images, np.int64)
+    np.maximum.at(best, pairs[:, 0], inliers)
+    np.maximum.at(best, pairs[:, 1], inliers)
+    again = np.flatnonzero(best < sure) if looks else np.zeros(0, np.int64)
+    # each pair listed under both its rows: the pairs of a row are a slice of `by_row`
+    ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    by_row = np.argsort(ends, kind="stable") % max(len(pairs), 1)
+    bounds = np.searchsorted(np.sort(ends), np.stack([again, again + 1]))
+    found_again: dict[tuple[int, int], int] = {}
+    for done, (row, begin, stop) in enumerate(zip(again, *bounds, strict=True), start=1):
+        mine = by_row[begin:stop]
+        partners = np.where(pairs[mine, 0] == row, pairs[mine, 1], pairs[mine, 0])
+        looked = _looked_again(searcher, snapshot, int(row), partners, neighbours, gate, sure)
+        at = dict(zip(partners.tolist(), mine.tolist(), strict=True))
+        for partner, count in looked.items():
+            if partner in at:
+                inliers[at[partner]] = max(int(inliers[at[partner]]), count)
+            else:  # a candidate only a look's own global descriptor found
+                key = (min(int(row), partner), max(int(row), partner))
+                found_again[key] = max(found_again.get(key, 0), count)
+        if progress is not None:
+            progress("second looks", done, len(again))
+    ids = np.asarray(loaded.ids, np.int64)
+    near: dict[tuple[int, int], int] = {}
+    kept = inliers >= min_inliers
+    rows_inliers = [*zip(map(tuple, pairs[kept].tolist()), inliers[kept].tolist(), strict=True)]
+    for (a, b), n in [*rows_inliers, *found_again.items()]:
+        if n >= min_inliers:
+            id_a, id_b = int(ids[a]), int(ids[b])
+            pair = (min(id_a, id_b), max(id_a, id_b))
+            near[pair] = max(near.get(pair, 0), int(n))
     return near
+
+
+def _looked_again(
+    searcher: Searcher,
+    snapshot: Snapshot,
+    row: int,
+    rows: np.ndarray,
+    neighbours: int,
+    gate: float,
+    sure: int,
+) -> dict[int, int]:
+    """The most inliers of the image at `row`, read again, against its candidates `rows` and
+    those its looks find: each look (the second looks when the settings' `retry` is on, then
+    the mirrored look) adds its own global descriptor's `neighbours` nearest rows at least
+    `gate` similar, and verifies the candidates still below `sure`; the looks stop at the
+    first that verifies one for sure, as a search's do. `{row: inliers}`; an image that
+    cannot be read is logged and skipped: `{}`."""
+    loaded, stored = snapshot.loaded, snapshot.stored
+    second = searcher.settings.rerank
+    record = snapshot.records.get(int(loaded.ids[row]))
+    if record is None:
+        return {}
+    path = searcher.root / record.path
+    try:
+        described = searcher._read(snapshot, path, None, _Wanted(True, (), False))
+    except (ImageError, OSError) as exc:
+        logger.warning("dedup: cannot read %s again (%s); its plain look stands", path, exc)
+        return {}
+    best = {int(r): 0 for r in rows}
+
+    def verify(features: ImageFeatures, mirrored_width: float | None = None) -> None:
+        query = loaded.model.global_whitening.apply(features.global_[None].astype(np.float32))[0]
+        near, sims = loaded.global_.search(query, neighbours + 1)
+        for r in near[(sims >= gate) & (near != row)]:
+            best.setdefault(int(r), 0)
+        todo = np.array([r for r, n in best.items() if n < sure], np.int64)
+        for r, outcome in verify_shortlist(loaded, features.local, todo, stored, second).items():
+            if mirrored_width is not None:
+                outcome = unmirror(outcome, mirrored_width)
+            best[r] = max(best[r], outcome.inliers)
+
+    if second.retry:
+        for look in searcher._second_looks(described):
+            assert look.features is not None
+            verify(look.features)
+            if max(best.values(), default=0) >= sure:  # found for sure: as a search stops
+                return best
+    flipped = mirrored_look(searcher, described)
+    if flipped is not None:
+        verify(flipped, described.size[0])
+    return best
+
+
+def mirrored_look(searcher: Searcher, described: QueryDescription) -> ImageFeatures | None:
+    """The features of `described`'s pixels flipped left to right, positions in the pixels of
+    the flipped query (verify against them, then `mirror.unmirror` the outcome with the
+    query's width); None when its pixels were not kept (a query described from stored
+    features)."""
+    pixels = described.pixels
+    if pixels is None:
+        return None
+    return _in_query(searcher.extractor().extract(mirrored(pixels.image)), pixels)
 
 
 def explain(
