@@ -155,6 +155,44 @@ DEDUP_THRESHOLD = 150
 of one scene or object share tens (`benchmarks/dedup.py` measures both sides)."""
 
 
+VERDICTS = ("none", "similar", "match")
+"""A hit's verdict, weakest first: 'match' (the same object or scene: spatially verified),
+'similar' (first-stage evidence only: a look-alike), 'none' (no evidence of either)."""
+
+
+@dataclass(frozen=True)
+class VerdictSettings:
+    """How a hit's evidence becomes a verdict and a similarity on a fixed scale, the same
+    however the query is given and whatever the other hits are (`search.verdict`).
+
+    The evidence is the hit's inliers (spatial verification; None when it was not verified)
+    and the whitened cosine of its global descriptor with the query's (None in a mode
+    without one). A hit with at least `match_inliers` inliers is a 'match', with similarity
+    `1 - match_inliers / (2 * inliers)`, in [0.5, 1). Any other hit has evidence
+    `e = max(cosine / similar_global, inliers / similar_inliers)` (negatives count as 0) and
+    similarity `e / (2 * (1 + e))`, in [0, 0.5): 'similar' from `e = 1` (similarity 0.25)
+    on, else 'none'. So a similarity of 0.5 or more always reads 'match', 0.25 or more
+    'similar'.
+
+    The thresholds were chosen on the validation half of Holidays searched among 10,800 Corel
+    distractors (`benchmarks/verdict.py`): `match_inliers` is the least count whose matches
+    were right at least 99 times in 100, over the default second stage's 500 features an
+    image; `similar_global` and `similar_inliers` the least at which at least half were."""
+
+    match_inliers: int = 30
+    similar_inliers: int = 12
+    similar_global: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.similar_inliers <= self.match_inliers:
+            raise ValueError("need 0 < similar_inliers <= match_inliers")
+        if not 0 < self.similar_global <= 1:
+            raise ValueError(f"similar_global must be in (0, 1], got {self.similar_global}")
+
+
+VERDICT = VerdictSettings()
+
+
 @dataclass(frozen=True)
 class RerankSettings:
     """Second stage: spatial verification of the shortlist, then query expansion.
@@ -473,6 +511,7 @@ class ResolvedSearch:
     k: int
     search: SearchSettings
     rerank: RerankSettings
+    min_verdict: str = "none"
 
 
 @dataclass(frozen=True)
@@ -484,7 +523,8 @@ class SearchOptions:
     k: hits returned (`DEFAULT_K`). mode: the first stage (`SEARCH_MODES`). fuse: classic
     descriptors (or 'rootsift') added to a CNN mode. verify: first-stage hits verified
     spatially (0: none). expand: query expansion. retry: second looks at a query that verifies
-    nothing for sure (see `RerankSettings`).
+    nothing for sure (see `RerankSettings`). min_verdict: the weakest verdict listed
+    (`VERDICTS`; 'match' lists matches only).
     """
 
     k: int | None = None
@@ -493,8 +533,13 @@ class SearchOptions:
     verify: int | None = None
     expand: bool | None = None
     retry: bool | None = None
+    min_verdict: str | None = None
 
     def __post_init__(self) -> None:
+        if self.min_verdict is not None and self.min_verdict not in VERDICTS:
+            raise ValueError(
+                f"unknown verdict {self.min_verdict!r}; allowed: {', '.join(VERDICTS)}"
+            )
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.mode is not None and self.mode not in SEARCH_MODES:
@@ -525,4 +570,6 @@ class SearchOptions:
             rerank = dataclasses.replace(rerank, expand=self.expand)
         if self.retry is not None:
             rerank = dataclasses.replace(rerank, retry=self.retry)
-        return ResolvedSearch(DEFAULT_K if self.k is None else self.k, search, rerank)
+        return ResolvedSearch(
+            DEFAULT_K if self.k is None else self.k, search, rerank, self.min_verdict or "none"
+        )
