@@ -56,6 +56,7 @@ STEPS = (
     Step("corel.py", writes=("corel",), quick=True),
     Step("rerank.py", writes=("rerank",), quick=True),
     Step("dedup.py", writes=("dedup",), quick=True),
+    Step("verdict.py", writes=("verdict",)),
     Step("speed.py", writes=("speed",), quick=True),
     Step("robustness.py", ("--queries", "300", "--split", "test"), ("robustness",)),
     Step("compare.py", writes=("compare",)),
