@@ -17,28 +17,36 @@ from lookalike.demo import DemoCollection
 from lookalike.search.verdict import at_least, matches_first, similarity, verdict
 from lookalike.settings import SearchOptions, VerdictSettings
 
-RULE = VerdictSettings(match_inliers=30, similar_inliers=12, similar_global=0.3)
+RULE = VerdictSettings(
+    match_inliers=20, match_global=0.4, sure_inliers=60, similar_inliers=12, similar_global=0.5
+)
 
 
 def test_similarity_follows_the_stated_rule() -> None:
-    assert similarity(30, 0.0, RULE) == pytest.approx(0.5)
-    assert similarity(60, None, RULE) == pytest.approx(0.75)
-    assert similarity(29, 0.0, RULE) == pytest.approx((29 / 12) / (2 * (1 + 29 / 12)))
-    assert similarity(None, 0.3, RULE) == pytest.approx(0.25)
-    assert similarity(None, 0.15, RULE) == pytest.approx(0.5 / 3)
+    assert similarity(20, 0.4, RULE) == pytest.approx(0.5)
+    assert similarity(40, 0.8, RULE) == pytest.approx(0.75)  # both twice the thresholds
+    assert similarity(40, 0.4, RULE) == pytest.approx(0.5)  # the weaker of the two counts
+    assert similarity(120, 0.0, RULE) == pytest.approx(0.75)  # sure by geometry alone
+    assert similarity(120, None, RULE) == pytest.approx(0.75)
+    e = max(0.39 / 0.5, 59 / 12)
+    assert similarity(59, 0.39, RULE) == pytest.approx(min(e / (2 * (1 + e)), 0.5))
+    assert similarity(None, 0.5, RULE) == pytest.approx(0.25)
+    assert similarity(None, 0.25, RULE) == pytest.approx(0.5 / 3)
     assert similarity(0, -0.4, RULE) == 0.0
     assert similarity(None, None, RULE) is None
 
 
 def test_similarity_grows_with_either_evidence_and_stays_below_one() -> None:
-    inliers = [similarity(n, 0.1, RULE) for n in range(0, 400)]
-    cosines = [similarity(5, c, RULE) for c in np.linspace(-1, 1, 201)]
+    inliers = [similarity(n, 0.45, RULE) for n in range(0, 400)]
+    cosines = [similarity(25, c, RULE) for c in np.linspace(-1, 1, 201)]
     for values in (inliers, cosines):
         assert all(v is not None and 0 <= v < 1 for v in values)
         assert np.all(np.diff(np.asarray(values, float)) >= 0)
-    # the global descriptor alone never makes a match
+    # the global descriptor alone never makes a match, nor a few inliers with it
     assert similarity(None, 1.0, RULE) < 0.5  # type: ignore[operator]
-    assert similarity(29, 1.0, RULE) < 0.5  # type: ignore[operator]
+    assert similarity(19, 1.0, RULE) < 0.5  # type: ignore[operator]
+    assert similarity(59, 0.39, RULE) < 0.5  # type: ignore[operator]
+    assert verdict(similarity(19, 1.0, RULE)) == "similar"
 
 
 def test_verdicts_read_off_the_similarity() -> None:
@@ -59,6 +67,8 @@ def test_verdicts_read_off_the_similarity() -> None:
         SearchOptions(min_verdict="sure")
     with pytest.raises(ValueError):
         VerdictSettings(match_inliers=10, similar_inliers=12)
+    with pytest.raises(ValueError):
+        VerdictSettings(match_global=0.0)
 
 
 def test_matches_first_keeps_each_side_in_order() -> None:

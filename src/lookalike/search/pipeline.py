@@ -33,7 +33,6 @@ from lookalike.search.verify import Verified
 from lookalike.settings import (
     CNN_MODES,
     DEDUP_NEIGHBOURS,
-    VERDICT,
     RerankSettings,
     SearchOptions,
     SearchSettings,
@@ -221,7 +220,7 @@ class Searcher:
             final, verified = reranked.final, reranked.verified
         cosines = scores.global_ if described.features is not None else None
         match_rows = np.array(
-            [r for r, v in verified.items() if v.inliers >= VERDICT.match_inliers], np.int64
+            [r for r, v in verified.items() if _is_match(v.inliers, cosines, r)], np.int64
         )
         rows = top_rows(matches_first(final, match_rows), resolved.k, dropped)
         size = described.size
@@ -458,6 +457,13 @@ def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if b is None or not len(b):
         return a
     return np.union1d(a, b)
+
+
+def _is_match(inliers: int, cosines: np.ndarray | None, row: int) -> bool:
+    """Whether a verified row with `inliers` and global cosine `cosines[row]` is a match."""
+    return verdict(similarity(inliers, None if cosines is None else float(cosines[row]))) == (
+        "match"
+    )
 
 
 def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -> int:

@@ -22,13 +22,17 @@ def similarity(
     is no evidence of either kind (a search by a classic descriptor alone)."""
     if inliers is None and cosine is None:
         return None
-    if inliers is not None and inliers >= settings.match_inliers:
-        return 1.0 - settings.match_inliers / (2.0 * inliers)
-    evidence = max(
-        0.0 if cosine is None else max(float(cosine), 0.0) / settings.similar_global,
-        0.0 if inliers is None else inliers / settings.similar_inliers,
+    count = 0.0 if inliers is None else float(inliers)
+    alike = 0.0 if cosine is None else max(float(cosine), 0.0)
+    strength = max(
+        min(count / settings.match_inliers, alike / settings.match_global),
+        count / settings.sure_inliers,
     )
-    return evidence / (2.0 * (1.0 + evidence))
+    if strength >= 1.0:
+        return 1.0 - 1.0 / (2.0 * strength)
+    evidence = max(alike / settings.similar_global, count / settings.similar_inliers)
+    # below a match by construction, however strong the weaker evidence is
+    return min(evidence / (2.0 * (1.0 + evidence)), float(np.nextafter(MATCH_FLOOR, 0.0)))
 
 
 def verdict(value: float | None) -> str:
