@@ -245,6 +245,55 @@ def _rerank_latency(lat: dict[str, Any]) -> list[str]:
     ]
 
 
+def verdict_section(r: dict[str, Any]) -> list[str]:
+    q, rule = r["queries"], r["defaults"]
+    lines = [
+        "## The verdict: is it in the collection? (`benchmarks/verdict.py`)",
+        "",
+        _provenance(r),
+        "",
+        f"Holidays among the Corel photographs ({r['images']} images). Queries searched from "
+        f"their files with the default settings ({r['k']} hits): the {q['holidays']} Holidays "
+        f"queries, {q['corel']} Corel photographs (nothing in Holidays shows what they show) and "
+        f"{q['copy']} transformed copies of Holidays images (the robustness suite's 8 families "
+        "x 5 strengths). A hit of the query's own scene is a true pair. The thresholds are "
+        "chosen on the validation half (the rule finding the most true pairs with match "
+        "precision ≥ "
+        f"{r['targets']['match_precision']}); figures are the test half's. Chosen: "
+        f"{_rule(r['chosen'])}; shipped: {_rule(rule)}.",
+        "",
+        "| rule | match precision (false / all matches) | recall: Holidays pairs | "
+        "recall: copies | Corel queries with a match | similar precision |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in r["test"].items():
+        lines.append(
+            f"| {name} | {m['match_precision']:.4f} ({m['false_matches']} / {m['matches']}) | "
+            f"{m['holidays_recall']:.3f} of {m['holidays_pairs']} | "
+            f"{m['copies_recall']:.3f} of {m['copies']} | "
+            f"{m['corel_queries_with_a_match']} of {m['corel_queries']} | "
+            f"{m['similar_precision']:.3f} |"
+        )
+    families = r["test"]["defaults"]["copies_recall_by_family"]
+    lines += [
+        "",
+        "Copies found as a match (shipped rule), by family: "
+        + ", ".join(f"{f} {v:.2f}" for f, v in families.items())
+        + f". A query took {r['seconds_median'] * 1000:.0f} ms (median), "
+        f"{r['seconds_p95'] * 1000:.0f} ms (p95) on the machine above.",
+        "",
+    ]
+    return lines
+
+
+def _rule(rule: dict[str, Any]) -> str:
+    return (
+        f"match from {rule['match_inliers']} inliers with a global cosine of "
+        f"{rule['match_global']}, or {rule['sure_inliers']} inliers; similar from "
+        f"{rule['similar_inliers']} inliers or a cosine of {rule['similar_global']}"
+    )
+
+
 def dedup_section(r: dict[str, Any]) -> list[str]:
     kinds = list(next(iter(r["phash"].values()))["recall_by_copy"])
     family = 1 + len(kinds)
@@ -1260,6 +1309,7 @@ def main() -> None:
         "rerank": rerank_section,
         "dedup": dedup_section,
         "dedup_scale": dedup_scale_section,
+        "verdict": verdict_section,
         "load": load_section,
         "safety": safety_section,
         "scale_global": scale_global_section,

@@ -57,6 +57,7 @@ STEPS = (
     Step("rerank.py", writes=("rerank",), quick=True),
     Step("dedup.py", writes=("dedup",), quick=True),
     Step("dedup_scale.py", writes=("dedup_scale",)),
+    Step("verdict.py", writes=("verdict",)),
     Step("speed.py", writes=("speed",), quick=True),
     Step("robustness.py", ("--queries", "300", "--split", "test"), ("robustness",)),
     Step("compare.py", writes=("compare",)),

@@ -508,3 +508,51 @@ def browse_a_new_folder(
         assert not [x for x in problems if "503" not in x], problems
     finally:
         browser.close()
+
+
+def test_page_draws_the_line_after_the_matches_and_says_when_there_is_none(
+    sync_api: Any, server_url: str, demo: DemoCollection, tmp_path: Path
+) -> None:
+    """What a person reads: the matches first with their verdict, a line under them, the rest
+    after; for a photograph that is not in the collection, that there is no match."""
+    from skimage import data
+
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    query, _ = make_query(demo, tmp_path)
+    stranger = tmp_path / "brick wall.png"
+    Image.fromarray(np.stack([data.brick()] * 3, axis=-1)).save(stranger)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(server_url + "/")
+            page.set_input_files("#query-file", str(query))
+            wait_for_search(page, 1)
+            summary = page.locator("#results-summary")
+            expect(summary).to_contain_text("in the collection")
+            expect(summary).not_to_contain_text("No match")
+            line = page.get_by_role("separator")
+            expect(line).to_be_visible()
+            expect(line).to_contain_text("Above: the match")
+            first = page.locator("#results .hit").first
+            expect(first.locator(".verdict")).to_have_text("match")
+            expect(first).to_contain_text("similarity 0.")
+            # every card above the line says match, none below it does
+            verdicts = page.locator("#results > li").evaluate_all(
+                "items => items.map(i => i.classList.contains('matches-line') ? '|' :"
+                " i.querySelector('.verdict').textContent)"
+            )
+            cut = verdicts.index("|")
+            assert set(verdicts[:cut]) == {"match"}, verdicts
+            assert "match" not in verdicts[cut + 1 :], verdicts
+
+            page.set_input_files("#query-file", str(stranger))
+            wait_for_search(page, 2)
+            expect(summary).to_contain_text("No match in the collection")
+            expect(page.get_by_role("separator")).to_have_count(0)
+            expect(page.locator("#results .verdict-match")).to_have_count(0)
+            assert page.locator("#results .hit").count() > 0
+            page.screenshot(path=str(tmp_path / "browser-verdict.png"))
+        finally:
+            browser.close()

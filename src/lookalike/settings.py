@@ -157,6 +157,50 @@ with its original (the demo's weakest, a tilted copy, 73); different photographs
 than 30, other shots of one scene up to about 60 (`benchmarks/dedup.py` measures both sides)."""
 
 
+VERDICTS = ("none", "similar", "match")
+"""A hit's verdict, weakest first: 'match' (the same object or scene: spatially verified),
+'similar' (first-stage evidence only: a look-alike), 'none' (no evidence of either)."""
+
+
+@dataclass(frozen=True)
+class VerdictSettings:
+    """How a hit's evidence becomes a verdict and a similarity on a fixed scale, the same
+    however the query is given and whatever the other hits are (`search.verdict`).
+
+    The evidence is the hit's inliers (spatial verification; None when it was not verified)
+    and the whitened cosine of its global descriptor with the query's (None in a mode
+    without one). A hit is a 'match' when it has at least `match_inliers` inliers and a
+    cosine of at least `match_global`, or at least `sure_inliers` inliers whatever its cosine
+    (a small crop, a photograph turned: the global descriptor changes, the geometry holds).
+    Its strength is then `z = max(min(inliers / match_inliers, cosine / match_global),
+    inliers / sure_inliers)` (at least 1) and its similarity `1 - 1 / (2 z)`, in [0.5, 1).
+    Any other hit has evidence `e = max(cosine / similar_global, inliers / similar_inliers)`
+    (negatives count as 0) and similarity `e / (2 (1 + e))`, in [0, 0.5): 'similar' from
+    `e = 1` (similarity 0.25) on, else 'none'. So a similarity of 0.5 or more always reads
+    'match', 0.25 or more 'similar'.
+
+    The thresholds were chosen on the validation half of Holidays searched among 10,800
+    Corel distractors, with transformed copies (`benchmarks/verdict.py`): at least 99 matches
+    in 100 right, over the default second stage's 500 features an image; 'similar' where at
+    least a quarter of the hits are of the query's scene."""
+
+    match_inliers: int = 20
+    match_global: float = 0.4
+    sure_inliers: int = 60
+    similar_inliers: int = 15
+    similar_global: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.similar_inliers <= self.match_inliers <= self.sure_inliers:
+            raise ValueError("need 0 < similar_inliers <= match_inliers <= sure_inliers")
+        for name in ("match_global", "similar_global"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+
+
+VERDICT = VerdictSettings()
+
+
 @dataclass(frozen=True)
 class RerankSettings:
     """Second stage: spatial verification of the shortlist, then query expansion.
@@ -480,6 +524,7 @@ class ResolvedSearch:
     k: int
     search: SearchSettings
     rerank: RerankSettings
+    min_verdict: str = "none"
 
 
 @dataclass(frozen=True)
@@ -491,7 +536,8 @@ class SearchOptions:
     k: hits returned (`DEFAULT_K`). mode: the first stage (`SEARCH_MODES`). fuse: classic
     descriptors (or 'rootsift') added to a CNN mode. verify: first-stage hits verified
     spatially (0: none). expand: query expansion. retry: second looks at a query that verifies
-    nothing for sure (see `RerankSettings`).
+    nothing for sure (see `RerankSettings`). min_verdict: the weakest verdict listed
+    (`VERDICTS`; 'match' lists matches only).
     """
 
     k: int | None = None
@@ -500,8 +546,13 @@ class SearchOptions:
     verify: int | None = None
     expand: bool | None = None
     retry: bool | None = None
+    min_verdict: str | None = None
 
     def __post_init__(self) -> None:
+        if self.min_verdict is not None and self.min_verdict not in VERDICTS:
+            raise ValueError(
+                f"unknown verdict {self.min_verdict!r}; allowed: {', '.join(VERDICTS)}"
+            )
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.mode is not None and self.mode not in SEARCH_MODES:
@@ -532,4 +583,6 @@ class SearchOptions:
             rerank = dataclasses.replace(rerank, expand=self.expand)
         if self.retry is not None:
             rerank = dataclasses.replace(rerank, retry=self.retry)
-        return ResolvedSearch(DEFAULT_K if self.k is None else self.k, search, rerank)
+        return ResolvedSearch(
+            DEFAULT_K if self.k is None else self.k, search, rerank, self.min_verdict or "none"
+        )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -116,17 +117,20 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def hits_table(title: str, hits: Sequence[Hit]) -> Table:
-    """Rank, score, inliers (when any hit was verified) and path of each hit."""
+    """Rank, verdict, similarity, inliers (when any hit was verified) and path of each hit."""
     table = Table(title=title)
     table.add_column("rank", justify="right")
-    table.add_column("score", justify="right")
+    table.add_column("verdict")
+    table.add_column("similarity", justify="right")
     verified = any(h.inliers is not None for h in hits)
     if verified:
         table.add_column("inliers", justify="right")
     table.add_column("path")
     for h in hits:
         middle = [] if not verified else ["" if h.inliers is None else str(h.inliers)]
-        table.add_row(str(h.rank), f"{h.score:.4f}", *middle, h.path)
+        alike = "" if h.similarity is None else f"{h.similarity:.3f}"
+        shown = f"[bold green]{h.verdict}[/]" if h.verdict == "match" else h.verdict
+        table.add_row(str(h.rank), shown, alike, *middle, escape(h.path))
     return table
 
 

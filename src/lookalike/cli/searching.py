@@ -86,6 +86,16 @@ def search(
             "and keep the look that verifies the most. Default: the index's setting (on).",
         ),
     ] = None,
+    min_verdict: Annotated[
+        str | None,
+        typer.Option(
+            help="List only hits with this verdict or a stronger one: match (the same object "
+            "or scene, verified), similar, or none (every hit, the default)."
+        ),
+    ] = None,
+    matches_only: Annotated[
+        bool, typer.Option("--matches-only", help="Same as --min-verdict match.")
+    ] = False,
     explain: Annotated[
         Path | None,
         typer.Option(
@@ -122,7 +132,13 @@ def search(
     fused = None if fuse is None else tuple(n.strip() for n in fuse.split(",") if n.strip())
     try:  # every option checked before any work
         options = SearchOptions(
-            k=k, mode=mode, fuse=fused, verify=verify, expand=expand, retry=retry
+            k=k,
+            mode=mode,
+            fuse=fused,
+            verify=verify,
+            expand=expand,
+            retry=retry,
+            min_verdict=_weakest_listed(min_verdict, matches_only),
         )
         box = None if region is None else parse_region(region)
     except ValueError as exc:
@@ -171,8 +187,17 @@ def search(
     used = "" if mode is None else f"{mode}, "
     title = f"{len(hits)} hits for {query} ({used}{seconds * 1000:.0f} ms)"
     out.print(hits_table(title, hits))
+    if not any(h.verdict == "match" for h in hits):
+        out.print("no match in the collection: nothing shows the same object or scene for sure")
     if written:
         out.print(f"{len(written)} explanations written to {explain}")
+
+
+def _weakest_listed(min_verdict: str | None, matches_only: bool) -> str | None:
+    """The verdict `--min-verdict` and `--matches-only` ask for together."""
+    if matches_only and min_verdict not in (None, "match"):
+        raise ValueError(f"--matches-only and --min-verdict {min_verdict} disagree: give one")
+    return "match" if matches_only else min_verdict
 
 
 def _sharded(

@@ -47,6 +47,7 @@ class SearchFacade(ABC):
         region: Box | None = None,
         exclude_self: bool = False,
         exclude: Collection[int] = (),
+        min_verdict: str | None = None,
     ) -> SearchResult:
         """The `k` images most like `query`: a path, bytes, PIL image, (H, W, 3) array, the
         id (int) of an indexed image (searched with its stored features; `exclude_self` drops
@@ -64,9 +65,17 @@ class SearchFacade(ABC):
             size): search for what lies inside this box only.
         exclude: ids of indexed images to search around, as if they were not indexed (see
             `Searcher.search`); `copies(path)` gives those of a query file's exact copies.
+        min_verdict: list only hits of this verdict or a stronger one ('match', 'similar' or
+            'none', the default: every hit). Matches always come first.
         """
         options = SearchOptions(
-            k=k, mode=mode, fuse=fuse, verify=verify, expand=expand, retry=retry
+            k=k,
+            mode=mode,
+            fuse=fuse,
+            verify=verify,
+            expand=expand,
+            retry=retry,
+            min_verdict=min_verdict,
         )
         return self.searcher.search(
             query, options, region=region, exclude_self=exclude_self, exclude=exclude

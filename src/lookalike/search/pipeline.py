@@ -31,6 +31,7 @@ from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
 from lookalike.search.rerank import Reranked, VerifyMemo, rerank, verify_shortlist
 from lookalike.search.retry import read, second_looks
+from lookalike.search.verdict import at_least, matches_first, similarity, verdict
 from lookalike.search.verify import Verified
 from lookalike.settings import (
     CNN_MODES,
@@ -60,6 +61,12 @@ class Hit:
     """(4, 2) corners, in the hit's pixels, of the query (or its region) mapped by the match."""
     size: tuple[int, int] | None = None
     """The image's (width, height) as seen (EXIF orientation applied)."""
+    similarity: float | None = None
+    """How alike the two images are on a fixed scale in [0, 1): 0.5 and up a match, 0.25 and
+    up similar (`search.verdict`). Unlike `score`, which ranks this search's hits, it does not
+    depend on how the query was given or on the other hits. None in a classic mode."""
+    verdict: str = "similar"
+    """'match' (the same object or scene, verified), 'similar' or 'none'."""
 
     @property
     def abspath(self) -> Path:
@@ -79,6 +86,8 @@ class Hit:
             "asmk_score": None if self.asmk_score is None else round(self.asmk_score, 6),
             "global_score": None if self.global_score is None else round(self.global_score, 6),
             "inliers": self.inliers,
+            "verdict": self.verdict,
+            "similarity": None if self.similarity is None else round(self.similarity, 6),
             "homography": None if matrix is None else np.round(matrix, 6).tolist(),
             "box": None if self.box is None else np.round(self.box, 1).tolist(),
             "width": None if self.size is None else self.size[0],
@@ -213,17 +222,24 @@ class Searcher:
                 snapshot, described, scores, settings, second, self_rows, dropped
             )
             final, verified = reranked.final, reranked.verified
-        rows = top_rows(final, resolved.k, dropped)
+        cosines = scores.global_ if described.features is not None else None
+        match_rows = np.array(
+            [r for r, v in verified.items() if _is_match(v.inliers, cosines, r)], np.int64
+        )
+        rows = top_rows(matches_first(final, match_rows), resolved.k, dropped)
         size = described.size
         # the part searched: a box reaching past the edges would map to points at infinity
         query_box = (
             clip_region(region, size) if region else (0.0, 0.0, float(size[0]), float(size[1]))
         )
         hits = tuple(
-            self._hit(snapshot, rank, int(row), final, scores, verified.get(int(row)), query_box)
+            self._hit(
+                snapshot, rank, int(row), final, scores, verified.get(int(row)), query_box, cosines
+            )
             for rank, row in enumerate(rows, start=1)
         )
-        return SearchResult(hits, size, snapshot.number)
+        listed = tuple(h for h in hits if at_least(h.verdict, resolved.min_verdict))
+        return SearchResult(listed, size, snapshot.number)
 
     def _second_stage(
         self,
@@ -273,9 +289,14 @@ class Searcher:
         scores: QueryScores,
         match: Verified | None,
         query_box: Box,
+        cosines: np.ndarray | None,
     ) -> Hit:
         image_id = int(snapshot.loaded.ids[row])
         record = snapshot.records.get(image_id)
+        alike = similarity(
+            None if match is None else match.inliers,
+            None if cosines is None else float(cosines[row]),
+        )
         return Hit(
             rank=rank,
             id=image_id,
@@ -287,6 +308,8 @@ class Searcher:
             match=match,
             box=None if match is None else match.map_box(query_box),
             size=None if record is None else (record.width or 0, record.height or 0),
+            similarity=alike,
+            verdict=verdict(alike),
         )
 
     def describe(
@@ -438,6 +461,13 @@ def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if b is None or not len(b):
         return a
     return np.union1d(a, b)
+
+
+def _is_match(inliers: int, cosines: np.ndarray | None, row: int) -> bool:
+    """Whether a verified row with `inliers` and global cosine `cosines[row]` is a match."""
+    return verdict(similarity(inliers, None if cosines is None else float(cosines[row]))) == (
+        "match"
+    )
 
 
 def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -> int:

@@ -7,7 +7,7 @@ validating every answer, see `search_api`); tests check real answers against the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,7 +87,15 @@ class HitBody(BaseModel):
     rank: int
     id: int
     path: str = Field(description="relative to the collection's folder")
-    score: float
+    verdict: Literal["match", "similar", "none"] = Field(
+        description="match: the same object or scene, verified; similar: alike by the first "
+        "stage only; none: no evidence of either"
+    )
+    similarity: float | None = Field(
+        description="on a fixed scale in [0, 1): 0.5 and up a match, 0.25 and up similar; "
+        "the same however the query is given (None in a classic descriptor's mode)"
+    )
+    score: float = Field(description="this search's ranking score (relative to its best)")
     inliers: int | None = Field(description="verified matched points (None: not verified)")
     box: list[list[float]] | None = Field(
         description="(4, 2) corners of the query (or its region) in the hit, when verified"

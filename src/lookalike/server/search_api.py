@@ -39,6 +39,9 @@ async def search(
     k: int | None = Form(None, ge=1, description="how many hits (default: the index's, 20)"),
     mode: str | None = Form(None, description="fused (default), asmk, global, ..."),
     verify: int | None = Form(None, ge=0, description="how many to verify spatially"),
+    min_verdict: str | None = Form(
+        None, description="list only hits this sure or surer: match, similar or none (all)"
+    ),
 ) -> JSONResponse:
     """Search the collection with an uploaded image or an indexed one (or a region of it).
     While the collection's first index is being made: 503, "indexing: N of M images"."""
@@ -62,6 +65,7 @@ async def search(
                 None if k is None else min(k, settings.max_k),
                 mode,
                 settings.verify if verify is None else verify,
+                min_verdict or None,
             ),
             limiter=state.searches,
         )
@@ -114,6 +118,7 @@ def run_search(
     k: int | None,
     mode: str | None,
     verify: int | None,
+    min_verdict: str | None = None,
 ) -> SearchResult:
     """The hits, with the query's (width, height) as seen and the generation searched. Options
     that are None are the index's own.
@@ -125,7 +130,9 @@ def run_search(
     """
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(1)
-    return collection.search(query, k=k, mode=mode, region=region, verify=verify)
+    return collection.search(
+        query, k=k, mode=mode, region=region, verify=verify, min_verdict=min_verdict
+    )
 
 
 @asynccontextmanager

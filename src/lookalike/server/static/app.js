@@ -456,16 +456,17 @@ function formatScore(score) {
   return typeof score === "number" ? score.toFixed(3) : "–";
 }
 
+// Matches come first (the server ranks them so): a line is drawn where they end.
 function renderResults(response) {
   const list = els.results;
   list.replaceChildren();
-  for (const hit of response.hits) list.append(resultCard(hit));
-  const n = response.hits.length;
-  const where = response.query.region ? ` for region ${response.query.region.join(", ")}` : "";
-  const seconds = typeof response.seconds === "number" ? ` in ${response.seconds.toFixed(2)} s` : "";
-  els.resultsSummary.textContent = n
-    ? `${n} result${n === 1 ? "" : "s"}${where}${seconds}. Press Enter on a result to compare it with the query.`
-    : `No results${where}.`;
+  const matches = response.hits.filter((hit) => hit.verdict === "match").length;
+  response.hits.forEach((hit, i) => {
+    if (i === matches && matches > 0) list.append(matchesLine(matches));
+    list.append(resultCard(hit));
+  });
+  els.results.dataset.matches = String(matches);
+  els.resultsSummary.textContent = resultsSummary(response, matches);
   list.dataset.region = response.query.region ? response.query.region.join(",") : "";
   list.dataset.querySize = `${response.query.width},${response.query.height}`;
   list.dataset.search = String(Number(list.dataset.search || 0) + 1);
@@ -481,6 +482,33 @@ function bringIntoView(element) {
   if (box.top < 0 || box.bottom > window.innerHeight) element.scrollIntoView({ block: "start" });
 }
 
+function resultsSummary(response, matches) {
+  const n = response.hits.length;
+  const where = response.query.region ? ` for region ${response.query.region.join(", ")}` : "";
+  const seconds = typeof response.seconds === "number" ? ` in ${response.seconds.toFixed(2)} s` : "";
+  if (!n) return `No results${where}.`;
+  const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "es"}`;
+  const found = matches
+    ? `${plural(matches, "match")} in the collection${where}`
+    : `No match in the collection${where}: nothing shows the same object or scene for sure`;
+  const others = n - matches;
+  const rest = others ? `${matches ? ", then" : "."} ${others} other result${others === 1 ? "" : "s"}` : "";
+  return `${found}${rest}${seconds}. Press Enter on a result to compare it with the query.`;
+}
+
+function matchesLine(matches) {
+  const line = document.createElement("li");
+  line.className = "matches-line";
+  line.setAttribute("role", "separator");
+  line.textContent = `Above: ${matches === 1 ? "the match" : "the matches"}. Below: not the same for sure.`;
+  return line;
+}
+
+function verdictText(hit) {
+  const alike = typeof hit.similarity === "number" ? ` (similarity ${hit.similarity.toFixed(2)})` : "";
+  return `${hit.verdict}${alike}`;
+}
+
 function resultCard(hit) {
   const card = document.createElement("li");
   card.className = "hit";
@@ -488,10 +516,11 @@ function resultCard(hit) {
   card.dataset.id = String(hit.id);
   card.dataset.path = hit.path;
   card.dataset.rank = String(hit.rank);
+  card.dataset.verdict = hit.verdict;
   const inliers = hit.inliers === null || hit.inliers === undefined ? "" : `, ${hit.inliers} inliers`;
   card.setAttribute(
     "aria-label",
-    `Rank ${hit.rank}: ${hit.path}, score ${formatScore(hit.score)}${inliers}. Press Enter to compare.`,
+    `Rank ${hit.rank}: ${hit.path}, ${verdictText(hit)}${inliers}. Press Enter to compare.`,
   );
 
   const thumb = document.createElement("img");
@@ -508,10 +537,13 @@ function resultCard(hit) {
   const rank = document.createElement("span");
   rank.className = "rank";
   rank.textContent = `#${hit.rank}`;
+  const verdict = document.createElement("span");
+  verdict.className = `verdict verdict-${hit.verdict}`;
+  verdict.textContent = hit.verdict;
   const score = document.createElement("span");
   score.className = "score";
-  score.textContent = `score ${formatScore(hit.score)}`;
-  top.append(rank, score);
+  score.textContent = `similarity ${formatScore(hit.similarity)}`;
+  top.append(rank, verdict, score);
   if (inliers) {
     const count = document.createElement("span");
     count.className = "inliers";
@@ -554,7 +586,7 @@ async function openCompare(hit, opener) {
   state.compareOpener = opener;
   els.compareCanvas.dataset.drawn = "false";
   const verified = hit.inliers === null || hit.inliers === undefined ? "not verified" : `${hit.inliers} inliers`;
-  els.compareCaption.textContent = `#${hit.rank} ${hit.path} — score ${formatScore(hit.score)}, ${verified}`;
+  els.compareCaption.textContent = `#${hit.rank} ${hit.path} — ${verdictText(hit)}, ${verified}`;
   if (!els.compare.open) els.compare.showModal();
   els.compareClose.focus();
   await drawCompare();
