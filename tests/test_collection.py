@@ -118,13 +118,13 @@ def test_incremental_add_change_remove_and_bad_files(demo: DemoCollection, tmp_p
     assert len(first.added) == 4 and first.generation == 1 and not first.failed
 
     again = collection.index(workers=1)
-    assert again.skipped == 4 and not again.added and again.generation == 1
+    assert again.unchanged == 4 and not again.added and again.generation == 1
 
     # copied or restored: a new modification time, the same bytes, so nothing to describe
     os.utime(root / "astronaut.jpg", ns=(1_000_000_000, 1_000_000_000))
     touched = collection.index(workers=1)
-    assert touched.skipped == 4 and not touched.updated and touched.generation == 1
-    assert collection.index(workers=1).skipped == 4  # the new time was recorded
+    assert touched.unchanged == 4 and not touched.updated and touched.generation == 1
+    assert collection.index(workers=1).unchanged == 4  # the new time was recorded
 
     shutil.copyfile(demo.root / "originals/camera.jpg", root / "new camera.jpg")
     (root / "broken.jpg").write_bytes(b"<html>not an image</html>")
@@ -154,7 +154,8 @@ def test_incremental_add_change_remove_and_bad_files(demo: DemoCollection, tmp_p
         )
         assert [r.path for r in catalog.records("failed")] == ["broken.jpg"]
     fourth = collection.index(workers=1)
-    assert fourth.skipped == 5 and [p for p, _ in fourth.failed] == ["broken.jpg"]
+    # unchanged: the 4 images already indexed; the bad file is counted failed, not unchanged
+    assert fourth.unchanged == 4 and [p for p, _ in fourth.failed] == ["broken.jpg"]
 
     # the folder moves with its index: paths are relative
     moved = tmp_path / "elsewhere, ☃"
@@ -163,7 +164,7 @@ def test_incremental_add_change_remove_and_bad_files(demo: DemoCollection, tmp_p
     assert reopened.search(demo.root / "copies/chelsea-light.jpg", k=1)[0].path == (
         "a cat, ünï.jpg"
     )
-    assert reopened.index(workers=1).skipped == 5
+    assert reopened.index(workers=1).unchanged == 4
 
 
 def test_external_index_folder_and_info(demo: DemoCollection, tmp_path: Path) -> None:
@@ -264,8 +265,8 @@ def test_a_killed_run_resumes_and_leaves_a_consistent_index(
     report = Collection.create(root).index(workers=1)
     total = len(list((demo.root / "originals").iterdir()))
     assert report.images == total
-    assert len(report.added) + report.skipped == total
-    assert report.skipped >= 4  # what the killed run made durable was kept
+    assert len(report.added) + report.unchanged == total
+    assert report.unchanged >= 4  # what the killed run made durable was kept
     with Catalog.open(index_dir, readonly=True) as catalog:
         assert catalog.shards_in_use() == set(existing_shards(index_dir / "features"))
         records = catalog.records("ok")
@@ -289,5 +290,5 @@ def test_a_model_bundle_can_be_pinned_and_survives_reopening(
     reopened = Collection.create(root)
     shutil.copyfile(demo.root / "originals/coffee.jpg", root / "coffee.jpg")
     again = reopened.index(workers=1, refit=False)
-    assert again.model.startswith("bundle") and not again.model_fitted
+    assert again.model.startswith("bundle") and not again.learned_now
     assert reopened.search(demo.root / "copies/coffee-noise.jpg", k=1)[0].path == "coffee.jpg"

@@ -57,6 +57,13 @@ class Hit:
     size: tuple[int, int] | None = None
     """The image's (width, height) as seen (EXIF orientation applied)."""
 
+    def __repr__(self) -> str:
+        """One line: rank, id, path, score and inliers (not the arrays of the match)."""
+        return (
+            f"Hit(rank={self.rank}, id={self.id}, path={self.path!r}, score={self.score:.4g}, "
+            f"inliers={self.inliers})"
+        )
+
     @property
     def abspath(self) -> Path:
         return self.root / self.path

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from lookalike import JSON_SCHEMA
 from lookalike.server.state import State
 
 router = APIRouter()
@@ -22,10 +23,12 @@ def job(state: State, job_id: str) -> dict[str, Any]:
 
 @router.get("/api/status")
 def status(state: State) -> dict[str, Any]:
-    """Image count, model, generation, last indexing run and failures."""
+    """Image count, model, generation, last indexing run and the failed files (`failed`: a
+    list of `{"path", "reason"}`, as everywhere)."""
     now = state.collection.status()
     del now["root"], now["index"]
     return {
+        "schema": JSON_SCHEMA,
         **now,
         "jobs": state.jobs.active(),
         "token_required": state.settings.token is not None,
