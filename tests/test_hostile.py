@@ -94,7 +94,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("gzip named .png", ("bad/compressed.png",), FAILED, "gzip"),
     Kind("MP4 video named .jpg", ("bad/video.jpg",), FAILED, "video"),
     Kind("random bytes named .bmp", ("bad/noise.bmp",), FAILED, "unrecognised"),
-    Kind("HEIC without a plugin", ("bad/phone.jpg",), FAILED, "HEIC"),
+    Kind("damaged HEIC named .jpg", ("bad/phone.jpg",), FAILED, "HEIC"),
     Kind("PNG bomb claiming 30000x30000", ("bad/bomb.png",), FAILED, "900 Mpx"),
     Kind("GIF bomb claiming 30000x30000", ("bad/bomb.gif",), FAILED, "900 Mpx"),
     Kind("file deleted before it is decoded", ("bad/vanishing.jpg",), FAILED, "file not found"),
