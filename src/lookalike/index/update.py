@@ -421,7 +421,8 @@ class Indexer:
             images=len(records),
             model=model.origin,
             model_id=model.id,
-            learned_now=fitted,
+            # fitted: the model changed in this run, which the generic one taken also does
+            learned_now=fitted and model.origin == "collection",
             generation=generation,
         )
 
