@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make install    create $(VENV) and install lookalike with its dev extras"
 	@echo "make demo       build the demo collection in ./demo, index it and run a query"
-	@echo "make test       run the test suite (PYTEST_ARGS='...' to pass options)"
+	@echo "make test       run the test suite (PYTEST_ARGS='...' to pass options); installs"
+	@echo "                Debian's chromium for the browser test when missing"
 	@echo "make lint       ruff check, ruff format --check, mypy src"
 	@echo "make bench      every benchmark of the checked-out code, then BENCHMARKS.md (most of a day)"
 	@echo "make bench-quick  Holidays, Corel, re-ranking, duplicates, speed (about an hour)"
@@ -37,7 +38,11 @@ demo: $(STAMP)
 	$(BIN)/lookalike demo
 
 # pytest's own exit status is kept: 5 (no tests collected) fails the target too.
+# The browser test needs Debian's Chromium: tools/ensure-chromium installs it (or says how)
+# first, unless PYTEST_ARGS leaves tests/test_browser.py out (pytest is asked what it would run).
 test: $(STAMP)
+	@if $(BIN)/python -m pytest -q --collect-only $(PYTEST_ARGS) 2>/dev/null \
+		| grep -q '^tests/test_browser\.py::'; then tools/ensure-chromium; fi
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

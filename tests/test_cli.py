@@ -3,6 +3,7 @@ typer app as a user runs it (exit codes, tables, --json and error messages)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import replace
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner, Result
 
+from lookalike import JSON_SCHEMA, __version__
 from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection, apply_transform
@@ -34,7 +36,7 @@ def _json(result: Result) -> Any:
 
 
 def _flat(text: str) -> str:
-    """Text without whitespace: rich wraps long lines at 80 columns when not on a terminal."""
+    """Text without whitespace (where only the words matter, not the layout)."""
     return "".join(text.split())
 
 
@@ -85,17 +87,20 @@ def test_index_json_then_incremental_and_plain_output(demo: DemoCollection, tmp_
     (folder / "bad.jpg").write_text("these are notes, not a photograph\n", encoding="utf-8")
 
     first = _json(_run("index", folder, "--json", "--workers", 1))
+    assert first["schema"] == JSON_SCHEMA
     assert first["index"] == str((folder / ".lookalike").resolve())
-    assert (first["added"], first["updated"], first["removed"], first["skipped"]) == (3, 0, 0, 0)
+    assert (first["added"], first["updated"], first["removed"], first["unchanged"]) == (3, 0, 0, 0)
     assert first["images"] == 3
     assert [f["path"] for f in first["failed"]] == ["bad.jpg"]
     assert "not an image" in first["failed"][0]["reason"]
-    assert first["model"] == "generic" and first["generation"] == 1
+    assert first["model"]["origin"] == "generic" and not first["model"]["learned_now"]
+    assert first["model"]["id"] == Collection.open(folder).status()["model"]["id"]
+    assert first["generation"] == 1
 
-    # nothing changed: every file is skipped (the bad one is not retried but stays reported)
+    # nothing changed: the 3 images are unchanged; the bad one is not retried but stays failed
     second = _json(_run("index", folder, "--json", "--workers", 1))
     assert (second["added"], second["updated"], second["removed"]) == (0, 0, 0)
-    assert second["skipped"] == 4
+    assert second["unchanged"] == 3
     assert second["failed"] == first["failed"]
     assert second["images"] == 3 and second["generation"] == 1
 
@@ -106,28 +111,52 @@ def test_index_json_then_incremental_and_plain_output(demo: DemoCollection, tmp_
     assert "extract" in plain.stderr  # the progress bar goes to stderr
     header = next(line for line in plain.stdout.splitlines() if line.startswith("┃"))
     assert header.split("┃")[1:-1] == [
-        f" {name} " for name in ("added", "updated", "removed", "skipped", "failed", "indexed")
+        f" {name} " for name in ("added", "updated", "removed", "unchanged", "failed", "indexed")
     ]
     rows = _table_rows(plain.stdout)
-    assert rows == [["1", "0", "0", "4", "1", "4"]], plain.stdout
-    assert _flat(f"failed bad.jpg: {first['failed'][0]['reason']}") in _flat(plain.stdout)
-    assert "model: generic; generation 2" in plain.stdout
+    assert rows == [["1", "0", "0", "3", "1", "4"]], plain.stdout
+    # one line each, however long the path and reason: stdout is not a terminal
+    assert f"failed bad.jpg: {first['failed'][0]['reason']}" in plain.stdout.splitlines()
+    assert "model: generic; generation 2, 1 images in" in plain.stdout
+    assert "learned" not in plain.stdout  # the generic model: nothing learned in this run
 
-    # info reports the same images and the failure
+    # info reports the same images and the failure, in the same JSON form
     info = _json(_run("info", folder, "--json"))
-    assert (info["images"], info["failed"]) == (4, 1)
-    assert info["failures"] == first["failed"]
+    assert info["schema"] == JSON_SCHEMA
+    assert info["images"] == 4 and info["failed"] == first["failed"]
+    assert "failures" not in info
     info_plain = _run("info", folder)
     assert info_plain.exit_code == 0
     assert ["images", "4"] in _table_rows(info_plain.stdout)
-    assert "failed bad.jpg: not an image" in info_plain.stdout
+    assert ["failed", "1"] in _table_rows(info_plain.stdout)
+    assert f"failed bad.jpg: {first['failed'][0]['reason']}" in info_plain.stdout.splitlines()
 
 
 def test_index_of_a_missing_folder_says_so(tmp_path: Path) -> None:
     missing = tmp_path / "no such folder"
     message = _failed_cleanly(_run("index", missing, "--workers", 1))
-    assert _flat(f"{missing}: not a folder") in _flat(message)
+    assert message.splitlines() == [f"error: {missing}: not a folder of images"]
     assert not missing.exists()  # nothing was created for it
+
+
+def test_index_of_a_folder_without_images_says_so_and_makes_no_index(
+    demo: DemoCollection, tmp_path: Path
+) -> None:
+    folder = tmp_path / ("a folder of notes, ünï " + "with a long name " * 8)
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("not a photograph\n", encoding="utf-8")
+    (folder / "sub" / "image.jpg.bak").write_bytes(b"\xff\xd8")
+    elsewhere = tmp_path / "index elsewhere"
+    for args in ([], ["--index", elsewhere]):
+        message = _failed_cleanly(_run("index", folder, *args, "--workers", 1))
+        (line,) = message.splitlines()  # one line: no wrapping, however long the path
+        assert line.startswith(f"error: no images found in {folder} (files ending ")
+        assert all(f"{ending}," in line for ending in (".jpg", ".png", ".heic", ".tiff"))
+        assert not (folder / ".lookalike").exists() and not elsewhere.exists()
+
+    # once there is an image, the same folder indexes
+    _copy(demo, folder, {"sub/coffee.jpg": "originals/coffee.jpg"})
+    assert _json(_run("index", folder, "--json", "--workers", 1))["added"] == 1
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -196,15 +225,39 @@ def test_rootsift_mode_asks_for_an_index_made_with_sift(
 
 
 def test_search_plain_output_lists_the_hits(
-    demo: DemoCollection, demo_collection: Collection
+    demo: DemoCollection, demo_collection: Collection, monkeypatch: Any
 ) -> None:
+    monkeypatch.chdir(demo.root.parent)  # paths are shown as opened from here
     result = _run("search", demo.root / demo.query, "--index", demo.root, "-k", 2)
     assert result.exit_code == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("┃"))
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "rank",
+        "id",
+        "score",
+        "inliers",
+        "path",
+    ]
     rows = _table_rows(result.stdout)
     assert [r[0] for r in rows] == ["1", "2"]
-    assert rows[0][-1] == demo.query  # the query file itself is indexed: it comes first
-    assert int(rows[0][2]) >= 100  # verified: with itself, every feature is an inlier
+    # the query file itself is indexed: it comes first, with its id, and a path from here
+    assert rows[0][1] == str(demo_collection.id_of(demo.query))
+    assert rows[0][-1] == str(Path(demo.root.name) / demo.query)
+    assert all((demo.root.parent / r[-1]).is_file() for r in rows)
+    assert int(rows[0][3]) >= 100  # verified: with itself, every feature is an inlier
     assert "2 hits for" in result.stdout
+
+    # --absolute: paths that open from anywhere
+    absolute = _run("search", demo.root / demo.query, "--index", demo.root, "-k", 2, "--absolute")
+    assert absolute.exit_code == 0, absolute.stderr
+    assert [r[-1] for r in _table_rows(absolute.stdout)] == [
+        str(demo.root / r[-1].split("/", 1)[1]) for r in rows
+    ]
+
+    # the id column is what `lookalike search ID` takes: the second hit's id finds it first
+    by_id = _json(_run("search", rows[1][1], "--index", demo.root, "--json", "-k", 1))
+    assert by_id["hits"][0]["id"] == int(rows[1][1])
+    assert str(Path(demo.root.name) / by_id["hits"][0]["path"]) == rows[1][-1]
 
 
 def test_search_by_indexed_id(
@@ -262,9 +315,10 @@ def test_search_and_info_without_an_index_say_to_run_index(
 
 def test_info_json_and_plain(demo: DemoCollection, demo_collection: Collection) -> None:
     data = _json(_run("info", demo.root, "--json"))
+    assert data["schema"] == JSON_SCHEMA
     assert data["index"] == str(demo_collection.index_dir)
     assert data["images"] == len(demo.images)
-    assert (data["failed"], data["failures"]) == (0, [])
+    assert data["failed"] == []
     assert data["model"]["origin"] == "generic"  # far under the images needed to learn one
     assert data["generation"] >= 1
     assert data["bytes"]["features"] > 0 and data["bytes"]["indexes"] > 0
@@ -403,18 +457,25 @@ def test_eval_groups_errors_are_messages(
     message = _failed_cleanly(_run("eval", "groups", flat))
     assert "no group folder" in message
 
-    message = _failed_cleanly(_run("eval", "groups", tmp_path / "nowhere"))
-    assert "not a folder" in message
+    # a long path: the message stays on one line (rich wrapped it at 80 columns, across
+    # "not a folder" when the temporary path was long)
+    nowhere = tmp_path / ("nowhere, " + "a long folder name " * 6)
+    message = _failed_cleanly(_run("eval", "groups", nowhere))
+    (line,) = message.splitlines()
+    assert str(nowhere) in line and "not a folder" in line
 
 
 # --- help -----------------------------------------------------------------------------------
 
 
-def test_help_describes_commands_and_options() -> None:
+def test_help_describes_commands_and_options(monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # the same layout whatever terminal runs the tests
     top = _run("--help")
     assert top.exit_code == 0
     for command in ("index", "search", "info", "eval", "demo"):
         assert command in top.stdout
+    for option in ("--version", "--install-completion", "--show-completion"):
+        assert option in top.stdout
 
     index = _run("index", "--help")
     assert index.exit_code == 0
@@ -424,7 +485,52 @@ def test_help_describes_commands_and_options() -> None:
 
     search = _run("search", "--help")
     assert search.exit_code == 0
-    assert "--mode" in search.stdout and "--json" in search.stdout
+    assert "--mode" in search.stdout and "--json" in search.stdout and "--absolute" in search.stdout
+    # the extra's name is not taken for markup; the command starts a line of its own, so that
+    # it is not cut where the column holds it (index's does at 80 columns, search's at 160)
+    assert "Needs `pip install 'lookalike[ray]'`." in index.stdout, index.stdout
+    monkeypatch.setenv("COLUMNS", "160")
+    wide = _run("search", "--help").stdout
+    assert "Needs `pip install 'lookalike[ray]'`." in wide, wide
+
+
+def _entries(help_text: str) -> dict[str, list[str]]:
+    """The Commands panel of a --help: each command's description, as its wrapped lines."""
+    panel = help_text[help_text.index("Commands") :].splitlines()[1:]
+    entries: dict[str, list[str]] = {}
+    name = ""
+    for line in panel:
+        if not line.startswith("│"):
+            break
+        cells = line[1:-1].split(maxsplit=1) if line[2] != " " else ["", line[1:-1].strip()]
+        if cells[0]:
+            name = cells[0]
+            entries[name] = []
+        entries[name].append(cells[-1].strip())
+    return entries
+
+
+def test_help_lists_commands_wrapped_only_where_a_line_is_full(monkeypatch: Any) -> None:
+    """A description breaks only where the next word does not fit, never where the docstring
+    had a line break (typer kept those in the list of commands)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    text = _run("--help").stdout
+    entries = _entries(text)
+    assert {"index", "check", "train", "search", "dedup", "shard", "info", "serve"} <= set(entries)
+    panel_line = next(line for line in text.splitlines() if line.startswith("│ check"))
+    width = len(panel_line) - panel_line.index("Check") - 2  # the description column
+    for name, lines in entries.items():
+        for line, following in itertools.pairwise(lines):
+            assert len(line) + 1 + len(following.split()[0]) > width, (name, lines)
+    assert " ".join(entries["check"]).startswith("Check an index for damaged files (catalog,")
+    assert "model, the generation searches read):" in " ".join(entries["check"])
+
+
+def test_version() -> None:
+    result = _run("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"lookalike {__version__}\n"
+    assert __version__.count(".") == 2 and all(p.isdigit() for p in __version__.split("."))
 
 
 def test_demo_command_builds_indexes_and_checks_the_sample(tmp_path: Path) -> None:
@@ -452,7 +558,7 @@ def test_train_in_place_then_index_uses_the_trained_network(
     indexed = runner.invoke(app, ["index", str(root), "--json", "-q", "--workers", "1"])
     assert indexed.exit_code == 0, indexed.output
     report = json.loads(indexed.output)
-    assert report["model"].startswith("bundle") and report["images"] == 4
+    assert report["model"]["origin"].startswith("bundle") and report["images"] == 4
     found = runner.invoke(
         app, ["search", str(demo.root / "copies/coffee-noise.jpg"), "--index", str(root), "--json"]
     )
@@ -475,7 +581,7 @@ def test_train_given_an_index_folder_learns_from_its_collection(
     assert summary["images"] == 4 and summary["in_place"]
     assert Path(summary["bundle"]) == index_dir.resolve() / "trained"
     indexed = runner.invoke(app, [*args, "--json"])
-    assert json.loads(indexed.output)["model"].startswith("bundle")
+    assert json.loads(indexed.output)["model"]["origin"].startswith("bundle")
 
 
 def test_train_refuses_a_bad_start(tmp_path: Path) -> None:

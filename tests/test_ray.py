@@ -276,7 +276,8 @@ def test_index_on_ray_matches_a_single_process_run(
     finally:
         (small_demo.root / "copy of a query.jpg").unlink()
     assert again.added == ["copy of a query.jpg"]
-    assert again.skipped == len(rows)
+    assert again.unchanged == sum(r["status"] == "ok" for r in rows.values())
+    assert [p for p, _ in again.failed] == ["broken, really.jpg"]  # still reported, not retried
 
 
 def test_a_killed_run_on_ray_resumes_and_leaves_a_consistent_index(
@@ -318,9 +319,10 @@ def test_a_killed_run_on_ray_resumes_and_leaves_a_consistent_index(
 
     report = Collection.open(index_dir).index(ray=ray_address)
     assert report.images == len(small_demo.images)
-    assert report.skipped >= durable  # what the killed run made durable was kept
-    # every image once, and the file that is not one, whose failure the first run kept
-    assert len(report.added) + report.skipped == len(small_demo.images) + 1
+    assert report.unchanged >= durable  # what the killed run made durable was kept
+    # every image once; the file that is not one is reported failed (by this run or the first)
+    assert len(report.added) + report.unchanged == len(small_demo.images)
+    assert [p for p, _ in report.failed] == ["broken, really.jpg"]
     with Catalog.open(index_dir, readonly=True) as catalog:
         assert catalog.shards_in_use() == set(existing_shards(index_dir / "features"))
         records = catalog.records("ok")

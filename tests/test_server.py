@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import local_client, write_tiny_folder
+from lookalike import JSON_SCHEMA
 from lookalike.catalog.lock import writer_lock
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
@@ -70,6 +71,7 @@ def test_an_uploaded_photo_finds_its_own_first_with_the_matched_points(
     response = search(client, a_new_photo_of(demo), k=5)
     assert response.status_code == 200, response.text
     body = response.json()
+    assert body["schema"] == JSON_SCHEMA
     assert body["query"]["region"] is None and body["query"]["width"] > 0
     first = body["hits"][0]
     assert first["rank"] == 1 and len(body["hits"]) == 5
@@ -95,6 +97,7 @@ def test_a_region_is_searched_alone(client: TestClient, demo: DemoCollection) ->
 
 def test_an_indexed_image_is_searched_by_id(client: TestClient) -> None:
     listed = client.get("/api/images", params={"limit": 500}).json()
+    assert listed["schema"] == JSON_SCHEMA
     ids = {image["path"]: image["id"] for image in listed["images"]}
     assert listed["total"] == len(ids)
     body = search(client, id=ids[ORIGINAL], k=3).json()
@@ -351,7 +354,8 @@ def test_a_running_app_keeps_torch_and_blas_to_one_thread_and_restores_them(
 def test_status_docs_and_page(client: TestClient) -> None:
     status = client.get("/api/status").json()
     assert status["images"] > 0 and status["generation"] >= 1 and status["model"]["id"]
-    assert {"failed", "failures", "last_run", "jobs", "max_upload_bytes"} <= set(status)
+    assert {"failed", "last_run", "jobs", "max_upload_bytes"} <= set(status)
+    assert status["schema"] == JSON_SCHEMA and status["failed"] == []  # {"path", "reason"} each
     assert "root" not in status and "index" not in status
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]

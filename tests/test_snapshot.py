@@ -107,7 +107,7 @@ def test_a_generation_of_another_manifest_version_is_built_again(
     layout = IndexLayout(collection.index_dir)
     shards = shard_numbers(layout.features)
     report = Collection.open(collection.root).index(workers=1)
-    assert (report.added, report.updated, report.skipped) == ([], [], len(before))
+    assert (report.added, report.updated, report.unchanged) == ([], [], len(before))
     assert shard_numbers(layout.features) == shards  # no image described again
     assert report.generation == manifest.generation + 1
     rebuilt = Manifest.read(layout.generation(report.generation))

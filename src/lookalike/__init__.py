@@ -10,7 +10,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Collection", "Hit", "IndexReport", "Settings", "__version__"]
+JSON_SCHEMA = 1
+"""Version of the JSON that the CLI's --json, the HTTP API and the reports' `as_dict` give: the
+`"schema"` field of each answer. Raised when a field is renamed or changes meaning."""
+__all__ = ["JSON_SCHEMA", "Collection", "Hit", "IndexReport", "Settings", "__version__"]
 
 logging.getLogger("lookalike").addHandler(logging.NullHandler())
 

@@ -65,6 +65,20 @@ class Collection(SearchFacade):
         self._generations = Generations(index_dir, root)
         self._extractor: Extractor | None = None
 
+    def __len__(self) -> int:
+        """The number of indexed images (0 before the first index run)."""
+        if not IndexLayout(self.index_dir).catalog.is_file():
+            return 0
+        with Catalog.open(self.index_dir, readonly=True) as catalog:
+            return catalog.count("ok")
+
+    def __bool__(self) -> bool:
+        """Always true: a collection is an object, not a container that is false when empty."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"Collection({str(self.root)!r}, images={len(self)})"
+
     # --- opening --------------------------------------------------------------------------
 
     @classmethod
@@ -217,9 +231,12 @@ class Collection(SearchFacade):
     # --- information ----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Counts, failures, generation, last run and model: `info` without the disk sizes."""
+        """Counts, failures, generation, last run and model: `info` without the disk sizes.
+
+        `failed`: each file that could not be indexed, `{"path", "reason"}`; `model`: its `id`,
+        `origin` and dimensions (None before the first index run)."""
         with Catalog.open(self.index_dir, readonly=True) as catalog:
-            ok, failed = catalog.count("ok"), catalog.count("failed")
+            ok = catalog.count("ok")
             generation = catalog.generation
             last_run = catalog.get_meta("last_run")
             failures = [(r.path, r.error) for r in catalog.records("failed")]
@@ -228,8 +245,7 @@ class Collection(SearchFacade):
             "root": str(self.root),
             "index": str(self.index_dir),
             "images": ok,
-            "failed": failed,
-            "failures": [{"path": p, "reason": r} for p, r in failures],
+            "failed": [{"path": p, "reason": r} for p, r in failures],
             "generation": generation,
             "last_run": last_run,
             "model": None if model is None else _model_info(model),

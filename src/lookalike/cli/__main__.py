@@ -2,4 +2,4 @@
 
 from lookalike.cli import app
 
-app()
+app(prog_name="lookalike")

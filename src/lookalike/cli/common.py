@@ -3,12 +3,14 @@ index a command names, the options several commands take, and the table of hits.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,8 +32,27 @@ from lookalike.catalog import CatalogError
 if TYPE_CHECKING:
     from lookalike.collection import Collection, Hit
 
+WIDE = 10000
+"""Columns of a console that is not a terminal (a pipe, a file, a test): wide enough that no
+message or table row wraps mid-phrase. COLUMNS, when set, wins."""
+
 out = Console()
 err = Console(stderr=True)
+
+
+def fit_consoles() -> None:
+    """Give `out` and `err` `WIDE` columns when they do not write to a terminal and COLUMNS is
+    not set (rich's own width otherwise). Run by every command: what stdout is can change
+    between import and run (a test runner captures it)."""
+    if os.environ.get("COLUMNS"):
+        return
+    for console in (out, err):
+        if not console.is_terminal:
+            console.width = WIDE
+
+
+fit_consoles()
+
 
 IndexOpt = Annotated[
     Path | None,
@@ -46,6 +67,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 WorkersOpt = Annotated[
     int, typer.Option("--workers", "-w", help="Extraction processes (0: one per core, up to 4).")
 ]
+AbsoluteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--absolute",
+        help="Show absolute paths (default: relative to the current folder, as you would open "
+        "them from here).",
+    ),
+]
 ShardsDirOpt = Annotated[
     Path | None,
     typer.Option(
@@ -57,18 +86,40 @@ ShardsDirOpt = Annotated[
 
 
 def setup_logging(verbose: bool) -> None:
-    """Log to stderr through rich: DEBUG with `verbose`, INFO otherwise; FAISS only warns."""
+    """Log to stderr through rich: DEBUG with `verbose`, INFO otherwise; FAISS only warns.
+
+    On a terminal through `err`, so that records print above the progress bar; elsewhere
+    through a console of rich's default width, since rich pads each record to the width."""
+    console = err if err.is_terminal else Console(stderr=True)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+        handlers=[RichHandler(console=console, show_time=False, show_path=False)],
     )
     logging.getLogger("faiss").setLevel(logging.WARNING)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from lookalike import __version__
+
+        out.print(f"lookalike {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print lookalike's version and exit.",
+        ),
+    ] = False,
 ) -> None:
+    fit_consoles()
     setup_logging(verbose)
 
 
@@ -110,16 +161,48 @@ def progress_bar(enabled: bool) -> Iterator[Bar | None]:
         yield Bar(progress)
 
 
+def rounded(data: Any, digits: int = 6) -> Any:
+    """`data` with every float rounded to `digits` decimals, at any depth (dicts, lists)."""
+    if isinstance(data, float):
+        return round(data, digits)
+    if isinstance(data, dict):
+        return {k: rounded(v, digits) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [rounded(v, digits) for v in data]
+    return data
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """Print a command's --json answer: `"schema"` (`lookalike.JSON_SCHEMA`) first, then
+    `data`, floats rounded to 6 decimals."""
+    from lookalike import JSON_SCHEMA
+
+    out.print_json(json.dumps({"schema": JSON_SCHEMA, **rounded(data)}))
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `error: message` on stderr and return the exit to raise."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
-def hits_table(title: str, hits: Sequence[Hit]) -> Table:
-    """Rank, verdict, similarity, inliers (when any hit was verified) and path of each hit."""
-    table = Table(title=title)
+def shown_path(path: Path, absolute: bool) -> str:
+    """`path` (absolute) as a user opens it from the current folder: relative to it, or
+    absolute with `absolute` (or when no relative path leads there, as on another drive)."""
+    if absolute:
+        return str(path)
+    try:
+        return os.path.relpath(path, Path.cwd())
+    except ValueError:
+        return str(path)
+
+
+def hits_table(title: str, hits: Sequence[Hit], absolute: bool = False) -> Table:
+    """Rank, id (to search by), verdict, similarity, inliers (when any hit was verified) and
+    path of each hit, relative to the current folder (absolute with `absolute`)."""
+    table = Table(title=escape(title))
     table.add_column("rank", justify="right")
+    table.add_column("id", justify="right")
     table.add_column("verdict")
     table.add_column("similarity", justify="right")
     verified = any(h.inliers is not None for h in hits)
@@ -130,7 +213,8 @@ def hits_table(title: str, hits: Sequence[Hit]) -> Table:
         middle = [] if not verified else ["" if h.inliers is None else str(h.inliers)]
         alike = "" if h.similarity is None else f"{h.similarity:.3f}"
         shown = f"[bold green]{h.verdict}[/]" if h.verdict == "match" else h.verdict
-        table.add_row(str(h.rank), shown, alike, *middle, escape(h.path))
+        path = escape(shown_path(h.abspath, absolute))
+        table.add_row(str(h.rank), str(h.id), shown, alike, *middle, path)
     return table
 
 

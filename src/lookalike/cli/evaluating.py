@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 import typer
 from rich.table import Table
 
-from lookalike.cli.common import JsonOpt, WorkersOpt, fail, out, progress_bar
+from lookalike.cli.common import JsonOpt, WorkersOpt, fail, out, print_json, progress_bar
 
 if TYPE_CHECKING:
     from lookalike.evaluate.datasets import RetrievalSet
@@ -92,7 +92,7 @@ OutOpt = Annotated[
 
 def _print_eval(result: EvalResult, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps(result.as_dict()))
+        print_json(result.as_dict())
         return
     splits = [
         s for s in ("validation", "test") if any(s in m.reports for m in result.modes.values())
@@ -359,7 +359,7 @@ def eval_robustness(
         )
     written = [] if plots is None else plot_families(result, plots)
     if as_json:
-        out.print_json(json.dumps({**result.as_dict(), "plots": [str(p) for p in written]}))
+        print_json({**result.as_dict(), "plots": [str(p) for p in written]})
         return
     _print_robustness(result, tuple(FAMILIES))
     for path in written:

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lookalike.catalog import CatalogError
-from lookalike.cli.common import JsonOpt, QuietOpt, WorkersOpt, fail, out, progress_bar
+from lookalike.cli.common import JsonOpt, QuietOpt, WorkersOpt, fail, out, print_json, progress_bar
 from lookalike.settings import PRESETS, Settings
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def index(
             "--ray",
             help="Describe the images on the Ray cluster at this address (HOST:PORT, or auto "
             "on a node of it), --workers actors (0: one per CPU there); FOLDER must be at the "
-            "same path on every node. Needs `pip install 'lookalike[ray]'`.",
+            "same path on every node.\n\nNeeds `pip install 'lookalike\\[ray]'`.",
         ),
     ] = None,
 ) -> None:
@@ -66,6 +66,7 @@ def index(
         if preset not in PRESETS:
             raise fail(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
         settings = PRESETS[preset]
+    _refuse_a_new_index_without_images(folder, index)
     try:
         collection = Collection.create(folder, index=index, settings=settings, model=model)
         if sift is not None and sift != collection.settings.sift.enabled:
@@ -80,33 +81,57 @@ def index(
             raise
         raise fail(escape(str(exc))) from exc
     if as_json:
-        out.print_json(json.dumps({"index": str(collection.index_dir), **report.as_dict()}))
+        print_json({"index": str(collection.index_dir), **report.as_dict()})
         return
     _print_report(collection.root, report)
 
 
+def _refuse_a_new_index_without_images(folder: Path, index: Path | None) -> None:
+    """Exit with a message when FOLDER holds no image file and has no index yet: before any
+    index folder is made for it. (A folder whose images were all deleted is indexed: its
+    index is emptied.)"""
+    # lazy: images imports numpy and PIL, too slow for `--help`
+    from lookalike.images import IMAGE_EXTENSIONS, find_images
+    from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
+
+    root = folder.expanduser()
+    if not root.is_dir():
+        return  # Collection.create says it is not a folder
+    index_dir = index.expanduser() if index is not None else root / INDEX_DIR_NAME
+    if IndexLayout(index_dir).catalog.is_file() or find_images(root):
+        return
+    endings = ", ".join(sorted(IMAGE_EXTENSIONS))
+    raise fail(
+        f"no images found in {escape(str(folder))} (files ending {endings}, in any case, in it "
+        "or its subfolders): nothing to index"
+    )
+
+
 def _print_report(root: Path, report: IndexReport) -> None:
-    table = Table(title=f"{root}", show_header=True)
-    for name in ("added", "updated", "removed", "skipped", "failed", "indexed"):
+    table = Table(title=escape(str(root)), show_header=True)
+    for name in ("added", "updated", "removed", "unchanged", "failed", "indexed"):
         table.add_column(name, justify="right")
     table.add_row(
         str(len(report.added)),
         str(len(report.updated)),
         str(len(report.removed)),
-        str(report.skipped),
+        str(report.unchanged),
         str(len(report.failed)),
         str(report.images),
     )
     out.print(table)
     for path, reason in report.failed:
-        out.print(f"[yellow]failed[/yellow] {path}: {reason}")
+        out.print(f"[yellow]failed[/yellow] {escape(path)}: {escape(reason)}")
     rate = (
         f", {len(report.added) + len(report.updated)} images in {report.seconds:.1f} s"
         if report.added or report.updated
         else ""
     )
-    fitted = " (fitted now)" if report.model_fitted else ""
-    out.print(f"model: {report.model}{fitted}; generation {report.generation}{rate}")
+    learned = " (learned from the collection in this run)" if report.learned_now else ""
+    out.print(
+        f"model: {escape(report.model)}{learned}; generation {report.generation}{rate}",
+        highlight=False,
+    )
 
 
 def train(
@@ -151,7 +176,7 @@ def train(
         except ValueError as exc:  # too few images to train on, or to describe for the bundle
             raise fail(str(exc)) from exc
     if as_json:
-        out.print_json(json.dumps(result.as_dict()))
+        print_json(result.as_dict())
         return
     out.print(f"model bundle: {result.bundle} ({result.model_id})")
     if result.in_place:
@@ -218,15 +243,13 @@ def check(
             raise fail(str(exc)) from exc
     left = [] if report is not None else damages
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "index": str(index_dir),
-                    "damaged": [d.as_dict() for d in damages],
-                    "repaired": done,
-                    "generation": None if report is None else report.generation,
-                }
-            )
+        print_json(
+            {
+                "index": str(index_dir),
+                "damaged": [d.as_dict() for d in damages],
+                "repaired": done,
+                "generation": None if report is None else report.generation,
+            }
         )
     else:
         for d in damages:

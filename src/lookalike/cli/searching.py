@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from lookalike.catalog import CatalogError
 from lookalike.cli.common import (
+    AbsoluteOpt,
     IndexOpt,
     JsonOpt,
     QuietOpt,
@@ -21,7 +21,9 @@ from lookalike.cli.common import (
     hits_table,
     open_collection,
     out,
+    print_json,
     progress_bar,
+    shown_path,
 )
 from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
 
@@ -108,7 +110,7 @@ def search(
         typer.Option(
             "--ray",
             help="Search through --shards actors on the Ray cluster at this address (HOST:PORT "
-            "or auto): the same hits as unsharded. Needs `pip install 'lookalike[ray]'`.",
+            "or auto): the same hits as unsharded.\n\nNeeds `pip install 'lookalike\\[ray]'`.",
         ),
     ] = None,
     shards: Annotated[
@@ -123,6 +125,7 @@ def search(
     shard_cpus: Annotated[
         float, typer.Option(help="With --ray: CPUs each shard actor reserves.", min=0.0)
     ] = 1.0,
+    absolute: AbsoluteOpt = False,
 ) -> None:
     """Find the images most like QUERY (or a region of it)."""
     # lazy: images and region import numpy (0.2 s), too slow for `--help`
@@ -169,24 +172,22 @@ def search(
     except (CatalogError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "query": query,
-                    "mode": mode,
-                    "fuse": list(fused or ()),
-                    "region": None if box is None else list(box),
-                    "root": str(collection.root),
-                    "seconds": round(seconds, 4),
-                    "hits": [h.as_dict() for h in hits],
-                    "explanations": [str(p) for p in written],
-                }
-            )
+        print_json(
+            {
+                "query": query,
+                "mode": mode,
+                "fuse": list(fused or ()),
+                "region": None if box is None else list(box),
+                "root": str(collection.root),
+                "seconds": round(seconds, 4),
+                "hits": [h.as_dict() for h in hits],
+                "explanations": [str(p) for p in written],
+            }
         )
         return
     used = "" if mode is None else f"{mode}, "
     title = f"{len(hits)} hits for {query} ({used}{seconds * 1000:.0f} ms)"
-    out.print(hits_table(title, hits))
+    out.print(hits_table(title, hits, absolute))
     if not any(h.verdict == "match" for h in hits):
         out.print("no match in the collection: nothing shows the same object or scene for sure")
     if written:
@@ -249,6 +250,7 @@ def dedup(
     ] = True,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    absolute: AbsoluteOpt = False,
 ) -> None:
     """List groups of exact copies (same bytes) and near duplicates (resized, recompressed,
     cropped, rotated, mirrored, recoloured copies) in a collection. Compares each image with
@@ -270,27 +272,28 @@ def dedup(
     except (FileNotFoundError, CatalogError, ValueError) as exc:
         raise fail(str(exc)) from exc
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "root": str(collection.root),
-                    "threshold": threshold,
-                    "groups": [g.as_dict() for g in groups],
-                }
-            )
+        print_json(
+            {
+                "root": str(collection.root),
+                "threshold": threshold,
+                "groups": [g.as_dict() for g in groups],
+            }
         )
         return
     if not groups:
         out.print(f"no duplicates in {collection.root}")
         return
-    table = Table(title=f"{len(groups)} groups of duplicates in {collection.root}")
+    table = Table(title=escape(f"{len(groups)} groups of duplicates in {collection.root}"))
     table.add_column("group", justify="right")
     table.add_column("kind")
     table.add_column("inliers", justify="right")
+    table.add_column("id", justify="right")
     table.add_column("images")
     for number, group in enumerate(groups, start=1):
         inliers = "" if group.inliers is None else str(group.inliers)
-        table.add_row(str(number), group.kind, inliers, "\n".join(group.paths))
+        paths = [escape(shown_path(collection.root / p, absolute)) for p in group.paths]
+        ids = "\n".join(str(i) for i in group.ids)
+        table.add_row(str(number), group.kind, inliers, ids, "\n".join(paths))
     out.print(table)
 
 
@@ -315,16 +318,14 @@ def shard(
         for i in range(shard_set.n)
     ]
     if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "folder": str(shard_set.folder),
-                    "generation": shard_set.generation,
-                    "asmk_index": shard_set.asmk_kind,
-                    "candidates": shard_set.candidates,
-                    "shards": parts,
-                }
-            )
+        print_json(
+            {
+                "folder": str(shard_set.folder),
+                "generation": shard_set.generation,
+                "asmk_index": shard_set.asmk_kind,
+                "candidates": shard_set.candidates,
+                "shards": parts,
+            }
         )
         return
     out.print(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lookalike.catalog import CatalogError
-from lookalike.cli.common import JsonOpt, err, fail, open_collection, out
+from lookalike.cli.common import JsonOpt, err, fail, open_collection, out, print_json
 from lookalike.images import DEFAULT_MAX_PIXELS
 
 
@@ -26,12 +26,12 @@ def info(
     except CatalogError as exc:
         raise fail(str(exc)) from exc
     if as_json:
-        out.print_json(json.dumps(data))
+        print_json(data)
         return
     table = Table(show_header=False, title=str(collection.root))
     table.add_row("index", data["index"])
     table.add_row("images", str(data["images"]))
-    table.add_row("failed", str(data["failed"]))
+    table.add_row("failed", str(len(data["failed"])))
     table.add_row("generation", str(data["generation"]))
     table.add_row("last run", str(data["last_run"]))
     if data["model"]:
@@ -45,8 +45,8 @@ def info(
         per = data["bytes_per_image"][part]
         table.add_row(f"bytes: {part}", f"{value / 1e6:.1f} MB ({per / 1e3:.1f} kB/image)")
     out.print(table)
-    for failure in data["failures"]:
-        out.print(f"[yellow]failed[/yellow] {failure['path']}: {failure['reason']}")
+    for failure in data["failed"]:
+        out.print(f"[yellow]failed[/yellow] {escape(failure['path'])}: {escape(failure['reason'])}")
     if data["generation"] and not data["up_to_date"]:
         out.print(
             "[yellow]behind[/yellow] searches read an index that does not yet hold the last "

@@ -16,7 +16,7 @@ from lookalike.images.reasons import os_reason
 logger = logging.getLogger("lookalike")
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 )
 """File name extensions (lower case, with the dot) that :func:`find_images` lists."""
 

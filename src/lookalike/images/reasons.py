@@ -13,6 +13,8 @@ _HEIF_BRANDS = frozenset(
     {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 )
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
+HEIF_DAMAGED = "corrupt or truncated HEIC/HEIF file"
+"""The reason for a HEIC/HEIF file that the HEIF plugin cannot identify or decode."""
 _VIDEO_BRANDS = frozenset(
     {b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"qt  ", b"M4V ", b"3gp4", b"3gp5", b"dash"}
 )
@@ -38,6 +40,8 @@ def failure_reason(e: Exception, fmt: str, part: str = "data") -> str:
     lowered = message.lower()
     if isinstance(e, MemoryError):
         return f"out of memory decoding the {fmt} data"
+    if fmt == "HEIF":  # libheif's messages name boxes (iloc, ipma...), not what went wrong
+        return HEIF_DAMAGED
     if isinstance(e, EOFError) or "truncated" in lowered or "premature end" in lowered:
         return f"truncated {fmt} {part}"
     if "crc" in lowered or "checksum" in lowered:
@@ -64,13 +68,14 @@ def magic_format(head: bytes) -> str | None:
     return None
 
 
-def unidentified_reason(head: bytes) -> str:
-    """Why Pillow could not identify a file, judged from its first bytes."""
+def unidentified_reason(head: bytes, *, heif: bool = True) -> str:
+    """Why Pillow could not identify a file, judged from its first bytes; `heif`: whether the
+    HEIF plugin (pillow-heif) is registered."""
     fmt = magic_format(head)
     if fmt is not None:
         return f"corrupt or truncated {fmt} header"
     if head[4:8] == b"ftyp":
-        return _iso_media_reason(head)
+        return _iso_media_reason(head, heif)
     reason = _other_format_reason(head)
     if reason is not None:
         return reason
@@ -80,12 +85,12 @@ def unidentified_reason(head: bytes) -> str:
     return f"not an image file (unrecognised format, starts with {head[:8].hex(' ')})"
 
 
-def _iso_media_reason(head: bytes) -> str:
+def _iso_media_reason(head: bytes, heif: bool) -> str:
     """Why an ISO media file (``ftyp`` box: HEIF, AVIF, CR3, MP4...) cannot be read."""
     box_end = min(int.from_bytes(head[:4], "big"), len(head))
     brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
     if brands & _HEIF_BRANDS:
-        return "HEIC/HEIF is not supported (install pillow-heif)"
+        return HEIF_DAMAGED if heif else "HEIC/HEIF is not supported (install pillow-heif)"
     if brands & _AVIF_BRANDS:
         return "AVIF is not supported by this Pillow build"
     if head[8:12] == b"crx ":

@@ -40,33 +40,40 @@ ProgressCallback = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class IndexReport:
-    """What an index run did."""
+    """What an index run did.
+
+    `unchanged`: images already indexed and not described again (unchanged files that failed
+    before are in `failed` instead, with their reason). `model`: where the model comes from
+    (generic, learned, bundle ...), `model_id` its id, `learned_now` whether this run learned
+    it from the collection.
+    """
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    skipped: int = 0
+    unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     images: int = 0
     model: str = ""
-    model_fitted: bool = False
+    model_id: str = ""
+    learned_now: bool = False
     generation: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON gives it everywhere (CLI `index --json`, the server's job)."""
         return {
             "added": len(self.added),
             "updated": len(self.updated),
             "removed": len(self.removed),
-            "skipped": self.skipped,
+            "unchanged": self.unchanged,
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "images": self.images,
-            "model": self.model,
-            "model_fitted": self.model_fitted,
+            "model": {"id": self.model_id, "origin": self.model, "learned_now": self.learned_now},
             "generation": self.generation,
-            "seconds": round(self.seconds, 3),
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "seconds": round(self.seconds, 6),
+            "timings": {k: round(v, 6) for k, v in self.timings.items()},
         }
 
 
@@ -409,11 +416,13 @@ class Indexer:
             added=[p for p in plan.new if p not in failed_paths],
             updated=[p for p in sorted(redone) if p not in failed_paths],
             removed=plan.removed,
-            skipped=len(unchanged - redone),
+            unchanged=len(unchanged - redone - {p for p, _ in unchanged_failed}),
             failed=[(f.path, f.error or "") for f in failures] + unchanged_failed + scan.unstorable,
             images=len(records),
             model=model.origin,
-            model_fitted=fitted,
+            model_id=model.id,
+            # fitted: the model changed in this run, which the generic one taken also does
+            learned_now=fitted and model.origin == "collection",
             generation=generation,
         )
 

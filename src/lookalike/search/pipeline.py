@@ -68,6 +68,15 @@ class Hit:
     verdict: str = "similar"
     """'match' (the same object or scene, verified), 'similar' or 'none'."""
 
+    def __repr__(self) -> str:
+        """One line: rank, id, path, verdict, similarity, score and inliers (not the arrays
+        of the match)."""
+        alike = None if self.similarity is None else round(self.similarity, 3)
+        return (
+            f"Hit(rank={self.rank}, id={self.id}, path={self.path!r}, verdict={self.verdict!r}, "
+            f"similarity={alike}, score={self.score:.4g}, inliers={self.inliers})"
+        )
+
     @property
     def abspath(self) -> Path:
         return self.root / self.path

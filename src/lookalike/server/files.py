@@ -27,6 +27,7 @@ EXTENSION_OF = {
     "GIF": ".gif",
     "TIFF": ".tif",
     "BMP": ".bmp",
+    "HEIF": ".heic",
 }
 """Formats taken as uploads (sniffed from the content) and the extension each is saved with."""
 MEDIA_TYPES = {
@@ -38,6 +39,8 @@ MEDIA_TYPES = {
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
     ".bmp": "image/bmp",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
 }
 
 

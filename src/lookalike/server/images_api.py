@@ -11,6 +11,7 @@ import anyio
 from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from lookalike import JSON_SCHEMA
 from lookalike.catalog import CatalogError, ImageRecord
 from lookalike.collection import Collection
 from lookalike.images import ImageError
@@ -60,6 +61,7 @@ def list_images(state: State, offset: int = 0, limit: int = 100) -> dict[str, An
         raise state.unavailable(e) from e
     page = images[max(0, offset) : max(0, offset) + min(max(1, limit), MAX_PAGE)]
     return {
+        "schema": JSON_SCHEMA,
         "total": len(images),
         "images": [
             {"id": i, "path": p, "image_url": f"/api/images/{i}", "thumb_url": thumb_url(i)}

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from lookalike import JSON_SCHEMA
 from lookalike.server.schemas import JobBody, StatusBody, errors
 from lookalike.server.state import State
 
@@ -23,11 +24,13 @@ def job(state: State, job_id: str) -> dict[str, Any]:
 
 @router.get("/api/status", response_model=StatusBody, responses=errors(503))
 def status(state: State) -> dict[str, Any]:
-    """Image count, model, generation, last indexing run and failures; while the collection's
-    first index is being made, how far it has got (`indexing`)."""
+    """Image count, model, generation, last indexing run, the failed files (`failed`: a list
+    of `{"path", "reason"}`, as everywhere) and, while the collection's first index is being
+    made, how far it has got (`indexing`)."""
     now = state.collection.status()
     del now["root"], now["index"]
     return {
+        "schema": JSON_SCHEMA,
         **now,
         "indexing": state.indexing(now["generation"]),
         "jobs": state.jobs.active(),

@@ -161,9 +161,9 @@ class Indexing(BaseModel):
 
 
 class StatusBody(BaseModel):
+    schema_: int = Field(alias="schema", description="version of the JSON layout")
     images: int = Field(description="searchable images")
-    failed: int
-    failures: list[Failure]
+    failed: list[Failure] = Field(description="files that could not be indexed, and why")
     generation: int = Field(description="0 while there is no index yet")
     last_run: str | None
     model: dict[str, Any] | None

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
+from lookalike import JSON_SCHEMA
 from lookalike.catalog import CatalogError
 from lookalike.collection import Collection, Hit, SearchResult
 from lookalike.images import ImageError
@@ -74,6 +75,7 @@ async def search(
     # plain JSON: FastAPI's generic encoder takes ~10 ms over the matched points
     return JSONResponse(
         {
+            "schema": JSON_SCHEMA,
             "query": {
                 "width": result.query_size[0],
                 "height": result.query_size[1],

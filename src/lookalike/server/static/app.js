@@ -128,7 +128,7 @@ async function refreshStatus() {
       `generation ${status.generation}`,
       `model ${describeModel(status.model)}`,
     ];
-    if (status.failed) parts.push(`${status.failed} failed`);
+    if (status.failed.length) parts.push(`${status.failed.length} failed`);
     els.status.textContent = parts.join(" · ");
     if (status.token_required) els.tokenRow.hidden = false;
     showIndexing(status.indexing);

@@ -1,0 +1,5 @@
+"""`python -m lookalike`: the `lookalike` command."""
+
+from lookalike.cli import app
+
+app(prog_name="lookalike")
