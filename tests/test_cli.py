@@ -234,7 +234,8 @@ def test_search_plain_output_lists_the_hits(
     assert [c.strip() for c in header.split("┃")[1:-1]] == [
         "rank",
         "id",
-        "score",
+        "verdict",
+        "similarity",
         "inliers",
         "path",
     ]

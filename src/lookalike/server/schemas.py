@@ -7,7 +7,7 @@ validating every answer, see `search_api`); tests check real answers against the
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -108,7 +108,13 @@ class HitBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+SchemaVersion = Annotated[
+    int, Field(alias="schema", description="version of the JSON layout (lookalike.JSON_SCHEMA)")
+]
+
+
 class SearchBody(BaseModel):
+    schema_: SchemaVersion
     query: QueryBody
     generation: int = Field(description="the index generation searched")
     seconds: float
@@ -126,6 +132,7 @@ class ImageEntry(BaseModel):
 
 
 class ImagesPage(BaseModel):
+    schema_: SchemaVersion
     total: int = Field(description="searchable images in all")
     images: list[ImageEntry]
 
@@ -161,7 +168,7 @@ class Indexing(BaseModel):
 
 
 class StatusBody(BaseModel):
-    schema_: int = Field(alias="schema", description="version of the JSON layout")
+    schema_: SchemaVersion
     images: int = Field(description="searchable images")
     failed: list[Failure] = Field(description="files that could not be indexed, and why")
     generation: int = Field(description="0 while there is no index yet")
