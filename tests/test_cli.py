@@ -245,7 +245,8 @@ def test_search_plain_output_lists_the_hits(
     assert rows[0][1] == str(demo_collection.id_of(demo.query))
     assert rows[0][-1] == str(Path(demo.root.name) / demo.query)
     assert all((demo.root.parent / r[-1]).is_file() for r in rows)
-    assert int(rows[0][3]) >= 100  # verified: with itself, every feature is an inlier
+    assert rows[0][2] == "match" and float(rows[0][3]) >= 0.5
+    assert int(rows[0][4]) >= 100  # verified: with itself, every feature is an inlier
     assert "2 hits for" in result.stdout
 
     # --absolute: paths that open from anywhere
