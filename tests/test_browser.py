@@ -152,7 +152,7 @@ def test_web_page_searches_compares_and_adapts(
     query, (seen_w, seen_h) = make_query(demo, tmp_path)
 
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(sync_api, p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
@@ -523,7 +523,7 @@ def test_page_draws_the_line_after_the_matches_and_says_when_there_is_none(
     stranger = tmp_path / "brick wall.png"
     Image.fromarray(np.stack([data.brick()] * 3, axis=-1)).save(stranger)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch(sync_api, p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(server_url + "/")

@@ -162,6 +162,13 @@ VERDICTS = ("none", "similar", "match")
 'similar' (first-stage evidence only: a look-alike), 'none' (no evidence of either)."""
 
 
+def check_verdict(name: str) -> str:
+    """`name` if it is a verdict, else ValueError naming the allowed ones."""
+    if name not in VERDICTS:
+        raise ValueError(f"unknown verdict {name!r}; allowed: {', '.join(VERDICTS)}")
+    return name
+
+
 @dataclass(frozen=True)
 class VerdictSettings:
     """How a hit's evidence becomes a verdict and a similarity on a fixed scale, the same
@@ -550,10 +557,8 @@ class SearchOptions:
     min_verdict: str | None = None
 
     def __post_init__(self) -> None:
-        if self.min_verdict is not None and self.min_verdict not in VERDICTS:
-            raise ValueError(
-                f"unknown verdict {self.min_verdict!r}; allowed: {', '.join(VERDICTS)}"
-            )
+        if self.min_verdict is not None:
+            check_verdict(self.min_verdict)
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
         if self.mode is not None and self.mode not in SEARCH_MODES:

@@ -474,9 +474,8 @@ def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 
 def _is_match(inliers: int, cosines: np.ndarray | None, row: int) -> bool:
     """Whether a verified row with `inliers` and global cosine `cosines[row]` is a match."""
-    return verdict(similarity(inliers, None if cosines is None else float(cosines[row]))) == (
-        "match"
-    )
+    cosine = None if cosines is None else float(cosines[row])
+    return verdict(similarity(inliers, cosine)) == "match"
 
 
 def _most_inliers(verified: dict[int, Verified], self_rows: np.ndarray | None) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lookalike.settings import VERDICT, VERDICTS, VerdictSettings
+from lookalike.settings import VERDICT, VERDICTS, VerdictSettings, check_verdict
 
 MATCH_FLOOR = 0.5
 """The least similarity of a 'match'."""
@@ -48,13 +48,6 @@ def verdict(value: float | None) -> str:
 def at_least(found: str, wanted: str) -> bool:
     """Whether verdict `found` is `wanted` or stronger."""
     return VERDICTS.index(found) >= VERDICTS.index(check_verdict(wanted))
-
-
-def check_verdict(name: str) -> str:
-    """`name` if it is a verdict, else ValueError naming the allowed ones."""
-    if name not in VERDICTS:
-        raise ValueError(f"unknown verdict {name!r}; allowed: {', '.join(VERDICTS)}")
-    return name
 
 
 def matches_first(final: np.ndarray, match_rows: np.ndarray) -> np.ndarray:
