@@ -1,13 +1,14 @@
 """Run every benchmark of one code version, then regenerate BENCHMARKS.md (`make bench`).
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--fresh] [--list]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--fresh] [--list] [--commit]
 
 Every result file records the code it came from (`common.provenance`: commit, a hash of the
 source of src/lookalike, precision). A step whose results already come from the code checked
 out now is not run again, so a run that was stopped carries on where it was, and a run on a
 later commit that changed nothing under src/ reuses what it measured; `--fresh` runs every
-step. BENCHMARKS.md then lists the commit and source hash of every figure, and marks any
-result that comes from other code.
+step. `--commit` commits benchmarks/results after every step, so that a run spread over
+several sittings keeps what each finished step measured. BENCHMARKS.md then lists the commit
+and source hash of every figure, and marks any result that comes from other code.
 
 `--quick` runs a documented subset (about an hour on 2 cores): Holidays, Corel, re-ranking,
 duplicates and speed. The whole run (tuning, robustness over 300 originals, the scale
@@ -88,11 +89,27 @@ def current(step: Step, key: str) -> bool:
     return True
 
 
+def commit_results(step: Step, key: str) -> None:
+    """Commit what `step` wrote under benchmarks/results (and nothing else) to the checked-out
+    branch; a step that changed no file commits nothing."""
+    repo = HERE.parent
+    results = str(HERE / "results")
+    subprocess.run(["git", "add", "--", results], cwd=repo, check=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", results], cwd=repo)
+    if staged.returncode == 0:
+        return
+    message = f"benchmarks/results: {step.name} (src {key})"
+    subprocess.run(["git", "commit", "-q", "-m", message, "--", results], cwd=repo, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the documented subset only")
     parser.add_argument("--fresh", action="store_true", help="run every step, done or not")
     parser.add_argument("--list", action="store_true", help="list the steps and stop")
+    parser.add_argument(
+        "--commit", action="store_true", help="git-commit benchmarks/results after each step"
+    )
     args = parser.parse_args()
     key = code_key()
     steps = [s for s in STEPS if s.quick or not args.quick]
@@ -108,6 +125,8 @@ def main() -> None:
         t = time.perf_counter()
         subprocess.run([sys.executable, str(HERE / step.script), *step.args], cwd=HERE, check=True)
         print(f"== {step.name}: {time.perf_counter() - t:.0f} s", flush=True)
+        if args.commit:
+            commit_results(step, key)
     if args.list:
         return
     if not args.quick:
