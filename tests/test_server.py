@@ -560,6 +560,39 @@ def test_groups_are_found_once_by_a_job_and_come_largest_first(tmp_path: Path) -
         assert tiny.get("/api/groups", params={"threshold": 0}).status_code == 422
 
 
+def test_a_failed_groups_job_answers_500_with_its_error_and_the_next_request_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = Collection.create(write_tiny_folder(tmp_path / "tiny"))
+    collection.index(workers=1)
+    real = Collection.dedup
+    calls: list[int] = []
+
+    def fails_once(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk went away")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "dedup", fails_once)
+    with local_client(create_app(collection, ServerSettings())) as tiny:
+        first = tiny.get("/api/groups")
+        assert first.status_code == 202
+        wait_for(tiny, first.json()["job"]["id"])
+        failed = tiny.get("/api/groups")
+        assert failed.status_code == 500
+        assert "finding the groups failed" in failed.json()["error"]
+        assert "disk went away" in failed.json()["error"]
+        retry = tiny.get("/api/groups")  # the failed job is forgotten: a new one starts
+        assert retry.status_code == 202
+        assert retry.json()["job"]["id"] != first.json()["job"]["id"]
+        wait_for(tiny, retry.json()["job"]["id"])
+        found = tiny.get("/api/groups")
+        assert found.status_code == 200, found.text
+        assert [g["size"] for g in found.json()["groups"]] == [3, 2]
+        assert len(calls) == 2
+
+
 def tiff(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "TIFF")
