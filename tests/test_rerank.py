@@ -58,6 +58,22 @@ def test_verification_and_expansion_keep_every_copy_first(
             assert _photo(hits[0].path) == _photo(copy), (copy, expand, [h.path for h in hits])
 
 
+def test_expansion_goes_around_an_excluded_image(
+    demo: DemoCollection, demo_collection: Collection
+) -> None:
+    """A photograph searched with its own indexed copy excluded (as `lookalike eval` does), with
+    query expansion: the copy, the first stage's best row, is neither verified, listed nor
+    expanded from; the photograph's other copies come first."""
+    original = next(o for c, o in demo.originals.items() if _kind(c) == "rescale")
+    own = demo_collection.id_of(original)
+    assert own is not None
+    for expand in (False, True):
+        hits = demo_collection.search(
+            demo.root / original, k=5, verify=30, expand=expand, exclude=[own]
+        )
+        assert original not in [h.path for h in hits]
+        assert all(_photo(h.path) == _photo(original) for h in hits[:3]), [h.path for h in hits]
+
 def test_hits_carry_the_match(demo: DemoCollection, demo_collection: Collection) -> None:
     copy = next(c for c in demo.originals if _kind(c) == "rescale")
     original = demo.originals[copy]

@@ -135,10 +135,10 @@ def rerank(
     expanded_from: list[int] = []
     if settings.expand:
         excluded = set() if self_rows is None else {int(r) for r in self_rows}
+        # the verified rows, best first: a dropped row can outscore them but was not verified
+        by_score = sorted((int(r) for r in shortlist), key=lambda r: (-final[r], r))
         good = [
-            int(r)
-            for r in top_rows(final, len(shortlist))
-            if verified[int(r)].inliers >= settings.min_inliers and int(r) not in excluded
+            r for r in by_score if verified[r].inliers >= settings.min_inliers and r not in excluded
         ]
         expanded_from = good[: settings.expand_top]
         if expanded_from:
