@@ -74,6 +74,7 @@ def test_expansion_goes_around_an_excluded_image(
         assert original not in [h.path for h in hits]
         assert all(_photo(h.path) == _photo(original) for h in hits[:3]), [h.path for h in hits]
 
+
 def test_hits_carry_the_match(demo: DemoCollection, demo_collection: Collection) -> None:
     copy = next(c for c in demo.originals if _kind(c) == "rescale")
     original = demo.originals[copy]
