@@ -9,7 +9,7 @@ from typing import Any
 
 from common import REPO, TRAIN_PLOT, load_result
 from lookalike.evaluate.robustness_run import METHODS
-from lookalike.settings import DEDUP_THRESHOLD
+from lookalike.settings import DEDUP_THRESHOLD, RerankSettings
 
 TRAIN_EXPERIMENTS = ("holidays", "transfer", "scratch", "fingerprints")
 
@@ -793,8 +793,8 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         "; ".join(f"{name}: {words}" for name, words in r["transforms"].items()) + ".",
         "",
         "lookalike's default search includes its second looks (a query whose best image has "
-        "fewer than 50 inliers is read again at half its scales, then turned a quarter, three "
-        "quarters and a half, and the way with the most inliers wins), and weighs colour in "
+        f"fewer than {RerankSettings().retry_below} inliers is read again at half its scales, "
+        "then turned, and the way with the most inliers wins), and weighs colour in "
         "for a blurred query (see the README). Methods that verify share each copy's "
         "verification outcomes, so those searched after the first verify fewer images and "
         "show shorter times. "
@@ -842,9 +842,15 @@ SPEED_QUERY = {
 """speed.json's query method for each (stage, method) row that was timed."""
 
 
-def _cell(sets: dict[str, Any], name: str, stage: str, method: str, key: str) -> str:
+def _lookup(sets: dict[str, Any], name: str, stage: str, method: str) -> dict[str, Any] | None:
+    """compare.json's figures of one method on one set, None when it was not measured."""
     data = sets.get(name, {})
     found = data.get("rootsift") if stage == "rootsift" else data.get(stage, {}).get(method)
+    return found or None
+
+
+def _cell(sets: dict[str, Any], name: str, stage: str, method: str, key: str) -> str:
+    found = _lookup(sets, name, stage, method)
     return "—" if not found else f"{found[key]:.3f}"
 
 
@@ -976,8 +982,8 @@ def _speed_queries(speed: dict[str, Any]) -> str:
         )
     return (
         f"Query: {asked}, each searched from its file to the top 20, default threads, as "
-        "`lookalike search FILE` does; a photograph that verifies nothing for sure takes up to "
-        "four second looks (coarse, three turns), hence the p95."
+        "`lookalike search FILE` does; a photograph that verifies nothing for sure takes "
+        "second looks (coarser, turned), hence the p95."
     )
 
 
@@ -1292,6 +1298,133 @@ def tune_section(r: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+README_START = "<!-- benchmarks: written by benchmarks/report.py from benchmarks/results -->"
+README_END = "<!-- /benchmarks -->"
+
+
+def with_block(text: str, lines: list[str]) -> str:
+    """`text` with what lies between `README_START` and `README_END` replaced by `lines`
+    (ValueError when the markers are missing or out of order)."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README needs the lines {README_START} and {README_END}")
+    return text[:start] + "\n".join([README_START, *lines, ""]) + text[end:]
+
+
+def _inria(m: dict[str, Any]) -> float:
+    """A result's INRIA mAP (older results: the non-interpolated one)."""
+    return float(m.get("map_inria", m["map"]))
+
+
+def readme_section() -> list[str]:
+    """The README's benchmark tables: the headline figures of the results, each table naming
+    the script that measured it (BENCHMARKS.md has every figure, its command and machine)."""
+    lines: list[str] = []
+    hol = load_result("holidays")
+    if hol and "variants" in hol:
+        m = hol["machine"]
+        lines += [
+            f"Measured on {m['cpu']}, {m['cores']} cores ({m['date']}); every query searched "
+            "from its file as `lookalike search` does. Holidays-300 (the first 300 groups of "
+            "INRIA Holidays, 811 images), default search, INRIA's mAP on the *test* half (no "
+            "parameter was chosen on it) and on all 300 queries (`benchmarks/holidays.py`):",
+            "",
+            "| Holidays-300 | model learned from | INRIA mAP test | all | query median / p95 |",
+            "|---|---|---:|---:|---:|",
+        ]
+        rows = {
+            "official": ("official protocol, as stored", "the collection itself"),
+            "upright": ("official, the sideways photographs turned upright", "the collection"),
+            "leave_out": ("leave-out: the 300 query files not indexed", "the 511 other images"),
+            "inductive": ("official, as stored", "Corel (inductive)"),
+        }
+        for name, (label, model) in rows.items():
+            if name not in hol["variants"]:
+                continue
+            d = hol["variants"][name]["modes"]["lookalike"]
+            lines.append(
+                f"| {label} | {model} | {d['test']['map_inria']:.3f} | {d['all']['map_inria']:.3f} "
+                f"| {1000 * d['median_query_seconds']:.0f} / "
+                f"{1000 * d['p95_query_seconds']:.0f} ms |"
+            )
+        lines.append("")
+    compare, robust = load_result("compare"), load_result("robustness")
+    if compare:
+        sets = compare["sets"]
+        lines += [
+            "Side by side in one run (`benchmarks/compare.py`; robustness: recall@1 of the "
+            "original among 11,611 images for transformed copies, `benchmarks/robustness.py`):",
+            "",
+            "| method | Holidays mAP | upright | Corel P@10 | Corel mAP | robustness R@1 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        methods = robust["methods"] if robust else {}
+        for label, stage, method, robust_name, _ in SIDE_BY_SIDE:
+            found = []
+            for name, key in (
+                ("holidays", "inria"),
+                ("holidays_upright", "inria"),
+                ("corel", "p_at_10"),
+                ("corel", "map"),
+            ):
+                got = _lookup(sets, name, stage, method)
+                value = None if not got else (_inria(got) if key == "inria" else got[key])
+                found.append("—" if value is None else f"{value:.3f}")
+            rob = methods.get(robust_name or "", {}).get("average", {}).get("r1")
+            if set(found) == {"—"} and rob is None:
+                continue
+            found.append("—" if rob is None else f"{rob:.3f}")
+            lines.append(f"| {label} | " + " | ".join(found) + " |")
+        lines.append("")
+    facts = _readme_facts()
+    if facts:
+        lines += ["| more figures | value | script |", "|---|---|---|", *facts, ""]
+    lines.append(
+        "[BENCHMARKS.md](BENCHMARKS.md) has every figure with its command, machine, date and "
+        "code version; `make bench` runs every script in `benchmarks/` and rewrites it and "
+        "these tables."
+    )
+    return lines
+
+
+def _readme_facts() -> list[str]:
+    """One row per headline figure of the other benchmarks that were run."""
+    rows = []
+    hol = load_result("holidays")
+    indexing = (hol or {}).get("variants", {}).get("official", {}).get("indexing")
+    if indexing:
+        total = sum(indexing["bytes_per_image"].values())
+        rows.append(
+            f"| indexing from files, end to end | {indexing['index_images_per_second']:.1f} "
+            f"images/s, {total / 1e3:.0f} kB an image on disk | `holidays.py` |"
+        )
+    verdict = load_result("verdict")
+    if verdict:
+        t = verdict["test"]["defaults"]
+        rows.append(
+            f"| verdict 'match' (test half) | precision {t['match_precision']:.3f}, recall "
+            f"{t['holidays_recall']:.2f} of Holidays pairs, {t['copies_recall']:.2f} of copies "
+            "| `verdict.py` |"
+        )
+    dedup = load_result("dedup")
+    groups = (dedup or {}).get("lookalike", {}).get(str(DEDUP_THRESHOLD), {}).get("groups")
+    if groups:
+        rows.append(
+            f"| `lookalike dedup`, planted Corel copies (crops, turns, mirrors, edits) | group "
+            f"pair precision {groups['precision']:.3f}, recall {groups['recall']:.3f} "
+            "| `dedup.py` |"
+        )
+    load = load_result("load")
+    runs = (load or {}).get("runs", {})
+    default = next((v for k, v in runs.items() if "default" in k), None)
+    if default and "searches_per_second" in default:
+        rows.append(
+            f"| HTTP server, 16 clients | {default['searches_per_second']:.1f} searches/s | "
+            "`load.py` |"
+        )
+    return rows
+
+
 def main() -> None:
     lines = [
         "# Benchmarks",
@@ -1330,6 +1463,9 @@ def main() -> None:
         lines += train_section(holidays, *trained)
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {REPO / 'BENCHMARKS.md'}")
+    readme = REPO / "README.md"
+    readme.write_text(with_block(readme.read_text(), readme_section()))
+    print(f"wrote the benchmark tables of {readme}")
 
 
 if __name__ == "__main__":
