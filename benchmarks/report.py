@@ -842,15 +842,9 @@ SPEED_QUERY = {
 """speed.json's query method for each (stage, method) row that was timed."""
 
 
-def _lookup(sets: dict[str, Any], name: str, stage: str, method: str) -> dict[str, Any] | None:
-    """compare.json's figures of one method on one set, None when it was not measured."""
+def _cell(sets: dict[str, Any], name: str, stage: str, method: str, key: str) -> str:
     data = sets.get(name, {})
     found = data.get("rootsift") if stage == "rootsift" else data.get(stage, {}).get(method)
-    return found or None
-
-
-def _cell(sets: dict[str, Any], name: str, stage: str, method: str, key: str) -> str:
-    found = _lookup(sets, name, stage, method)
     return "—" if not found else f"{found[key]:.3f}"
 
 
@@ -1311,16 +1305,13 @@ def with_block(text: str, lines: list[str]) -> str:
     return text[:start] + "\n".join([README_START, *lines, ""]) + text[end:]
 
 
-def _inria(m: dict[str, Any]) -> float:
-    """A result's INRIA mAP (older results: the non-interpolated one)."""
-    return float(m.get("map_inria", m["map"]))
-
-
-def readme_section() -> list[str]:
-    """The README's benchmark tables: the headline figures of the results, each table naming
-    the script that measured it (BENCHMARKS.md has every figure, its command and machine)."""
+def readme_section(
+    hol: dict[str, Any] | None, compare: dict[str, Any] | None, robust: dict[str, Any] | None
+) -> list[str]:
+    """The README's benchmark tables from the Holidays, compare and robustness results (and
+    the other results' headline figures), each table naming the script that measured it
+    (BENCHMARKS.md has every figure, its command and machine)."""
     lines: list[str] = []
-    hol = load_result("holidays")
     if hol and "variants" in hol:
         m = hol["machine"]
         lines += [
@@ -1348,7 +1339,6 @@ def readme_section() -> list[str]:
                 f"{1000 * d['p95_query_seconds']:.0f} ms |"
             )
         lines.append("")
-    compare, robust = load_result("compare"), load_result("robustness")
     if compare:
         sets = compare["sets"]
         lines += [
@@ -1360,23 +1350,19 @@ def readme_section() -> list[str]:
         ]
         methods = robust["methods"] if robust else {}
         for label, stage, method, robust_name, _ in SIDE_BY_SIDE:
-            found = []
-            for name, key in (
-                ("holidays", "inria"),
-                ("holidays_upright", "inria"),
-                ("corel", "p_at_10"),
-                ("corel", "map"),
-            ):
-                got = _lookup(sets, name, stage, method)
-                value = None if not got else (_inria(got) if key == "inria" else got[key])
-                found.append("—" if value is None else f"{value:.3f}")
+            found = [
+                _cell(sets, "holidays", stage, method, "map"),
+                _cell(sets, "holidays_upright", stage, method, "map"),
+                _cell(sets, "corel", stage, method, "p_at_10"),
+                _cell(sets, "corel", stage, method, "map"),
+            ]
             rob = methods.get(robust_name or "", {}).get("average", {}).get("r1")
             if set(found) == {"—"} and rob is None:
                 continue
             found.append("—" if rob is None else f"{rob:.3f}")
             lines.append(f"| {label} | " + " | ".join(found) + " |")
         lines.append("")
-    facts = _readme_facts()
+    facts = _readme_facts(hol)
     if facts:
         lines += ["| more figures | value | script |", "|---|---|---|", *facts, ""]
     lines.append(
@@ -1387,10 +1373,10 @@ def readme_section() -> list[str]:
     return lines
 
 
-def _readme_facts() -> list[str]:
-    """One row per headline figure of the other benchmarks that were run."""
+def _readme_facts(hol: dict[str, Any] | None) -> list[str]:
+    """One row per headline figure: indexing (from the Holidays result `hol`) and the other
+    benchmarks that were run."""
     rows = []
-    hol = load_result("holidays")
     indexing = (hol or {}).get("variants", {}).get("official", {}).get("indexing")
     if indexing:
         total = sum(indexing["bytes_per_image"].values())
@@ -1464,7 +1450,7 @@ def main() -> None:
     (REPO / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {REPO / 'BENCHMARKS.md'}")
     readme = REPO / "README.md"
-    readme.write_text(with_block(readme.read_text(), readme_section()))
+    readme.write_text(with_block(readme.read_text(), readme_section(holidays, compare, robust)))
     print(f"wrote the benchmark tables of {readme}")
 
 
