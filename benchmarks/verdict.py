@@ -136,7 +136,7 @@ def searched(query: Query) -> dict[str, Any]:
     if query.transform is not None:
         family, level = query.transform
         seed = int.from_bytes(query.key.encode()[-8:].rjust(8, b"\0"), "little") % 2**32
-        pixels = np.asarray(load_image(source).convert("RGB"))
+        pixels = load_image(source)  # (H, W, 3) RGB
         source = apply(pixels, Transform(family, level), np.random.default_rng(seed))
     t = time.perf_counter()
     hits = collection.search(source, k=K, exclude=exclude)
