@@ -134,9 +134,10 @@ def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:
     return chunks
 
 
-def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
-    """Run `queries` a chunk at a time, appending each chunk's ranks to `log`; queries that
-    every method has searched already (in any run's log) are skipped."""
+def run_part(queries: list[str], log: Path, methods: list[str] | None, split: str) -> None:
+    """Run `queries` (images of the `split` half) a chunk at a time, appending each chunk's
+    ranks to `log`; queries that every method has searched already (in any run's log) are
+    skipped."""
     collection, view = collection_and_view()
     wanted = methods or default_methods(collection)
     images = len(collection.images())
@@ -152,7 +153,7 @@ def run_part(queries: list[str], log: Path, methods: list[str] | None) -> None:
     print(f"part {log.stem}: {len(queries) - len(todo)}/{len(queries)} logged before")
     for start in range(0, len(todo), CHUNK):
         result = run_robustness(
-            view, collection, queries=todo[start : start + CHUNK], methods=wanted
+            view, collection, queries=todo[start : start + CHUNK], methods=wanted, split=split
         )
         line = {
             "code": code_key(),
@@ -186,7 +187,7 @@ def main() -> None:
     args = parser.parse_args()
     methods = args.methods.split(",") if args.methods else None
     if args.part_queries:
-        run_part(json.loads(args.part_queries), Path(args.part_out), methods)
+        run_part(json.loads(args.part_queries), Path(args.part_out), methods, args.split)
         return
 
     collection, view = collection_and_view()
@@ -209,6 +210,7 @@ def main() -> None:
     for i, part in enumerate(slices):
         out = work / f"part-{i}.jsonl"
         cmd = [sys.executable, __file__, "--part-queries", json.dumps(part), "--part-out", str(out)]
+        cmd += ["--split", args.split]
         cmd += ["--methods", args.methods] if methods else []
         # one core each: no BLAS or OpenMP threads fighting the other part
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
