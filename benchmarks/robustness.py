@@ -107,7 +107,9 @@ def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:
     `second_stage` key."""
     transforms = tuple(suite())
     code = code_key()
-    runs = sorted((p for p in LOGS.glob("q*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    if not LOGS.is_dir():
+        return []
+    runs = sorted((p for p in LOGS.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     chunks = []
     for run in runs:
         for log in sorted(run.glob("part-*.jsonl")):
