@@ -44,13 +44,13 @@ import numpy as np
 
 from common import machine, median, percentile, save_result
 from lookalike.collection import Collection
-from lookalike.evaluate import RetrievalSet, data_root, holidays
+from lookalike.evaluate import RetrievalSet
 from lookalike.evaluate.cache import cache_root, code_key
 from lookalike.evaluate.robustness import Transform, apply, suite
-from lookalike.evaluate.run import cached_index_dir, merged_view
 from lookalike.images import load_image
 from lookalike.search.verdict import similarity, verdict
 from lookalike.settings import VERDICT, VerdictSettings
+from robustness import collection_and_view
 
 K = 100
 MATCH_PRECISION = 0.99
@@ -84,13 +84,6 @@ def scene(path: str) -> str | None:
         return None
     group = Path(path).stem[:4]
     return SAME_FILE.get(group, group)
-
-
-def collection_and_view() -> tuple[Collection, RetrievalSet]:
-    view = merged_view(
-        holidays(), [data_root() / "corel"], cache_root() / "views" / "holidays+corel"
-    )
-    return Collection.create(view.root, index=cached_index_dir(view)), view
 
 
 def queries(view: RetrievalSet, corel: int, copies: int) -> list[Query]:
