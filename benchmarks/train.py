@@ -30,7 +30,7 @@ from typing import Any
 
 from common import RESULTS, TRAIN_PLOT, load_result, machine, save_result
 from lookalike.evaluate import datasets
-from lookalike.evaluate.cache import cache_root, fresh_cache_dir
+from lookalike.evaluate.cache import cache_root, code_key, fresh_cache_dir
 from lookalike.evaluate.datasets import RetrievalSet
 from lookalike.evaluate.run import evaluate, upright_view
 from lookalike.images import find_images
@@ -110,11 +110,14 @@ def score(rset: RetrievalSet, bundle: Path | None, tag: str, modes: Sequence[str
 
 
 class Results:
-    """One experiment's results file, saved after every measurement (resumable)."""
+    """One experiment's results file, saved after every measurement (resumable: a run of the
+    same code carries on; what other code measured is dropped, never kept as this code's)."""
 
     def __init__(self, name: str, command: str) -> None:
         self.name = f"train-{name}"
-        self.data = load_result(self.name) or {}
+        previous = load_result(self.name) or {}
+        same_code = previous.get("code", {}).get("key") == code_key()
+        self.data = previous if same_code else {}
         self.data.update(command=command)
         self.data.setdefault("runs", {})
         self.data.setdefault("scores", {})
