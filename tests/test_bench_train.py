@@ -3,35 +3,20 @@ other code measured, rather than stamping old figures with the current code."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from conftest import load_benchmark
 from lookalike.evaluate.cache import code_key
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _train() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))  # train imports its sibling `common`
-    try:
-        spec = importlib.util.spec_from_file_location("bench_train", BENCHMARKS / "train.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
 
 
 def test_scores_of_other_code_are_measured_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    train = _train()
+    train = load_benchmark("train")
     monkeypatch.setattr(sys.modules["common"], "RESULTS", tmp_path)
     scores = {"0/as_stored": {"asmk": 0.5}}
     path = tmp_path / "train-holidays.json"
