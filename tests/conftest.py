@@ -102,6 +102,7 @@ def load_benchmark(script: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(f"bench_{script}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:
