@@ -235,6 +235,7 @@ def evaluate_rootsift(
         "failed_images": len(failures),
         "queries": report.n_queries,
         "map": report.map,
+        "map_inria": report.map_inria,
         "p_at_1": report.p_at_1,
         "p_at_5": report.p_at_5,
         "p_at_10": report.p_at_10,

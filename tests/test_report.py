@@ -32,3 +32,31 @@ def test_the_repository_readme_has_the_markers() -> None:
     report = _report()
     text = (BENCHMARKS.parent / "README.md").read_text()
     assert report.with_block(text, ["x"]).count(report.README_START) == 1
+
+
+def test_the_side_by_side_holidays_columns_name_their_ap_rule() -> None:
+    """INRIA's AP where the compare results have it (RootSIFT's row too), the plain mAP for
+    older results, and the header says which."""
+    report = _report()
+
+    def sets(fused: dict[str, float]) -> dict:
+        return {
+            "holidays": {"first_stage": {"fused": fused}, "rootsift": dict(fused)},
+            "holidays_upright": {"first_stage": {"fused": fused}},
+        }
+
+    new = {"map": 0.91, "map_inria": 0.93, "p_at_10": 0.5}
+    lines = report.readme_section(None, {"sets": sets(new)}, None)
+    header = next(line for line in lines if line.startswith("| method"))
+    assert "Holidays INRIA mAP" in header
+    first_stage = next(line for line in lines if line.startswith("| lookalike, first stage"))
+    assert "| 0.930 | 0.930 |" in first_stage and "0.910" not in first_stage
+    rootsift = next(line for line in lines if line.startswith("| RootSIFT"))
+    assert "| 0.930 |" in rootsift
+
+    old = {"map": 0.91, "p_at_10": 0.5}
+    lines = report.readme_section(None, {"sets": sets(old)}, None)
+    header = next(line for line in lines if line.startswith("| method"))
+    assert "Holidays mAP" in header and "INRIA" not in header
+    first_stage = next(line for line in lines if line.startswith("| lookalike, first stage"))
+    assert "| 0.910 | 0.910 |" in first_stage
