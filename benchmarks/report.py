@@ -862,6 +862,7 @@ def side_by_side_section(
     lines = ["## Side by side: lookalike, classic descriptors and peers", ""]
     if compare:
         sets = compare["sets"]
+        rule, rule_name = _holidays_rule(sets)
         lines += [
             "### Accuracy",
             "",
@@ -869,7 +870,7 @@ def side_by_side_section(
             + (f" and `{robust['command']}` (robustness)" if robust else "")
             + f" · Machine: {_machine(compare['machine'])}.",
             "",
-            f"Holidays: {_holidays_rule(sets)[1]} over its 300 queries (official protocol, each "
+            f"Holidays: {rule_name} over its 300 queries (official protocol, each "
             "query searched from its file), as stored (some photographs lie sideways) and",
             "upright. Corel: category retrieval (mAP, non-interpolated), a seeded sample of 800 "
             "queries, scored inside",
@@ -878,11 +879,10 @@ def side_by_side_section(
             "transformations x 5 strengths (next section). First stage: no spatial",
             "verification; verified: the top 100 verified, lookalike's default.",
             "",
-            f"| method | Holidays {_holidays_rule(sets)[1]} | Holidays upright | Corel P@10 | "
+            f"| method | Holidays {rule_name} | Holidays upright | Corel P@10 | "
             "Corel mAP | robustness R@1 | command |",
             "|---|---:|---:|---:|---:|---:|---|",
         ]
-        rule = _holidays_rule(sets)[0]
         for label, stage, method, robust_name, _ in SIDE_BY_SIDE:
             cells = [
                 _cell(sets, "holidays", stage, method, rule),
@@ -1352,17 +1352,17 @@ def readme_section(
         lines.append("")
     if compare:
         sets = compare["sets"]
+        rule, rule_name = _holidays_rule(sets)
         lines += [
             "Side by side in one run (`benchmarks/compare.py`; Holidays-300, official protocol; "
             "Corel: category retrieval, non-interpolated mAP; robustness: recall@1 of the "
             "original among 11,611 images for transformed copies, `benchmarks/robustness.py`):",
             "",
-            f"| method | Holidays {_holidays_rule(sets)[1]} | upright | Corel P@10 | "
+            f"| method | Holidays {rule_name} | upright | Corel P@10 | "
             "Corel mAP | robustness R@1 |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         methods = robust["methods"] if robust else {}
-        rule = _holidays_rule(sets)[0]
         for label, stage, method, robust_name, _ in SIDE_BY_SIDE:
             found = [
                 _cell(sets, "holidays", stage, method, rule),
