@@ -181,6 +181,15 @@ def load_result(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def load_current(name: str) -> dict[str, Any] | None:
+    """results/<name>.json when the code checked out now measured it (`code_key`), else None:
+    what other code measured is never carried on as this code's."""
+    from lookalike.evaluate.cache import code_key
+
+    result = load_result(name)
+    return result if result and result.get("code", {}).get("key") == code_key() else None
+
+
 def lookalike_cmd() -> list[str]:
     return [sys.executable, "-m", "lookalike.cli"]
 

@@ -42,7 +42,7 @@ import numpy as np
 from common import (
     PeakRss,
     holidays_outside,
-    load_result,
+    load_current,
     lookalike_cmd,
     machine,
     median,
@@ -52,7 +52,7 @@ from common import (
 )
 from lookalike.collection import Collection
 from lookalike.evaluate import holidays
-from lookalike.evaluate.cache import code_key, fresh_cache_dir
+from lookalike.evaluate.cache import fresh_cache_dir
 from lookalike.evaluate.run import default_index_dir, evaluate
 from lookalike.settings import PRESETS
 
@@ -262,9 +262,7 @@ def main() -> None:
         "server_peak_rss_mib": round(peak.bytes / 2**20),
         "cores": os.cpu_count(),
     }
-    previous = load_result("load") or {}
-    same_code = previous.get("code", {}).get("key") == code_key()
-    runs = previous.get("runs", {}) if same_code else {}  # other code's runs are dropped
+    runs = (load_current("load") or {}).get("runs", {})  # other code's runs are dropped
     path = save_result("load", {"runs": {**runs, name: run}})
     print(json.dumps({k: v for k, v in run.items() if k != "machine"}, indent=2))
     print(f"-> {path}")

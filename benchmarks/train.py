@@ -28,9 +28,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, TRAIN_PLOT, load_result, machine, save_result
+from common import RESULTS, TRAIN_PLOT, load_current, load_result, machine, save_result
 from lookalike.evaluate import datasets
-from lookalike.evaluate.cache import cache_root, code_key, fresh_cache_dir
+from lookalike.evaluate.cache import cache_root, fresh_cache_dir
 from lookalike.evaluate.datasets import RetrievalSet
 from lookalike.evaluate.run import evaluate, upright_view
 from lookalike.images import find_images
@@ -115,9 +115,7 @@ class Results:
 
     def __init__(self, name: str, command: str) -> None:
         self.name = f"train-{name}"
-        previous = load_result(self.name) or {}
-        same_code = previous.get("code", {}).get("key") == code_key()
-        self.data = previous if same_code else {}
+        self.data = load_current(self.name) or {}
         self.data.update(command=command)
         self.data.setdefault("runs", {})
         self.data.setdefault("scores", {})

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from common import load_result, machine, save_result
+from common import load_current, machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import holidays
 from lookalike.evaluate.metrics import average_precision_inria
@@ -314,10 +314,8 @@ def main() -> None:
 
 def _add_ablation(copies: int) -> None:
     """The ablation over the test half, added to the sweeps' results."""
-    from lookalike.evaluate.cache import code_key
-
-    previous = load_result("tune") or {}
-    if previous.get("code", {}).get("key") != code_key():
+    previous = load_current("tune")
+    if previous is None:
         raise SystemExit(
             "results/tune.json comes from other code (or is missing): run benchmarks/tune.py "
             "first, then the ablation over what it chose"
