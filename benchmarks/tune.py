@@ -117,7 +117,11 @@ PARAMS = {
         Param("second_looks", (True, False), _rerank("retry"), LOOK_FAMILIES),
         *(
             Param(name, grid, _rerank(name), LOOK_FAMILIES, cheaper=True)
-            for name, grid in (("retry_below", (20, 35, 50)), ("retry_verify", (20, 40, 100)))
+            for name, grid in (
+                ("retry_below", (20, 35, 50)),
+                ("retry_verify", (20, 40, 100)),
+                ("turn_margin", (0.05, 0.0, -0.05, -0.1, None)),  # None: every turn looked at
+            )
         ),
         Param("blurred_weight", (0.0, 1.0, 2.0, 4.0), _search("blurred_weight"), ("blur",)),
         Param(
@@ -137,6 +141,7 @@ DEFAULTS = {
     "second_looks": Settings().rerank.retry,
     "retry_below": Settings().rerank.retry_below,
     "retry_verify": Settings().rerank.retry_verify,
+    "turn_margin": Settings().rerank.turn_margin,
     "blurred_weight": Settings().search.blurred_weight,
     "blurred_thresholds": (detail.SHARP, detail.BLURRED),
 }

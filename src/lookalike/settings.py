@@ -228,8 +228,12 @@ class RerankSettings:
     described again, coarser (blur, noise) and then turned a quarter, three quarters and a half
     (a photograph held sideways or upside down), and searched each way, verifying its
     `retry_verify` best images, until one reaches it. The ranking of the way whose best image
-    has the most inliers (at least `min_inliers`) is returned. A query that matches nothing for
-    sure costs up to five searches.
+    has the most inliers (at least `min_inliers`) is returned. `turn_margin`: the turns are
+    first probed (the global descriptor of the query turned each way, at one small scale) and
+    only the turn whose probe is the most similar to an indexed image is searched, when it
+    beats the upright probe by more than `turn_margin` (negative: also when slightly behind);
+    None searches every turn. A query that matches nothing for sure then costs about three
+    searches (five with `turn_margin` None).
     """
 
     verify: int = 100
@@ -247,6 +251,7 @@ class RerankSettings:
     retry: bool = True
     retry_below: int = 35
     retry_verify: int = 20
+    turn_margin: float | None = -0.05
 
     def __post_init__(self) -> None:
         if self.verify < 0 or self.match_dims < 0:
@@ -255,6 +260,8 @@ class RerankSettings:
             raise ValueError("retry_verify must be >= 1")
         if self.retry_below < self.min_inliers:
             raise ValueError("need retry_below >= min_inliers")
+        if self.turn_margin is not None and not -2.0 <= self.turn_margin <= 2.0:
+            raise ValueError("turn_margin compares cosines: between -2 and 2, or None")
         if self.features < 1 or self.expand_top < 1:
             raise ValueError("features and expand_top must be >= 1")
         if self.model not in ("affine", "homography"):

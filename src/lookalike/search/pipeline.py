@@ -23,14 +23,14 @@ from lookalike.features.classic import describe, rootsift
 from lookalike.features.detail import detail
 from lookalike.images import ImageError, ImageSource, load_image, source_size
 from lookalike.index import sift_store
-from lookalike.index.generation import Snapshot, stored_features
+from lookalike.index.generation import Generation, Snapshot, stored_features
 from lookalike.search.dedup import candidate_pairs
 from lookalike.search.explain import save_png, side_by_side
 from lookalike.search.mirror import mirrored, unmirror
 from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
 from lookalike.search.rerank import Reranked, VerifyMemo, rerank, verify_shortlist
-from lookalike.search.retry import read, second_looks
+from lookalike.search.retry import Look, best_turn, probes, read, second_looks
 from lookalike.search.verdict import at_least, matches_first, similarity, verdict
 from lookalike.search.verify import Verified
 from lookalike.settings import (
@@ -273,7 +273,8 @@ class Searcher:
         if not second.retry or best >= second.retry_below:
             return scores, reranked
         second = replace(second, verify=min(second.verify, second.retry_verify))
-        for look in self._second_looks(described):
+        closest = None if second.turn_margin is None else _closest(loaded, self_rows)
+        for look in self._second_looks(described, closest, second.turn_margin):
             assert look.features is not None
             look_scores = score(
                 loaded, look.features, settings, self_rows, look.classic, look.detail
@@ -418,22 +419,41 @@ class Searcher:
         sharpness = detail(pixels.image) if blurred else None
         return QueryDescription(features, described, size, pixels=pixels, detail=sharpness)
 
-    def _second_looks(self, described: QueryDescription) -> Iterator[QueryDescription]:
+    def _second_looks(
+        self,
+        described: QueryDescription,
+        closest: Callable[[np.ndarray], float] | None = None,
+        margin: float | None = None,
+    ) -> Iterator[QueryDescription]:
         """`described` read again each way of `search.retry.second_looks`, each described only
-        the first time it is asked for."""
-        pixels = described.pixels
-        if pixels is None:
+        the first time it is asked for. With `closest` (a raw global descriptor -> its
+        similarity to the nearest indexed image) and a `margin`, the turns are probed after the
+        coarse look and only the one `retry.best_turn` picks is read (none when it picks
+        none)."""
+        if described.pixels is None:
             return
-        for look in second_looks(self.settings.features.scales):
-            if look.name not in described.looks:
-                features = read(self.extractor().extract, pixels.image, look)
-                described.looks[look.name] = QueryDescription(
-                    _in_query(features, pixels),
-                    described.classic,
-                    described.size,
-                    detail=described.detail,  # the query's, however the look reads it
-                )
-            yield described.looks[look.name]
+        coarse, *turns = second_looks(self.settings.features.scales)
+        yield self._look(described, coarse)
+        if closest is not None and margin is not None:
+            similarity = {p.turns: closest(_global(self._look(described, p))) for p in probes()}
+            chosen = best_turn(similarity, margin)
+            turns = [look for look in turns if look.turns == chosen]
+        for look in turns:
+            yield self._look(described, look)
+
+    def _look(self, described: QueryDescription, look: Look) -> QueryDescription:
+        """`described` read `look`'s way (kept in `described.looks`: read once)."""
+        pixels = described.pixels
+        assert pixels is not None
+        if look.name not in described.looks:
+            features = read(self.extractor().extract, pixels.image, look)
+            described.looks[look.name] = QueryDescription(
+                _in_query(features, pixels),
+                described.classic,
+                described.size,
+                detail=described.detail,  # the query's, however the look reads it
+            )
+        return described.looks[look.name]
 
 
 def _described(query: QueryDescription, region: Box | None, wanted: _Wanted) -> QueryDescription:
@@ -454,6 +474,26 @@ def _in_query(features: ImageFeatures, pixels: QueryPixels) -> ImageFeatures:
         xy=pixels.to_query(local.xy), scale=local.scale, strength=local.strength, desc=local.desc
     )
     return ImageFeatures(moved, features.global_)
+
+
+def _global(described: QueryDescription) -> np.ndarray:
+    assert described.features is not None
+    return described.features.global_
+
+
+def _closest(loaded: Generation, self_rows: np.ndarray | None) -> Callable[[np.ndarray], float]:
+    """A raw global descriptor `(G,)` -> the similarity (whitened cosine) of the indexed image
+    closest to it, the `self_rows` left out (-1 for an empty collection)."""
+
+    def closest(descriptor: np.ndarray) -> float:
+        query = loaded.model.global_whitening.apply(descriptor[None].astype(np.float32))[0]
+        similarity = loaded.global_.scores(query)
+        if self_rows is not None and len(self_rows):
+            similarity = similarity.copy()
+            similarity[self_rows] = -np.inf
+        return float(similarity.max()) if np.isfinite(similarity).any() else -1.0
+
+    return closest
 
 
 def _rows_of(snapshot: Snapshot, ids: Collection[int]) -> np.ndarray | None:

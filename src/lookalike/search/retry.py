@@ -6,6 +6,11 @@ The backbone's features are neither blur- nor rotation-invariant. A query whose 
 fewer inliers than a sure match is described again these ways; positions are mapped back to the
 query's own pixels, so verification, boxes and explanations read the same as for an upright
 query.
+
+Turns are costly (a full look each), so by default a query is first *probed* turned each way: its
+global descriptor read at one small scale (`PROBE_SCALE`), about a sixth of a look. Only the
+turn whose probe comes closest to something in the collection is looked at, and only when it
+comes closer than the upright probe does, give or take `RerankSettings.turn_margin`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ TURNS = (1, 3, 2)
 COARSE = 0.5
 """The coarse look reads the image at this fraction of each of the usual scales."""
 
-POLICY = "until retry_below inliers, verifying retry_verify each; the look with the most inliers"
+PROBE_SCALE = 0.5
+"""A probe reads the turned query at this one scale, for its global descriptor."""
+
+POLICY = (
+    "until retry_below inliers, verifying retry_verify each; the look with the most inliers; "
+    "turns probed at one scale, only the best turn looked at (turn_margin)"
+)
 """When looks are taken and which one wins (`Collection.search`), in words: changed with it, so
 that results logged under another policy can be told apart (`benchmarks/robustness.py`)."""
 
@@ -42,6 +53,21 @@ def second_looks(scales: tuple[float, ...]) -> list[Look]:
     """The looks tried, in order, after the plain one found nothing."""
     coarse = tuple(s * COARSE for s in scales)
     return [Look("coarse", scales=coarse), *(Look(f"turn{k}", turns=k) for k in TURNS)]
+
+
+def probes() -> list[Look]:
+    """The probes: upright, then each of `TURNS`, at `PROBE_SCALE` alone."""
+    return [Look(f"probe{k}", turns=k, scales=(PROBE_SCALE,)) for k in (0, *TURNS)]
+
+
+def best_turn(closest: dict[int, float], margin: float) -> int | None:
+    """The quarter turn to look at, from each probe's similarity to its closest indexed image
+    (`closest`: quarter turns -> similarity, 0 for upright): the turn with the highest, when it
+    beats upright's by more than `margin` (negative: a turn slightly behind is looked at too,
+    for copies turned between quarters); None when none does. Ties go to the earlier of
+    `TURNS`."""
+    turn = max(TURNS, key=lambda k: closest[k])
+    return turn if closest[turn] - closest[0] > margin else None
 
 
 def turned(image: np.ndarray, turns: int) -> np.ndarray:
