@@ -375,6 +375,52 @@ class SiftSettings:
         return f"rootsift-n{self.max_features}-r{self.max_side}"
 
 
+MINUTIAE_EXTRACTORS = ("nbis_mindtct",)
+MINUTIAE_MATCHERS = ("nbis_bozorth3",)
+
+
+@dataclass(frozen=True)
+class MinutiaeSettings:
+    """Fingerprint minutiae (`features.minutiae`), stored for every image when `enabled` (the
+    'fingerprints' preset), and the conventional matcher that verifies the CNN's short list
+    with them: the first stage's `verify` best images are compared with the query by
+    `matcher` and ranked by its score above the rest, those scoring `match_score` or more
+    (Bozorth3's usual threshold for the same finger) first of all, as matches.
+
+    Prints are read at their own resolution, shrunk to `max_side` when larger (minutiae are a
+    few pixels apart at 500 dpi: never shrink a print that is not much larger than a finger).
+    """
+
+    enabled: bool = False
+    extractor: str = "nbis_mindtct"
+    matcher: str = "nbis_bozorth3"
+    verify: int = 25
+    match_score: float = 40.0
+    max_side: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.extractor not in MINUTIAE_EXTRACTORS:
+            raise ValueError(
+                f"unknown minutiae extractor {self.extractor!r}; allowed: "
+                f"{', '.join(MINUTIAE_EXTRACTORS)}"
+            )
+        if self.matcher not in MINUTIAE_MATCHERS:
+            raise ValueError(
+                f"unknown minutiae matcher {self.matcher!r}; allowed: "
+                f"{', '.join(MINUTIAE_MATCHERS)}"
+            )
+        if self.verify < 0:
+            raise ValueError(f"verify must be >= 0, got {self.verify}")
+        if self.max_side < 64:
+            raise ValueError(f"max_side must be at least 64, got {self.max_side}")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying what the stored minutiae depend on, e.g.
+        `nbis_mindtct-r2000`."""
+        return f"{self.extractor}-r{self.max_side}"
+
+
 GLOBAL_INDEX_KINDS = ("auto", "exact", "compressed")
 ASMK_INDEX_KINDS = ("auto", "inverted", "shortlist")
 
@@ -470,6 +516,7 @@ class Settings:
     classic: ClassicSettings = field(default_factory=ClassicSettings)
     sift: SiftSettings = field(default_factory=SiftSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    minutiae: MinutiaeSettings = field(default_factory=MinutiaeSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -484,6 +531,7 @@ class Settings:
             "classic": ClassicSettings,
             "sift": SiftSettings,
             "index": IndexSettings,
+            "minutiae": MinutiaeSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:
@@ -510,6 +558,11 @@ def _renamed(values: Mapping[str, Any]) -> dict[str, Any]:
 PRESETS: dict[str, Settings] = {
     "default": Settings(),
     "fast": Settings(features=FeatureSettings(image_size=448, scales=(1.0, 0.7071))),
+    # Fingerprints: the CNN finds a short list, NIST's minutiae matcher verifies it. Second
+    # looks (a query held sideways, blurred) are for photographs: prints are searched once.
+    "fingerprints": Settings(
+        minutiae=MinutiaeSettings(enabled=True), rerank=RerankSettings(retry=False)
+    ),
 }
 
 

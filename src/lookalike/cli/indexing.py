@@ -31,7 +31,11 @@ def index(
         typer.Option("--model", help="Model bundle from `lookalike train` to index with."),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Feature preset for a new index: default or fast.")
+        str | None,
+        typer.Option(
+            help="Settings preset for a new index: default; fast (quicker indexing); "
+            "fingerprints (NIST minutiae verify the CNN's short list)."
+        ),
     ] = None,
     refit: Annotated[
         bool, typer.Option("--refit", help="Learn whitening and codebook again.")

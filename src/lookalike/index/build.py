@@ -18,7 +18,7 @@ import numpy as np
 
 from lookalike.catalog import Catalog, ImageRecord
 from lookalike.features.batch import Extracted, Extras
-from lookalike.index import classic_store, sift_store
+from lookalike.index import classic_store, minutiae_store, sift_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import CodeBlock, Part, save_asmk, write_shortlist
 from lookalike.index.atomic import atomic_dir, save_npy
@@ -115,6 +115,9 @@ def _write_buffer(
         classic_store.write_classic(index_dir, extras.classic, shard, [b.classic for b in buffer])
     if extras.sift is not None and extras.has_sift:
         sift_store.write_sift(index_dir, extras.sift, shard, [b.sift for b in buffer])
+    if extras.minutiae is not None and extras.has_minutiae:
+        rows = [b.minutiae for b in buffer]
+        minutiae_store.write_minutiae(index_dir, extras.minutiae, shard, rows)
     with catalog.transaction(durable=True):
         for row, item in enumerate(buffer):
             size, mtime_ns = files[item.path]
@@ -266,14 +269,12 @@ def remove_stale(
 ) -> None:
     """Delete shards no image points at (neither in the catalog nor in the previous
     generation, which readers that opened it a moment ago still read), codes of other models,
-    classic descriptors and RootSIFT features of other settings, and old generations."""
+    classic descriptors, RootSIFT features and minutiae of other settings, and old
+    generations."""
     layout = IndexLayout(index_dir)
     previous = layout.generation(keep_generation - 1)
     in_use = catalog.shards_in_use() | generation_shards(previous)
-    if extras.classic is not None:
-        classic_store.remove_unused(index_dir, extras.classic, set(in_use))
-    if extras.sift is not None:
-        sift_store.remove_unused(index_dir, extras.sift, set(in_use))
+    _remove_unused_extras(index_dir, extras, set(in_use))
     for shard in existing_shards(layout.features):
         if shard not in in_use:
             shutil.rmtree(layout.feature_shard(shard), ignore_errors=True)
@@ -292,3 +293,14 @@ def remove_stale(
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def _remove_unused_extras(index_dir: Path, extras: Extras, in_use: set[int]) -> None:
+    """Delete the extras (classic descriptors, RootSIFT, minutiae) of other settings, and
+    those of shards not `in_use`."""
+    if extras.classic is not None:
+        classic_store.remove_unused(index_dir, extras.classic, in_use)
+    if extras.sift is not None:
+        sift_store.remove_unused(index_dir, extras.sift, in_use)
+    if extras.minutiae is not None:
+        minutiae_store.remove_unused(index_dir, extras.minutiae, in_use)
