@@ -97,7 +97,7 @@ def main() -> None:
         for name in sets:
             per_set[name] = run_set(name, args.verify, Path(tmp))
     labels = [k for k, v in per_set[sets[0]].items() if isinstance(v, dict)]
-    average = {
+    average: dict[str, Any] = {
         label: {
             key: round(float(np.mean([per_set[s][label][key] for s in sets])), 4)
             for key in per_set[sets[0]][label]

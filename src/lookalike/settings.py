@@ -20,6 +20,10 @@ def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
     return cls(**kwargs)
 
 
+BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+"""The networks `backbones.BACKBONES` builds, by name."""
+
+
 @dataclass(frozen=True)
 class FeatureSettings:
     """How local and global descriptors are read off the backbone's feature maps.
@@ -38,6 +42,10 @@ class FeatureSettings:
     gem_p: float = 3.0
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(
+                f"unknown backbone {self.backbone!r}; allowed: {', '.join(BACKBONE_NAMES)}"
+            )
         if not self.scales or any(s <= 0 or s > 4 for s in self.scales):
             raise ValueError(f"scales must be in (0, 4], got {self.scales}")
         if self.image_size < 32:
