@@ -163,12 +163,16 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def save_result(name: str, data: dict[str, Any]) -> Path:
+def save_result(name: str, data: dict[str, Any], *, partial: bool = False) -> Path:
     """`data` as results/<name>.json, with the code it came from (`provenance`) under
-    "code"."""
+    "code". `partial`: what a script has measured so far, kept in case it fails later; marked
+    so (`"partial": true`), and `run_all.py` runs the script again rather than count it done."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({**data, "code": provenance()}, indent=2, sort_keys=True))
+    marked = (
+        {**data, "partial": True} if partial else {k: v for k, v in data.items() if k != "partial"}
+    )
+    path.write_text(json.dumps({**marked, "code": provenance()}, indent=2, sort_keys=True))
     return path
 
 

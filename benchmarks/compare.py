@@ -146,7 +146,7 @@ def main() -> None:
             # RootSIFT scores Corel on its own (it has no index to share)
             own = groups(data_root() / "corel") if name == "corel" else rset
             results["sets"][name]["rootsift"] = rootsift(own, max_queries)
-        save_result("compare", results)  # partial results survive a later failure
+        save_result("compare", results, partial=True)  # kept if a later set fails
     path = save_result("compare", results)
     print(json.dumps(results["fusion_weight"], indent=2))
     for name, data in results["sets"].items():

@@ -74,11 +74,12 @@ STEPS = (
 
 
 def current(step: Step, key: str) -> bool:
-    """Whether every result `step` writes comes from the code checked out now. A load
-    configuration counts when its own run is in the load results."""
+    """Whether every result `step` writes comes from the code checked out now, whole (not the
+    partial results of a run that was stopped). A load configuration counts when its own run
+    is in the load results."""
     for name in step.writes:
         result = load_result(name)
-        if not result or result.get("code", {}).get("key") != key:
+        if not result or result.get("code", {}).get("key") != key or result.get("partial"):
             return False
         if step.adds and step.adds not in result:
             return False

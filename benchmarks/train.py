@@ -30,7 +30,7 @@ from typing import Any
 
 from common import RESULTS, TRAIN_PLOT, load_result, machine, save_result
 from lookalike.evaluate import datasets
-from lookalike.evaluate.cache import cache_root, fresh_cache_dir
+from lookalike.evaluate.cache import cache_root, code_key, fresh_cache_dir
 from lookalike.evaluate.datasets import RetrievalSet
 from lookalike.evaluate.run import evaluate, upright_view
 from lookalike.images import find_images
@@ -110,11 +110,14 @@ def score(rset: RetrievalSet, bundle: Path | None, tag: str, modes: Sequence[str
 
 
 class Results:
-    """One experiment's results file, saved after every measurement (resumable)."""
+    """One experiment's results file, saved after every measurement (resumable: a run of the
+    same code carries on; what other code measured is dropped, never kept as this code's)."""
 
     def __init__(self, name: str, command: str) -> None:
         self.name = f"train-{name}"
-        self.data = load_result(self.name) or {}
+        previous = load_result(self.name) or {}
+        same_code = previous.get("code", {}).get("key") == code_key()
+        self.data = previous if same_code else {}
         self.data.update(command=command)
         self.data.setdefault("runs", {})
         self.data.setdefault("scores", {})
@@ -128,9 +131,10 @@ class Results:
             self.save()
         return self.data["scores"][key]
 
-    def save(self) -> None:
+    def save(self, *, partial: bool = True) -> None:
+        """Write what is measured so far (`partial`: the experiment is still running)."""
         self.data["machine"] = machine()
-        save_result(self.name, self.data)
+        save_result(self.name, self.data, partial=partial)
 
 
 def train_then_score_holidays(
@@ -159,7 +163,7 @@ def train_then_score_holidays(
             )
 
 
-def holidays_experiment(args: argparse.Namespace) -> None:
+def holidays_experiment(args: argparse.Namespace) -> Results:
     """Transductive: train on the Holidays images (no labels), evaluate on Holidays."""
     res = Results("holidays", "python benchmarks/train.py holidays")
     points = sorted({0.0, *args.snapshots, args.minutes})
@@ -167,23 +171,26 @@ def holidays_experiment(args: argparse.Namespace) -> None:
     train_then_score_holidays(
         res, "holidays", root, "imagenet", args, points, upright_at=(0.0, args.minutes)
     )
+    return res
 
 
-def transfer_experiment(args: argparse.Namespace) -> None:
+def transfer_experiment(args: argparse.Namespace) -> Results:
     """Train on Corel only (network, whitening and codebook); evaluate on Holidays."""
     res = Results("transfer", "python benchmarks/train.py transfer")
     points = [0.0, args.minutes]
     root = datasets.corel().root
     train_then_score_holidays(res, "corel", root, "imagenet", args, points, upright_at=points)
+    return res
 
 
-def scratch_experiment(args: argparse.Namespace) -> None:
+def scratch_experiment(args: argparse.Namespace) -> Results:
     """`--from scratch`: random weights, trained on Holidays with the same objective."""
     res = Results("scratch", "python benchmarks/train.py scratch")
     points = sorted({*args.snapshots, args.minutes} - {0.0})
     rset = datasets.holidays()
     train_then_score_holidays(res, "holidays-scratch", rset.root, "scratch", args, points)
     res.measure("rootsift/as_stored", lambda: _rootsift(rset))
+    return res
 
 
 def _rootsift(rset: RetrievalSet) -> dict:
@@ -204,7 +211,7 @@ def _linked_tree(source: Path, target: Path) -> None:
             link.symlink_to(Path(path).resolve())
 
 
-def fingerprints_experiment(args: argparse.Namespace) -> None:
+def fingerprints_experiment(args: argparse.Namespace) -> Results:
     """Fine-tuned and from-scratch networks trained on the four FVC2000 sets (no labels),
     tested on the four FVC2002 sets; each set searched on its own (80 impressions)."""
     root = datasets.data_root() / "fingerprints"
@@ -231,6 +238,7 @@ def fingerprints_experiment(args: argparse.Namespace) -> None:
             bundle = bundle_for(snapshot(run_dir, minutes), train_root, tag)
             res.measure(tag, partial(per_set, bundle, tag))
     res.measure("rootsift", lambda: {name: _rootsift(rset) for name, rset in sets.items()})
+    return res
 
 
 def plot(_: argparse.Namespace) -> None:
@@ -280,7 +288,7 @@ def plot(_: argparse.Namespace) -> None:
     _log(f"-> {out}")
 
 
-EXPERIMENTS = {
+EXPERIMENTS: dict[str, Callable[[argparse.Namespace], Results | None]] = {
     "holidays": holidays_experiment,
     "transfer": transfer_experiment,
     "scratch": scratch_experiment,
@@ -302,7 +310,9 @@ def main() -> None:
     parser.add_argument("--modes", type=lambda s: s.split(","), default=["asmk", "global", "fused"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    EXPERIMENTS[args.experiment](args)
+    finished = EXPERIMENTS[args.experiment](args)
+    if finished is not None:
+        finished.save(partial=False)  # every measurement is in: the result is whole
 
 
 if __name__ == "__main__":

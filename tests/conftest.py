@@ -3,9 +3,12 @@ serve, data-set guards."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -85,3 +88,22 @@ def write_tiny_folder(root: Path) -> Path:
         for copy in copies:
             (root / copy).write_bytes(buffer.getvalue())
     return root
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(script: str) -> ModuleType:
+    """The module of `benchmarks/<script>.py`, imported as `bench_<script>` (its siblings, such
+    as `common`, import as they do when it runs)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        path = BENCHMARKS / f"{script}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{script}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import BENCHMARKS, load_benchmark
 
 
 def _report() -> ModuleType:
-    sys.path.insert(0, str(BENCHMARKS))  # report imports its sibling `common`
-    try:
-        spec = importlib.util.spec_from_file_location("report", BENCHMARKS / "report.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("report")
 
 
 def test_the_block_between_the_markers_is_replaced_and_the_rest_kept() -> None:
