@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from common import machine, median, percentile, save_result
+from fingerprints import with_verify
 from lookalike.collection import Collection
 from lookalike.evaluate import data_root, groups
 from lookalike.evaluate.cache import cache_root, fresh_cache_dir
@@ -28,7 +28,7 @@ from lookalike.evaluate.metrics import average_precision, average_precision_inri
 from lookalike.evaluate.run import merged_view
 from lookalike.evaluate.synthetic_prints import write_prints
 from lookalike.images import find_images
-from lookalike.settings import PRESETS, Settings
+from lookalike.settings import PRESETS
 
 SETS = tuple(f"fvc2002_db{i}" for i in range(1, 5))
 
@@ -43,10 +43,6 @@ def real_view(folder: Path) -> Path:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(path.resolve())
     return folder
-
-
-def with_verify(settings: Settings, verify: int) -> Settings:
-    return replace(settings, minutiae=replace(settings.minutiae, verify=verify))
 
 
 def main() -> None:
