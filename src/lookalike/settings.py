@@ -152,10 +152,14 @@ class SearchSettings:
 
 
 CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
-SEARCH_MODES = ("fused", "asmk", "global", *CLASSIC_DESCRIPTORS, "rootsift")
+SEARCH_MODES = ("fused", "asmk", "global", "similar", *CLASSIC_DESCRIPTORS, "rootsift")
 FUSABLE = (*CLASSIC_DESCRIPTORS, "rootsift")
 """What `--fuse` can add to a CNN mode's scores."""
-CNN_MODES = ("fused", "asmk", "global")
+VERIFIED_MODES = ("fused", "asmk", "global")
+"""Modes that find the same object: their best images are verified (spatially, or by
+fingerprint minutiae)."""
+CNN_MODES = (*VERIFIED_MODES, "similar")
+"""Modes that read the query's CNN features ('similar': the same kind of thing, unverified)."""
 
 DEDUP_THRESHOLD = 65
 """Inliers (of the `RerankSettings.features` compared) that make two images near duplicates
@@ -429,6 +433,32 @@ class MinutiaeSettings:
         return f"{self.extractor}-r{self.max_side}"
 
 
+@dataclass(frozen=True)
+class SimilarSettings:
+    """The 'similar' search mode (`index.similar_index`): images of the same kind of thing,
+    not the same object. The raw global descriptors, centred and projected on their `dim`
+    leading principal directions; each image's vector averaged with its `neighbours` nearest
+    (weights: similarity to the power `alpha`) while the collection has fewer than
+    `augment_below` images (finding every image's neighbours costs n^2 products); a query
+    expanded with its `neighbours` best images the same way (0: neither)."""
+
+    dim: int = 256
+    neighbours: int = 10
+    alpha: float = 3.0
+    augment_below: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.neighbours < 0 or self.augment_below < 0:
+            raise ValueError("need dim >= 1, neighbours >= 0 and augment_below >= 0")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying every parameter, e.g. `d256-k10-a3-b50000`."""
+        return f"d{self.dim}-k{self.neighbours}-a{self.alpha:g}-b{self.augment_below}"
+
+
 GLOBAL_INDEX_KINDS = ("auto", "exact", "compressed")
 ASMK_INDEX_KINDS = ("auto", "inverted", "shortlist")
 
@@ -525,6 +555,7 @@ class Settings:
     sift: SiftSettings = field(default_factory=SiftSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     minutiae: MinutiaeSettings = field(default_factory=MinutiaeSettings)
+    similar: SimilarSettings = field(default_factory=SimilarSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -540,6 +571,7 @@ class Settings:
             "sift": SiftSettings,
             "index": IndexSettings,
             "minutiae": MinutiaeSettings,
+            "similar": SimilarSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:

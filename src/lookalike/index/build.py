@@ -11,7 +11,7 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from lookalike.index.generation import (
 )
 from lookalike.index.global_index import build_global, save_global
 from lookalike.index.layout import IndexLayout
+from lookalike.index.similar_index import build_similar, save_similar
 from lookalike.index.store import existing_shards, open_shard, write_shard
 from lookalike.learn.fit import fit_model_on
 from lookalike.learn.model import Model
@@ -39,6 +40,7 @@ from lookalike.settings import (
     FeatureSettings,
     IndexSettings,
     LearnSettings,
+    SimilarSettings,
 )
 
 logger = logging.getLogger("lookalike")
@@ -186,11 +188,13 @@ def build_generation(
     extras: Extras = Extras(),
     sift_codebook: np.ndarray | None = None,
     global_settings: IndexSettings = IndexSettings(),
+    similar: SimilarSettings = SimilarSettings(),
 ) -> Path:
     """Write the global index and the ASMK index (of the kinds `global_settings` choose for
     this many images) over `records` (row i = records[i]); the matrices of their classic
-    descriptors (see `classic_store.backfill`); and with RootSIFT enabled, its inverted file
-    under `sift_codebook` (see `sift_store.codebook`).
+    descriptors (see `classic_store.backfill`); the 'similar' mode's vectors (`similar`); and
+    with RootSIFT enabled, its inverted file under `sift_codebook` (see
+    `sift_store.codebook`).
 
     The ASMK inverted file is built in memory; the shortlist kind's codes are copied from the
     encoded shards straight into the generation folder (memory stays that of one shard)."""
@@ -221,6 +225,12 @@ def build_generation(
     del globals_  # the index holds what it needs (a float16 copy, for the compressed kind)
     classic = extras.classic
     described = {} if classic is None else classic_store.gather(index_dir, classic, records)
+    kinds = build_similar(
+        functools.partial(_raw_globals, features_dir, by_shard),
+        len(records),
+        model.global_whitening.input_dim,
+        similar,
+    )
     sift = None
     if extras.sift is not None and extras.has_sift:
         assert sift_codebook is not None, "RootSIFT is enabled: its codebook is needed"
@@ -238,6 +248,7 @@ def build_generation(
             recorded.update(save_asmk(asmk, tmp))
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
         save_images(tmp, records)
+        save_similar(tmp, *kinds)
         for name, matrix in described.items():
             save_npy(tmp, f"classic-{name}", matrix)
         if sift is not None and sift_codebook is not None:
@@ -256,8 +267,26 @@ def build_generation(
             classic_descriptors=tuple(sorted(described)),
             sift=extras.sift.key if sift is not None and extras.sift else None,
             catalog_state=state_of(records),
+            similar=dataclasses.asdict(similar),
         ).save(tmp)
     return final
+
+
+def _raw_globals(
+    features_dir: Path, by_shard: dict[int, list[tuple[int, int]]]
+) -> Iterator[np.ndarray]:
+    """The raw global descriptors of a generation's images in row order, a shard at a time
+    (`by_shard`: shard -> [(generation row, shard row)] as `build_generation` groups them)."""
+    rows = sorted((i, shard, row) for shard, items in by_shard.items() for i, row in items)
+    start = 0
+    while start < len(rows):
+        shard = rows[start][1]
+        end = start
+        while end < len(rows) and rows[end][1] == shard:
+            end += 1
+        theirs = np.array([row for _, _, row in rows[start:end]], np.int64)
+        yield np.asarray(open_shard(features_dir, shard).global_[theirs], np.float32)
+        start = end
 
 
 def remove_stale(

@@ -366,6 +366,7 @@ class Indexer:
             self.settings.sift.key if extras.has_sift else None,
             self.settings.index.key,
             state_of(records),
+            self.settings.similar,
         ):
             return True
         for damage in generation_damage(folder):
@@ -395,6 +396,7 @@ class Indexer:
             extras,
             sift_codebook,
             self.settings.index,
+            self.settings.similar,
         )
         with catalog.transaction(durable=True):
             catalog.set_meta("generation", str(generation))

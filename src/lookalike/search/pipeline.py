@@ -49,6 +49,7 @@ from lookalike.settings import (
     CNN_MODES,
     DEDUP_GATE,
     DEDUP_NEIGHBOURS,
+    VERIFIED_MODES,
     MinutiaeSettings,
     RerankSettings,
     SearchOptions,
@@ -183,7 +184,7 @@ class _Wanted:
             settings.classic,
             settings.sift,
             settings.blurred,
-            minutiae and settings.mode in CNN_MODES,
+            minutiae and settings.mode in VERIFIED_MODES,
         )
 
 
@@ -255,7 +256,7 @@ class Searcher:
             described.detail,
         )
         final, verified = scores.final, {}
-        if second.verify > 0 and described.features is not None:
+        if second.verify > 0 and described.features is not None and settings.mode != "similar":
             scores, reranked = self._second_stage(
                 snapshot, described, scores, settings, second, self_rows, dropped
             )

@@ -15,6 +15,7 @@ const els = {
   queryControls: $("#query-controls"),
   regionInput: $("#region-input"),
   kInput: $("#k-input"),
+  modeInput: $("#mode-input"),
   searchRegion: $("#search-region"),
   clearRegion: $("#clear-region"),
   addForm: $("#add-form"),
@@ -397,6 +398,10 @@ els.queryControls.addEventListener("submit", (event) => {
   search();
 });
 
+els.modeInput.addEventListener("change", () => {
+  if (state.query) search();
+});
+
 els.clearRegion.addEventListener("click", () => {
   const had = state.region !== null;
   setRegion(null);
@@ -430,6 +435,7 @@ async function search() {
   if (region) form.append("region", region.join(","));
   const k = Number.parseInt(els.kInput.value, 10);
   if (Number.isFinite(k) && k > 0) form.append("k", String(k));
+  if (els.modeInput.value) form.append("mode", els.modeInput.value);
 
   els.results.dataset.state = "loading";
   els.results.setAttribute("aria-busy", "true");
@@ -542,7 +548,11 @@ function resultCard(hit) {
   verdict.textContent = hit.verdict;
   const score = document.createElement("span");
   score.className = "score";
-  score.textContent = `similarity ${formatScore(hit.similarity)}`;
+  // a search for the same kind of thing has no similarity scale: its score is a cosine
+  score.textContent =
+    hit.similarity === null || hit.similarity === undefined
+      ? `score ${formatScore(hit.score)}`
+      : `similarity ${formatScore(hit.similarity)}`;
   top.append(rank, verdict, score);
   if (inliers) {
     const count = document.createElement("span");
