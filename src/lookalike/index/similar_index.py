@@ -98,8 +98,8 @@ class SimilarSpace:
 
 def neighbours(vectors: np.ndarray, k: int, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Each row's `k` most similar other rows of `vectors: (n, d)` unit rows, best first:
-    `(rows, similarities)`, both `(n, min(k, n - 1))`. Exact, `block` rows at a time (n^2 d
-    products: about a minute at 50,000 rows on two cores)."""
+    `(rows, similarities)`, both `(n, min(k, n - 1))`. Exact, `block` rows at a time: n^2 d
+    products (6.4e11 at 50,000 rows of 256 dimensions)."""
     n = len(vectors)
     k = min(k, n - 1)
     rows = np.zeros((n, max(k, 0)), np.int64)

@@ -435,7 +435,8 @@ async function search() {
   if (region) form.append("region", region.join(","));
   const k = Number.parseInt(els.kInput.value, 10);
   if (Number.isFinite(k) && k > 0) form.append("k", String(k));
-  if (els.modeInput.value) form.append("mode", els.modeInput.value);
+  const mode = els.modeInput.value;
+  if (mode) form.append("mode", mode);
 
   els.results.dataset.state = "loading";
   els.results.setAttribute("aria-busy", "true");
@@ -455,7 +456,7 @@ async function search() {
   clearError();
   state.response = response;
   state.serverSize = [response.query.width, response.query.height];
-  renderResults(response);
+  renderResults(response, mode);
 }
 
 function formatScore(score) {
@@ -463,16 +464,18 @@ function formatScore(score) {
 }
 
 // Matches come first (the server ranks them so): a line is drawn where they end.
-function renderResults(response) {
+function renderResults(response, mode = "") {
   const list = els.results;
   list.replaceChildren();
   const matches = response.hits.filter((hit) => hit.verdict === "match").length;
+  list.dataset.mode = mode;
   response.hits.forEach((hit, i) => {
     if (i === matches && matches > 0) list.append(matchesLine(matches));
     list.append(resultCard(hit));
   });
   els.results.dataset.matches = String(matches);
-  els.resultsSummary.textContent = resultsSummary(response, matches);
+  els.resultsSummary.textContent =
+    mode === "similar" ? kindSummary(response) : resultsSummary(response, matches);
   list.dataset.region = response.query.region ? response.query.region.join(",") : "";
   list.dataset.querySize = `${response.query.width},${response.query.height}`;
   list.dataset.search = String(Number(list.dataset.search || 0) + 1);
@@ -500,6 +503,18 @@ function resultsSummary(response, matches) {
   const others = n - matches;
   const rest = others ? `${matches ? ", then" : "."} ${others} other result${others === 1 ? "" : "s"}` : "";
   return `${found}${rest}${seconds}. Press Enter on a result to compare it with the query.`;
+}
+
+// A search for the same kind of thing verifies nothing: no matches, no line.
+function kindSummary(response) {
+  const n = response.hits.length;
+  const where = response.query.region ? ` for region ${response.query.region.join(", ")}` : "";
+  if (!n) return `No results${where}.`;
+  const seconds = typeof response.seconds === "number" ? ` in ${response.seconds.toFixed(2)} s` : "";
+  return (
+    `${n} image${n === 1 ? "" : "s"} of the same kind of thing${where}, the most alike first` +
+    ` (not checked for the same object)${seconds}. Press Enter on a result to compare it with the query.`
+  );
 }
 
 function matchesLine(matches) {
