@@ -124,6 +124,15 @@ def wait_for_search(page: Any, count: int) -> None:
     )
 
 
+def searched_page(browser: Any, server_url: str, query: Path) -> Any:
+    """A new desktop-sized page of the server that has searched `query` once."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server_url + "/")
+    page.set_input_files("#query-file", str(query))
+    wait_for_search(page, 1)
+    return page
+
+
 def hit_paths(page: Any) -> list[str]:
     return page.locator("#results .hit").evaluate_all("cards => cards.map(c => c.dataset.path)")
 
@@ -525,10 +534,7 @@ def test_page_draws_the_line_after_the_matches_and_says_when_there_is_none(
     with sync_api.sync_playwright() as p:
         browser = launch(sync_api, p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(server_url + "/")
-            page.set_input_files("#query-file", str(query))
-            wait_for_search(page, 1)
+            page = searched_page(browser, server_url, query)
             summary = page.locator("#results-summary")
             expect(summary).to_contain_text("in the collection")
             expect(summary).not_to_contain_text("No match")
@@ -571,10 +577,7 @@ def test_searching_for_the_same_kind_of_thing_says_so_and_shows_no_match(
     with sync_api.sync_playwright() as p:
         browser = launch(sync_api, p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(server_url + "/")
-            page.set_input_files("#query-file", str(query))
-            wait_for_search(page, 1)
+            page = searched_page(browser, server_url, query)
             summary = page.locator("#results-summary")
             expect(summary).to_contain_text("in the collection")
 
