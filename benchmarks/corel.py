@@ -27,7 +27,7 @@ def main() -> None:
             "groups",
             str(folder),
             "--modes",
-            "fused,asmk,global",
+            "fused,asmk,global,similar",
             "--max-queries",
             str(args.max_queries),
             "--verify",

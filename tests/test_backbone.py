@@ -9,6 +9,7 @@ from skimage import data
 
 from lookalike.backbones import BACKBONES, build_backbone
 from lookalike.backbones.efficientnet import optimize_for_inference
+from lookalike.settings import BACKBONE_NAMES, FeatureSettings
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,15 @@ def test_unknown_names_list_the_allowed() -> None:
         build_backbone("resnet", ["s16"])
     with pytest.raises(ValueError, match="s16"):
         build_backbone("efficientnet_lite0", ["nope"])
-    assert "efficientnet_lite0" in BACKBONES
+    assert set(BACKBONES) == set(BACKBONE_NAMES)
+    with pytest.raises(ValueError, match="allowed: efficientnet_lite0, efficientnet_lite1"):
+        FeatureSettings(backbone="resnet50")
 
 
 def test_bfloat16_features_agree_with_float32() -> None:
     """The network in bfloat16 (the default where the processor has it natively) gives the
     same strongest locations and nearly the same descriptors as in float32."""
     from lookalike.features import Extractor, ImageFeatures
-    from lookalike.settings import FeatureSettings
 
     settings = FeatureSettings(image_size=256, max_features=200)
     image = data.astronaut()
@@ -85,3 +87,30 @@ def test_precision_comes_from_the_environment_and_unknown_names_are_refused(
     monkeypatch.setenv("LOOKALIKE_PRECISION", "float8")
     with pytest.raises(ValueError, match="allowed: auto, float32, bfloat16"):
         use_bfloat16()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_backbones_load_offline_and_give_features_of_their_channels(name: str) -> None:
+    """Lite1 and Lite2 come with their ImageNet weights (no download): they know a cat, and
+    the extractor reads local and global descriptors of their layers' widths off them."""
+    from lookalike.features import Extractor
+
+    model = build_backbone(name, ["s16", "head"])
+    x = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float()
+    x = torch.nn.functional.interpolate(x, size=(260, 260), mode="bilinear", antialias=True)
+    with torch.inference_mode():
+        logits = model.net((x - 127.0) / 128.0)  # type: ignore[operator]
+    assert int(logits.argmax()) in range(281, 286)
+    channels = model.channels  # type: ignore[attr-defined]
+    settings = FeatureSettings(backbone=name, image_size=256, max_features=100)
+    assert settings.key.startswith(name.removeprefix("efficientnet_") + "-")
+    image = data.astronaut()
+    features = Extractor(settings, precision="float32").extract(image)
+    local = features.local
+    assert local.desc.shape == (100, channels["s16"])
+    assert features.global_.shape == (channels["head"],)
+    assert np.isfinite(local.desc).all() and np.isfinite(features.global_).all()
+    # positions in the pixels of the image as given
+    height, width = image.shape[:2]
+    assert (local.xy >= 0).all()
+    assert (local.xy[:, 0] < width).all() and (local.xy[:, 1] < height).all()

@@ -124,6 +124,15 @@ def wait_for_search(page: Any, count: int) -> None:
     )
 
 
+def searched_page(browser: Any, server_url: str, query: Path) -> Any:
+    """A new desktop-sized page of the server that has searched `query` once."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server_url + "/")
+    page.set_input_files("#query-file", str(query))
+    wait_for_search(page, 1)
+    return page
+
+
 def hit_paths(page: Any) -> list[str]:
     return page.locator("#results .hit").evaluate_all("cards => cards.map(c => c.dataset.path)")
 
@@ -525,10 +534,7 @@ def test_page_draws_the_line_after_the_matches_and_says_when_there_is_none(
     with sync_api.sync_playwright() as p:
         browser = launch(sync_api, p)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(server_url + "/")
-            page.set_input_files("#query-file", str(query))
-            wait_for_search(page, 1)
+            page = searched_page(browser, server_url, query)
             summary = page.locator("#results-summary")
             expect(summary).to_contain_text("in the collection")
             expect(summary).not_to_contain_text("No match")
@@ -554,5 +560,43 @@ def test_page_draws_the_line_after_the_matches_and_says_when_there_is_none(
             expect(page.locator("#results .verdict-match")).to_have_count(0)
             assert page.locator("#results .hit").count() > 0
             page.screenshot(path=str(tmp_path / "browser-verdict.png"))
+        finally:
+            browser.close()
+
+
+def test_searching_for_the_same_kind_of_thing_says_so_and_shows_no_match(
+    sync_api: Any, server_url: str, demo: DemoCollection, tmp_path: Path
+) -> None:
+    """Switched to 'the same kind of thing', the same query searches again at once: the page
+    says the results are of the same kind and not checked for the same object, every card
+    reads 'similar' with its score, and no line divides matches; switched back, the match is
+    first again."""
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    query, _ = make_query(demo, tmp_path)
+    with sync_api.sync_playwright() as p:
+        browser = launch(sync_api, p)
+        try:
+            page = searched_page(browser, server_url, query)
+            summary = page.locator("#results-summary")
+            expect(summary).to_contain_text("in the collection")
+
+            page.get_by_label("Look for", exact=True).select_option(label="the same kind of thing")
+            wait_for_search(page, 2)
+            expect(summary).to_contain_text("of the same kind of thing")
+            expect(summary).to_contain_text("not checked for the same object")
+            expect(page.get_by_role("separator")).to_have_count(0)
+            cards = page.locator("#results .hit")
+            assert cards.count() > 0
+            verdicts = set(page.locator("#results .verdict").all_text_contents())
+            assert verdicts == {"similar"}, verdicts
+            expect(cards.first).to_contain_text("score ")
+            same_scene = {ORIGINAL} | {c for c, o in demo.originals.items() if o == ORIGINAL}
+            assert hit_paths(page)[0] in same_scene
+
+            page.get_by_label("Look for", exact=True).select_option(label="the same thing")
+            wait_for_search(page, 3)
+            expect(page.locator("#results .hit").first.locator(".verdict")).to_have_text("match")
+            page.screenshot(path=str(tmp_path / "browser-kind.png"))
         finally:
             browser.close()

@@ -105,6 +105,7 @@ DAMAGE: dict[str, tuple[str, Callable[[Path], None]]] = {
     "manifest deleted": ("generation", lambda i: _delete(i / GEN / "manifest.json")),
     "checksums garbled": ("generation", lambda i: (i / GEN / CHECKSUMS).write_text("{oops")),
     "asmk garbled": ("generation", lambda i: _garble(_largest(i / GEN / "asmk", "*"))),
+    "similar vectors truncated": ("generation", lambda i: _truncate(i / GEN / "similar.npy")),
     "catalog page garbled": ("catalog", _catalog_page),
 }
 

@@ -617,3 +617,33 @@ def test_eval_robustness_reports_each_method_and_writes_plots(
     assert table.exit_code == 0, table.output
     flat = _flat(table.stdout)
     assert "(recall@1/recall@10)" in flat and "phash" in flat and "average" in flat
+
+
+def test_index_backbone_is_kept_and_a_new_one_describes_every_image_again(
+    tmp_path: Path,
+) -> None:
+    from conftest import write_tiny_folder
+    from lookalike.catalog import Catalog
+
+    def extracted_with(collection: Collection) -> str:
+        with Catalog.open(collection.index_dir, readonly=True) as catalog:
+            return str(catalog.get_meta("extracted_with"))
+
+    folder = write_tiny_folder(tmp_path / "tiny")
+    lite1 = ("--backbone", "efficientnet_lite1")
+    first = _json(_run("index", folder, *lite1, "--json", "--workers", 1))
+    assert first["added"] == first["images"] == 6
+    collection = Collection.open(folder)
+    assert collection.settings.features.backbone == "efficientnet_lite1"
+    assert extracted_with(collection).startswith("lite1-")
+    again = _json(_run("index", folder, "--json", "--workers", 1))  # kept: nothing to do
+    assert again["unchanged"] == 6 and again["added"] == again["updated"] == 0
+    _json(_run("index", folder, "--backbone", "efficientnet_lite0", "--json", "--workers", 1))
+    collection = Collection.open(folder)
+    assert collection.settings.features.backbone == "efficientnet_lite0"
+    assert extracted_with(collection).startswith("lite0-")  # every image described again
+    assert collection.search(folder / "f.jpg", k=1)[0].path == "f.jpg"
+    message = _failed_cleanly(_run("index", folder, "--backbone", "resnet50"))
+    assert _flat("allowed: efficientnet_lite0, efficientnet_lite1, efficientnet_lite2") in _flat(
+        message
+    )

@@ -236,7 +236,7 @@ def test_feature_settings_key_and_decode_size() -> None:
     custom = FeatureSettings(local_layer="s8", image_size=448, max_features=500, scales=(1.5, 1))
     assert custom.key == "lite0-s8-head-r448-n500"
     assert custom.decode_size == 672
-    assert FeatureSettings(backbone="resnet50").key.startswith("resnet50-")
+    assert FeatureSettings(backbone="efficientnet_lite2").key.startswith("lite2-")
 
 
 # --- GlobalIndex vs brute-force dot products -------------------------------------------------

@@ -14,7 +14,17 @@ from skimage import data
 from lookalike.backbones import build_backbone
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
-from lookalike.learn.train import TrainSettings, build_model, make_batch, train, training_step
+from lookalike.features.global_ import gem
+from lookalike.learn.train import (
+    TrainSettings,
+    build_model,
+    build_teacher,
+    freeze_batch_norm,
+    make_batch,
+    parameter_groups,
+    train,
+    training_step,
+)
 from lookalike.settings import FeatureSettings
 
 pytestmark = pytest.mark.slow
@@ -111,3 +121,56 @@ def test_a_trained_bundle_indexes_and_searches_the_demo_collection(
     trained_desc = collection.stored_features(image_id).global_
     plain_desc = plain.stored_features(plain.id_of(demo.query) or 0).global_
     assert not np.allclose(trained_desc, plain_desc)
+
+
+def _global(model: torch.nn.Module, views: np.ndarray) -> torch.Tensor:
+    """`(len(views), G)` unit global descriptors of `views: (N, S, S, 3)`."""
+    x = torch.from_numpy(views).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        pooled = gem(model(x)[FEATURES.global_layer], FEATURES.gem_p)
+    return torch.nn.functional.normalize(pooled, dim=1)
+
+
+def test_the_keep_term_holds_the_global_descriptor_near_imagenets() -> None:
+    """Eight steps on two images: the local loss falls; two views of one image stay more
+    alike than two images; and with `global_keep` the views' global descriptors end nearer
+    the ImageNet network's than without it."""
+    images = _images()[:2]
+    teacher = build_teacher(FEATURES)
+    kept: dict[float, float] = {}
+    for keep in (0.0, 5.0):
+        torch.manual_seed(0)
+        settings = TrainSettings(**{**SMALL.__dict__, "global_keep": keep})
+        model = build_model(FEATURES, "imagenet")
+        model.train()
+        freeze_batch_norm(model)  # as fine-tuning does
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        batch = make_batch(images, settings, 16.0, np.random.default_rng(1))
+        local = []
+        for _ in range(8):
+            loss, parts = training_step(model, batch, FEATURES, settings, teacher)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            local.append(parts.local)
+        assert local[-1] < local[0], (keep, local)
+        model.eval()
+        views = _global(model, batch.views)  # image 0, image 1, image 0, image 1
+        assert float(views[0] @ views[2]) > float(views[0] @ views[1]), keep
+        assert float(views[1] @ views[3]) > float(views[1] @ views[2]), keep
+        kept[keep] = float((views * _global(teacher, batch.views)).sum(dim=1).mean())
+    assert kept[5.0] > kept[0.0], kept
+
+
+def test_the_layers_above_the_local_layer_learn_slower_when_asked() -> None:
+    model = build_model(FEATURES, "imagenet")
+    settings = TrainSettings(upper_learning_rate=0.1)
+    lower, upper = parameter_groups(model, FEATURES, settings, 1e-4)
+    assert upper["lr"] == pytest.approx(1e-5) and lower["lr"] == 1e-4
+    head = {id(p) for p in model.net._conv_head.parameters()}  # type: ignore[union-attr]
+    assert head <= {id(p) for p in upper["params"]}
+    assert not head & {id(p) for p in lower["params"]}
+    assert len(lower["params"]) + len(upper["params"]) == len(list(model.parameters()))
+    assert len(parameter_groups(model, FEATURES, TrainSettings(), 1e-4)) == 1
+    with pytest.raises(ValueError, match="upper_learning_rate"):
+        TrainSettings(upper_learning_rate=2.0)

@@ -20,6 +20,10 @@ def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
     return cls(**kwargs)
 
 
+BACKBONE_NAMES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+"""The networks `backbones.BACKBONES` builds, by name."""
+
+
 @dataclass(frozen=True)
 class FeatureSettings:
     """How local and global descriptors are read off the backbone's feature maps.
@@ -38,6 +42,10 @@ class FeatureSettings:
     gem_p: float = 3.0
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(
+                f"unknown backbone {self.backbone!r}; allowed: {', '.join(BACKBONE_NAMES)}"
+            )
         if not self.scales or any(s <= 0 or s > 4 for s in self.scales):
             raise ValueError(f"scales must be in (0, 4], got {self.scales}")
         if self.image_size < 32:
@@ -144,10 +152,14 @@ class SearchSettings:
 
 
 CLASSIC_DESCRIPTORS = ("colour", "texture", "shape")
-SEARCH_MODES = ("fused", "asmk", "global", *CLASSIC_DESCRIPTORS, "rootsift")
+SEARCH_MODES = ("fused", "asmk", "global", "similar", *CLASSIC_DESCRIPTORS, "rootsift")
 FUSABLE = (*CLASSIC_DESCRIPTORS, "rootsift")
 """What `--fuse` can add to a CNN mode's scores."""
-CNN_MODES = ("fused", "asmk", "global")
+VERIFIED_MODES = ("fused", "asmk", "global")
+"""Modes that find the same object: their best images are verified (spatially, or by
+fingerprint minutiae)."""
+CNN_MODES = (*VERIFIED_MODES, "similar")
+"""Modes that read the query's CNN features ('similar': the same kind of thing, unverified)."""
 
 DEDUP_THRESHOLD = 65
 """Inliers (of the `RerankSettings.features` compared) that make two images near duplicates
@@ -382,6 +394,78 @@ class SiftSettings:
         return f"rootsift-n{self.max_features}-r{self.max_side}"
 
 
+MINUTIAE_EXTRACTORS = ("nbis_mindtct",)
+MINUTIAE_MATCHERS = ("nbis_bozorth3",)
+
+
+@dataclass(frozen=True)
+class MinutiaeSettings:
+    """Fingerprint minutiae (`features.minutiae`), stored for every image when `enabled` (the
+    'fingerprints' preset), and the conventional matcher that verifies the CNN's short list
+    with them: the first stage's `verify` best images are compared with the query by
+    `matcher` and ranked by its score above the rest, those scoring `match_score` or more
+    (Bozorth3's usual threshold for the same finger) first of all, as matches.
+
+    Prints are read at their own resolution, shrunk to `max_side` when larger (minutiae are a
+    few pixels apart at 500 dpi: never shrink a print that is not much larger than a finger).
+    """
+
+    enabled: bool = False
+    extractor: str = "nbis_mindtct"
+    matcher: str = "nbis_bozorth3"
+    verify: int = 25
+    match_score: float = 40.0
+    max_side: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.extractor not in MINUTIAE_EXTRACTORS:
+            raise ValueError(
+                f"unknown minutiae extractor {self.extractor!r}; allowed: "
+                f"{', '.join(MINUTIAE_EXTRACTORS)}"
+            )
+        if self.matcher not in MINUTIAE_MATCHERS:
+            raise ValueError(
+                f"unknown minutiae matcher {self.matcher!r}; allowed: "
+                f"{', '.join(MINUTIAE_MATCHERS)}"
+            )
+        if self.verify < 0:
+            raise ValueError(f"verify must be >= 0, got {self.verify}")
+        if self.max_side < 64:
+            raise ValueError(f"max_side must be at least 64, got {self.max_side}")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying what the stored minutiae depend on, e.g.
+        `nbis_mindtct-r2000`."""
+        return f"{self.extractor}-r{self.max_side}"
+
+
+@dataclass(frozen=True)
+class SimilarSettings:
+    """The 'similar' search mode (`index.similar_index`): images of the same kind of thing,
+    not the same object. The raw global descriptors, centred and projected on their `dim`
+    leading principal directions; each image's vector averaged with its `neighbours` nearest
+    (weights: similarity to the power `alpha`) while the collection has fewer than
+    `augment_below` images (finding every image's neighbours costs n^2 products); a query
+    expanded with its `neighbours` best images the same way (0: neither)."""
+
+    dim: int = 256
+    neighbours: int = 10
+    alpha: float = 3.0
+    augment_below: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.neighbours < 0 or self.augment_below < 0:
+            raise ValueError("need dim >= 1, neighbours >= 0 and augment_below >= 0")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+
+    @property
+    def key(self) -> str:
+        """Short name carrying every parameter, e.g. `d256-k10-a3-b50000`."""
+        return f"d{self.dim}-k{self.neighbours}-a{self.alpha:g}-b{self.augment_below}"
+
+
 GLOBAL_INDEX_KINDS = ("auto", "exact", "compressed")
 ASMK_INDEX_KINDS = ("auto", "inverted", "shortlist")
 
@@ -477,6 +561,8 @@ class Settings:
     classic: ClassicSettings = field(default_factory=ClassicSettings)
     sift: SiftSettings = field(default_factory=SiftSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
+    minutiae: MinutiaeSettings = field(default_factory=MinutiaeSettings)
+    similar: SimilarSettings = field(default_factory=SimilarSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -491,6 +577,8 @@ class Settings:
             "classic": ClassicSettings,
             "sift": SiftSettings,
             "index": IndexSettings,
+            "minutiae": MinutiaeSettings,
+            "similar": SimilarSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:
@@ -517,6 +605,11 @@ def _renamed(values: Mapping[str, Any]) -> dict[str, Any]:
 PRESETS: dict[str, Settings] = {
     "default": Settings(),
     "fast": Settings(features=FeatureSettings(image_size=448, scales=(1.0, 0.7071))),
+    # Fingerprints: the CNN finds a short list, NIST's minutiae matcher verifies it. Second
+    # looks (a query held sideways, blurred) are for photographs: prints are searched once.
+    "fingerprints": Settings(
+        minutiae=MinutiaeSettings(enabled=True), rerank=RerankSettings(retry=False)
+    ),
 }
 
 

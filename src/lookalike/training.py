@@ -9,7 +9,7 @@ bundle, and, for a bundle kept inside the index, makes the collection index with
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lookalike.collection import Collection
@@ -39,6 +39,8 @@ class TrainingPlan:
     index_dir: Path
     bundle: Path
     in_place: bool
+    features: FeatureSettings = field(default_factory=FeatureSettings)
+    """The network and how features are read off it: the collection's, when it has an index."""
 
     @property
     def run_dir(self) -> Path:
@@ -84,19 +86,26 @@ def plan_training(folder: Path, out: Path | None = None) -> TrainingPlan:
         root = folder.resolve()
         index_dir = root / INDEX_DIR_NAME
     bundle = IndexLayout(index_dir).trained if out is None else out.resolve()
-    return TrainingPlan(root=root, index_dir=index_dir, bundle=bundle, in_place=out is None)
+    features = (
+        Collection.open(index_dir).settings.features
+        if IndexLayout(index_dir).catalog.is_file()
+        else FeatureSettings()
+    )
+    return TrainingPlan(root, index_dir, bundle, out is None, features)
 
 
 def train_collection(
     plan: TrainingPlan,
     settings: TrainSettings,
+    features: FeatureSettings | None = None,
     *,
     on_step: Callable[[float, float, StepLosses], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainingResult:
-    """Train on the images under `plan.root` for `settings.minutes` (resuming from
-    `plan.run_dir`), write the bundle to `plan.bundle`, and when `plan.in_place` make the
-    collection index with it (its next `index` run describes the images again).
+    """Train the network of `features` (default: the plan's) on the images under `plan.root`
+    for `settings.minutes` (resuming from `plan.run_dir`), write the bundle to `plan.bundle`,
+    and when `plan.in_place` make the collection index with it (its next `index` run
+    describes the images again).
 
     `on_step(elapsed, budget, losses)` follows training (seconds); `progress("bundle", done,
     total)` the description of the sample the bundle's whitening and codebook are fitted on.
@@ -104,7 +113,7 @@ def train_collection(
     """
     paths = [p for p in find_images(plan.root) if plan.index_dir not in p.parents]
     rel = [p.relative_to(plan.root).as_posix() for p in paths]
-    features = FeatureSettings()
+    features = features or plan.features
     weights = train(paths, plan.run_dir, features, settings, progress=on_step)
 
     def on_extract(done: int, total: int) -> None:

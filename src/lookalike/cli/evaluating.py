@@ -10,11 +10,13 @@ import typer
 from rich.table import Table
 
 from lookalike.cli.common import JsonOpt, WorkersOpt, fail, out, print_json, progress_bar
+from lookalike.settings import PRESETS
 
 if TYPE_CHECKING:
     from lookalike.evaluate.datasets import RetrievalSet
     from lookalike.evaluate.robustness_run import RobustnessResult
     from lookalike.evaluate.run import EvalResult
+    from lookalike.settings import Settings
 
 ModesOpt = Annotated[
     str,
@@ -43,6 +45,13 @@ EvalIndexOpt = Annotated[
     typer.Option(help="Index folder (default: a cache, rebuilt when the code changes)."),
 ]
 ModelOpt = Annotated[Path | None, typer.Option(help="Model bundle to index with.")]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Settings preset of the index (default, fast, fingerprints); the cached index of "
+        "each preset is its own."
+    ),
+]
 
 
 def _modes(modes: str) -> list[str]:
@@ -168,6 +177,7 @@ def eval_holidays(
     modes: ModesOpt = "fused,asmk,global",
     index: EvalIndexOpt = None,
     model: ModelOpt = None,
+    preset: PresetOpt = None,
     workers: WorkersOpt = 0,
     verify: EvalVerifyOpt = None,
     expand: EvalExpandOpt = None,
@@ -194,7 +204,7 @@ def eval_holidays(
         rset = upright_view(rset)
     if leave_out:
         rset = leave_queries_out(rset)
-    options = _eval_options(modes, index, model, workers, verify, expand, by_id)
+    options = _eval_options(modes, index, model, workers, verify, expand, by_id, preset)
     _run_eval(rset, options, as_json, write)
 
 
@@ -220,6 +230,7 @@ def eval_groups(
     ] = None,
     index: EvalIndexOpt = None,
     model: ModelOpt = None,
+    preset: PresetOpt = None,
     workers: WorkersOpt = 0,
     verify: EvalVerifyOpt = None,
     expand: EvalExpandOpt = None,
@@ -245,7 +256,7 @@ def eval_groups(
         rset = with_distractors(rset, distractors or ())
     except (ValueError, OSError) as exc:  # no group big enough; a missing distractor folder
         raise fail(str(exc)) from exc
-    options = _eval_options(modes, index, model, workers, verify, expand, by_id)
+    options = _eval_options(modes, index, model, workers, verify, expand, by_id, preset)
     _run_eval(rset, {**options, "max_queries": max_queries}, as_json, write)
 
 
@@ -257,9 +268,13 @@ def _eval_options(
     verify: int | None,
     expand: bool | None,
     by_id: bool,
+    preset: str | None = None,
 ) -> EvalOptions:
     """The options `eval holidays` and `eval groups` share, as `evaluate` takes them."""
+    if preset is not None and preset not in PRESETS:
+        raise fail(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     return {
+        "settings": None if preset is None else PRESETS[preset],
         "modes": _modes(modes),
         "index_dir": index,
         "model": model,
@@ -279,6 +294,7 @@ class EvalOptions(TypedDict, total=False):
     expand: bool | None
     by_id: bool
     max_queries: int | None
+    settings: Settings | None
 
 
 def eval_robustness(

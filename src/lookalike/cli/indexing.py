@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from lookalike.learn.train import StepLosses
 
 
+BackboneOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The network: efficientnet_lite0 (the default), efficientnet_lite1 or "
+        "efficientnet_lite2 (larger, slower). Changing it describes every image again.",
+    ),
+]
+
+
 def index(
     folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     index: Annotated[
@@ -31,7 +40,11 @@ def index(
         typer.Option("--model", help="Model bundle from `lookalike train` to index with."),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Feature preset for a new index: default or fast.")
+        str | None,
+        typer.Option(
+            help="Settings preset for a new index: default; fast (quicker indexing); "
+            "fingerprints (NIST minutiae verify the CNN's short list)."
+        ),
     ] = None,
     refit: Annotated[
         bool, typer.Option("--refit", help="Learn whitening and codebook again.")
@@ -44,6 +57,7 @@ def index(
             "about twice the disk); kept for later runs. Default: as the index was made (off).",
         ),
     ] = None,
+    backbone: BackboneOpt = None,
     workers: WorkersOpt = 0,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -72,6 +86,10 @@ def index(
         if sift is not None and sift != collection.settings.sift.enabled:
             current = collection.settings
             collection.configure(replace(current, sift=replace(current.sift, enabled=sift)))
+        if backbone is not None and backbone != collection.settings.features.backbone:
+            current = collection.settings
+            features = replace(current.features, backbone=backbone)
+            collection.configure(replace(current, features=features))
         with progress_bar(not quiet and not as_json) as bar:
             report = collection.index(workers=workers, refit=refit, progress=bar, ray=ray)
     except (FileNotFoundError, CatalogError, ValueError) as exc:
@@ -151,6 +169,14 @@ def train(
             "FOLDER/.lookalike/trained, and the collection then indexes with it).",
         ),
     ] = None,
+    backbone: BackboneOpt = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Train the network of this settings preset (default: the collection's, when "
+            "it has an index; else the default)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the network on FOLDER's own images without labels, then write a model bundle
@@ -159,9 +185,14 @@ def train(
     from lookalike.learn.train import TrainSettings
     from lookalike.training import plan_training, train_collection
 
+    if preset is not None and preset not in PRESETS:
+        raise fail(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
     try:
         plan = plan_training(folder, out_path)
         settings = TrainSettings(start=start, minutes=minutes)
+        features = plan.features if preset is None else PRESETS[preset].features
+        if backbone is not None:
+            features = replace(features, backbone=backbone)
     except (FileNotFoundError, CatalogError, ValueError) as exc:
         raise fail(str(exc)) from exc
     with progress_bar(not as_json) as bar:
@@ -172,7 +203,7 @@ def train(
                 bar("train", int(elapsed), int(budget), info)
 
         try:
-            result = train_collection(plan, settings, on_step=on_step, progress=bar)
+            result = train_collection(plan, settings, features, on_step=on_step, progress=bar)
         except ValueError as exc:  # too few images to train on, or to describe for the bundle
             raise fail(str(exc)) from exc
     if as_json:

@@ -44,7 +44,8 @@ def search(
     mode: Annotated[
         str | None,
         typer.Option(
-            help="fused, asmk (local features) or global (kNN); or a classic descriptor alone: "
+            help="fused, asmk (local features) or global (kNN); similar (the same kind of "
+            "thing, not the same object: unverified); or a classic descriptor alone: "
             "colour (HSV histogram), texture (LBP), shape (HOG), or rootsift (RootSIFT + ASMK, "
             "in an index made with --sift). Default: the index's setting (fused)."
         ),

@@ -60,6 +60,7 @@ METHODS: dict[str, SearchKeywords | Literal["peer"]] = {
     "fused": {"mode": "fused", "fuse": (), "verify": 0},  # the fused first stage alone
     "asmk": {"mode": "asmk", "fuse": (), "verify": 0},
     "global": {"mode": "global", "fuse": (), "verify": 0},
+    "similar": {"mode": "similar", "fuse": ()},  # the same kind of thing (never verified)
     "fused+classic": {"mode": "fused", "fuse": CLASSIC_DESCRIPTORS},
     "colour": {"mode": "colour", "fuse": ()},
     "texture": {"mode": "texture", "fuse": ()},

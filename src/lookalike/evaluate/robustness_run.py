@@ -39,9 +39,10 @@ QUERY_SIDE = 1024
 
 K = 10
 
-METHODS: tuple[str, ...] = tuple(name for name in NAMED_METHODS if name != "fused")
+METHODS: tuple[str, ...] = tuple(name for name in NAMED_METHODS if name not in ("fused", "similar"))
 """The methods a robustness run scores, by their names in `methods.py`: every named method but
-'fused' (the first stage of 'lookalike' alone)."""
+'fused' (the first stage of 'lookalike' alone) and 'similar' (the same kind of thing, not the
+copy the suite looks for)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ hold links and upright copies only, which no code change alters.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,18 +31,21 @@ from lookalike.settings import Settings
 logger = logging.getLogger("lookalike")
 
 
-def default_index_dir(rset: RetrievalSet) -> Path:
+def default_index_dir(rset: RetrievalSet, settings: Settings | None = None) -> Path:
     """The cache folder for an index of `rset`, named after the set and its root (only the
-    name: `cached_index_dir` is the folder to index into)."""
+    name: `cached_index_dir` is the folder to index into); an index with other `settings`
+    than the defaults (a preset) has its own."""
     key = "|".join([str(rset.root.resolve()), *sorted(rset.left_out)])  # leave-out: its own
+    if settings is not None and settings != Settings():
+        key += "|" + json.dumps(settings.as_dict(), sort_keys=True)
     digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     return cache_root() / "indexes" / f"{rset.name}-{digest}"
 
 
-def cached_index_dir(rset: RetrievalSet) -> Path:
-    """`default_index_dir(rset)`, fresh: removed first when other code, or another precision,
-    built the index there (`cache.fresh_cache_dir`)."""
-    return fresh_cache_dir(default_index_dir(rset))
+def cached_index_dir(rset: RetrievalSet, settings: Settings | None = None) -> Path:
+    """`default_index_dir(rset, settings)`, fresh: removed first when other code, or another
+    precision, built the index there (`cache.fresh_cache_dir`)."""
+    return fresh_cache_dir(default_index_dir(rset, settings))
 
 
 def view_folder(rset: RetrievalSet, distractors: Sequence[Path]) -> Path:
@@ -259,7 +263,7 @@ def evaluate(
     if by_id and rset.left_out:
         raise ValueError("queries left out of the index cannot be searched by id")
     methods = [parse_method(m) for m in modes]
-    index_dir = index_dir or cached_index_dir(rset)
+    index_dir = index_dir or cached_index_dir(rset, settings)
     collection = Collection.create(
         indexed_root(rset), index=index_dir, settings=settings, model=model
     )

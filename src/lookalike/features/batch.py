@@ -1,6 +1,7 @@
 """Batch extraction: image files -> `Extracted` (features, size, hash, classic descriptors,
-RootSIFT), in local processes (`iter_extract`); `scale.ray_index.iter_extract_ray` does the
-same on a Ray cluster. A bad file gives an `Extracted` with its reason, never an exception.
+RootSIFT, fingerprint minutiae), in local processes (`iter_extract`);
+`scale.ray_index.iter_extract_ray` does the same on a Ray cluster. A bad file gives an
+`Extracted` with its reason, never an exception.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import numpy as np
 
 from lookalike.features.classic import describe, rootsift_file
 from lookalike.features.extract import Extractor, ImageFeatures
+from lookalike.features.minutiae import Minutiae
+from lookalike.features.minutiae import extract_file as minutiae_file
 from lookalike.images import ImageError, content_hash, image_size, load_image
-from lookalike.settings import ClassicSettings, FeatureSettings, SiftSettings
+from lookalike.settings import ClassicSettings, FeatureSettings, MinutiaeSettings, SiftSettings
 
 logger = logging.getLogger("lookalike")
 
@@ -39,15 +42,18 @@ class Extracted:
     error: str | None
     classic: dict[str, np.ndarray] | None = None
     sift: np.ndarray | None = None  # (N, 128) float16 RootSIFT descriptors
+    minutiae: Minutiae | None = None
 
 
 @dataclass(frozen=True)
 class Extras:
     """What is stored for each image besides its CNN features: the `classic` descriptors its
-    settings name, and RootSIFT features when `sift` is given and enabled."""
+    settings name, RootSIFT features when `sift` is given and enabled, and fingerprint
+    minutiae when `minutiae` is."""
 
     classic: ClassicSettings | None = None
     sift: SiftSettings | None = None
+    minutiae: MinutiaeSettings | None = None
 
     @property
     def has_classic(self) -> bool:
@@ -56,6 +62,10 @@ class Extras:
     @property
     def has_sift(self) -> bool:
         return self.sift is not None and self.sift.enabled
+
+    @property
+    def has_minutiae(self) -> bool:
+        return self.minutiae is not None and self.minutiae.enabled
 
 
 _worker_extractor: Extractor | None = None
@@ -98,6 +108,10 @@ def extract_file(
         if extras.has_sift:
             assert extras.sift is not None
             sift = np.asarray(rootsift_file(path, extras.sift).desc, np.float16)  # own size
+        minutiae = None
+        if extras.has_minutiae:
+            assert extras.minutiae is not None
+            minutiae = minutiae_file(path, extras.minutiae)  # the print's own resolution
         factor = max(width, height) / max(image.shape[:2])
         local = features.local
         if factor != 1.0:
@@ -116,6 +130,7 @@ def extract_file(
             None,
             described,
             sift,
+            minutiae,
         )
     except ImageError as exc:
         return Extracted(rel, None, 0, 0, None, exc.reason)

@@ -11,14 +11,14 @@ import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from lookalike.catalog import Catalog, ImageRecord
 from lookalike.features.batch import Extracted, Extras
-from lookalike.index import classic_store, sift_store
+from lookalike.index import classic_store, minutiae_store, sift_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import CodeBlock, Part, save_asmk, write_shortlist
 from lookalike.index.atomic import atomic_dir, save_npy
@@ -32,6 +32,7 @@ from lookalike.index.generation import (
 )
 from lookalike.index.global_index import build_global, save_global
 from lookalike.index.layout import IndexLayout
+from lookalike.index.similar_index import build_similar, save_similar
 from lookalike.index.store import existing_shards, open_shard, write_shard
 from lookalike.learn.fit import fit_model_on
 from lookalike.learn.model import Model
@@ -39,6 +40,7 @@ from lookalike.settings import (
     FeatureSettings,
     IndexSettings,
     LearnSettings,
+    SimilarSettings,
 )
 
 logger = logging.getLogger("lookalike")
@@ -115,6 +117,9 @@ def _write_buffer(
         classic_store.write_classic(index_dir, extras.classic, shard, [b.classic for b in buffer])
     if extras.sift is not None and extras.has_sift:
         sift_store.write_sift(index_dir, extras.sift, shard, [b.sift for b in buffer])
+    if extras.minutiae is not None and extras.has_minutiae:
+        rows = [b.minutiae for b in buffer]
+        minutiae_store.write_minutiae(index_dir, extras.minutiae, shard, rows)
     with catalog.transaction(durable=True):
         for row, item in enumerate(buffer):
             size, mtime_ns = files[item.path]
@@ -183,11 +188,13 @@ def build_generation(
     extras: Extras = Extras(),
     sift_codebook: np.ndarray | None = None,
     global_settings: IndexSettings = IndexSettings(),
+    similar: SimilarSettings = SimilarSettings(),
 ) -> Path:
     """Write the global index and the ASMK index (of the kinds `global_settings` choose for
     this many images) over `records` (row i = records[i]); the matrices of their classic
-    descriptors (see `classic_store.backfill`); and with RootSIFT enabled, its inverted file
-    under `sift_codebook` (see `sift_store.codebook`).
+    descriptors (see `classic_store.backfill`); the 'similar' mode's vectors (`similar`); and
+    with RootSIFT enabled, its inverted file under `sift_codebook` (see
+    `sift_store.codebook`).
 
     The ASMK inverted file is built in memory; the shortlist kind's codes are copied from the
     encoded shards straight into the generation folder (memory stays that of one shard)."""
@@ -218,6 +225,12 @@ def build_generation(
     del globals_  # the index holds what it needs (a float16 copy, for the compressed kind)
     classic = extras.classic
     described = {} if classic is None else classic_store.gather(index_dir, classic, records)
+    kinds = build_similar(
+        functools.partial(_raw_globals, features_dir, by_shard),
+        len(records),
+        model.global_whitening.input_dim,
+        similar,
+    )
     sift = None
     if extras.sift is not None and extras.has_sift:
         assert sift_codebook is not None, "RootSIFT is enabled: its codebook is needed"
@@ -235,6 +248,7 @@ def build_generation(
             recorded.update(save_asmk(asmk, tmp))
         save_npy(tmp, "ids", np.asarray([r.id for r in records], dtype=np.int64))
         save_images(tmp, records)
+        save_similar(tmp, *kinds)
         for name, matrix in described.items():
             save_npy(tmp, f"classic-{name}", matrix)
         if sift is not None and sift_codebook is not None:
@@ -253,8 +267,26 @@ def build_generation(
             classic_descriptors=tuple(sorted(described)),
             sift=extras.sift.key if sift is not None and extras.sift else None,
             catalog_state=state_of(records),
+            similar=dataclasses.asdict(similar),
         ).save(tmp)
     return final
+
+
+def _raw_globals(
+    features_dir: Path, by_shard: dict[int, list[tuple[int, int]]]
+) -> Iterator[np.ndarray]:
+    """The raw global descriptors of a generation's images in row order, a shard at a time
+    (`by_shard`: shard -> [(generation row, shard row)] as `build_generation` groups them)."""
+    rows = sorted((i, shard, row) for shard, items in by_shard.items() for i, row in items)
+    start = 0
+    while start < len(rows):
+        shard = rows[start][1]
+        end = start
+        while end < len(rows) and rows[end][1] == shard:
+            end += 1
+        theirs = np.array([row for _, _, row in rows[start:end]], np.int64)
+        yield np.asarray(open_shard(features_dir, shard).global_[theirs], np.float32)
+        start = end
 
 
 def remove_stale(
@@ -266,14 +298,12 @@ def remove_stale(
 ) -> None:
     """Delete shards no image points at (neither in the catalog nor in the previous
     generation, which readers that opened it a moment ago still read), codes of other models,
-    classic descriptors and RootSIFT features of other settings, and old generations."""
+    classic descriptors, RootSIFT features and minutiae of other settings, and old
+    generations."""
     layout = IndexLayout(index_dir)
     previous = layout.generation(keep_generation - 1)
     in_use = catalog.shards_in_use() | generation_shards(previous)
-    if extras.classic is not None:
-        classic_store.remove_unused(index_dir, extras.classic, set(in_use))
-    if extras.sift is not None:
-        sift_store.remove_unused(index_dir, extras.sift, set(in_use))
+    _remove_unused_extras(index_dir, extras, set(in_use))
     for shard in existing_shards(layout.features):
         if shard not in in_use:
             shutil.rmtree(layout.feature_shard(shard), ignore_errors=True)
@@ -292,3 +322,14 @@ def remove_stale(
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def _remove_unused_extras(index_dir: Path, extras: Extras, in_use: set[int]) -> None:
+    """Delete the extras (classic descriptors, RootSIFT, minutiae) of other settings, and
+    those of shards not `in_use`."""
+    if extras.classic is not None:
+        classic_store.remove_unused(index_dir, extras.classic, in_use)
+    if extras.sift is not None:
+        sift_store.remove_unused(index_dir, extras.sift, in_use)
+    if extras.minutiae is not None:
+        minutiae_store.remove_unused(index_dir, extras.minutiae, in_use)

@@ -2,17 +2,18 @@
 and repair what can be repaired.
 
 What is checked: the catalog (SQLite's `quick_check`, or `integrity_check` in full), every
-feature shard the catalog points at, the codes, classic descriptors and RootSIFT features kept
-per shard, the model, and the generation searches read. A folder written by `atomic_dir` is
-held against the sizes (and, in full, the checksums) it recorded when written; older folders
-have each array's header and length read. The quick check reads no file's contents beyond
-the headers, so `index` runs it at every start.
+feature shard the catalog points at, the codes, classic descriptors, RootSIFT features and
+fingerprint minutiae kept per shard, the model, and the generation searches read. A folder
+written by `atomic_dir` is held against the sizes (and, in full, the checksums) it recorded
+when written; older folders have each array's header and length read. The quick check reads
+no file's contents beyond the headers, so `index` runs it at every start.
 
 Repairs: a damaged feature shard is deleted and its images are described again by the next
-index run (they keep their ids); damaged codes, classic descriptors or RootSIFT features are
-deleted and made again from the stored features; a damaged model is deleted and learned again
-(a model pinned from a bundle must be given again); a damaged generation is built again; a
-damaged catalog is moved aside and the collection indexed anew.
+index run (they keep their ids); damaged codes are deleted and made again from the stored
+features, damaged classic descriptors, RootSIFT features or minutiae from the images; a
+damaged model is deleted and learned again (a model pinned from a bundle must be given
+again); a damaged generation is built again; a damaged catalog is moved aside and the
+collection indexed anew.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from lookalike.index.generation import MODEL_ERRORS, Manifest, load_images
 from lookalike.index.layout import CATALOG_FILE, IndexLayout, shard_name, shard_numbers
 from lookalike.learn.model import Model
 
-PARTS = ("catalog", "features", "codes", "classic", "rootsift", "model", "generation")
+PARTS = (
+    "catalog", "features", "codes", "classic", "rootsift", "minutiae", "model", "generation"
+)  # fmt: skip
 """The kinds of `Damage.part`, in the order they are checked and repaired."""
 
 
@@ -53,6 +56,7 @@ class Damage:
             "codes": "deleted; made again from the stored features",
             "classic": "deleted; made again from the images",
             "rootsift": "deleted; made again from the images",
+            "minutiae": "deleted; made again from the images",
             "model": "deleted; learned again from the collection",
             "generation": "deleted; built again from the stored features",
         }[self.part]
@@ -138,13 +142,15 @@ def check_index(index_dir: Path, *, full: bool = False) -> list[Damage]:
 
 def _shard_folders(layout: IndexLayout, in_use: list[int]) -> Iterator[tuple[str, Path]]:
     """`(part, folder)` of every per-shard folder to check: the feature shards the catalog
-    points at, and every shard of codes, classic descriptors and RootSIFT features kept."""
+    points at, and every shard of codes, classic descriptors, RootSIFT features and minutiae
+    kept."""
     for shard in in_use:
         yield "features", layout.feature_shard(shard)
     for part, root in (
         ("codes", layout.codes_root),
         ("classic", layout.classic_root),
         ("rootsift", layout.sift_root),
+        ("minutiae", layout.minutiae_root),
     ):
         kinds = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         for kind in kinds:
@@ -198,7 +204,7 @@ def repair(index_dir: Path, damages: list[Damage]) -> list[str]:
         done.append(f"{count} images of {len(shards)} damaged feature shards to describe again")
     for d in damages:
         # a damaged generation goes too: the next run finds none readable and builds one
-        if d.part in ("features", "codes", "classic", "rootsift", "model", "generation"):
+        if d.part != "catalog":
             shutil.rmtree(d.path, ignore_errors=True)
             done.append(f"deleted {d.path}")
     if any(d.part == "model" for d in damages):

@@ -35,14 +35,16 @@ from lookalike.index.atomic import save_npy, write_json_atomic
 from lookalike.index.codes import load_codes
 from lookalike.index.global_index import GlobalSearch, load_global
 from lookalike.index.layout import IndexLayout
+from lookalike.index.similar_index import SimilarIndex
 from lookalike.index.store import open_shard
 from lookalike.learn.model import Model
+from lookalike.settings import SimilarSettings
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_VERSION = 3
+MANIFEST_VERSION = 4
 """Version 1 was the unversioned `global.json`; 2 this dataclass without `catalog_state` (and
-its generation without its own image list); 3 is this dataclass."""
-READABLE_VERSIONS = (2, MANIFEST_VERSION)
+its generation without its own image list); 3 without `similar`; 4 is this dataclass."""
+READABLE_VERSIONS = (2, 3, MANIFEST_VERSION)
 """Versions a reader can search (a version 2 generation reads its images from the catalog);
 the next `index` run builds any but the current one again."""
 IMAGES_INT = "images-int"
@@ -73,6 +75,8 @@ class Manifest:
     """`SiftSettings.key` of its RootSIFT inverted file (None: none)."""
     catalog_state: str | None = None
     """`state_of` the records it was built over (None: a version 2 generation)."""
+    similar: dict[str, Any] | None = None
+    """The `SimilarSettings` its 'similar' vectors were built with (None: none, version 3)."""
     version: int = MANIFEST_VERSION
 
     def save(self, folder: Path) -> None:
@@ -98,10 +102,12 @@ class Manifest:
         sift: str | None,
         global_settings: str,
         catalog_state: str,
+        similar: SimilarSettings | None = None,
     ) -> bool:
         """Whether this generation is of this version and was built with this model, classic
-        descriptors, RootSIFT and global index settings (keys) over the catalog as it is now
-        (`catalog_state`), so that it need not be built again."""
+        descriptors, RootSIFT, global index and 'similar' settings over the catalog as it is
+        now (`catalog_state`), so that it need not be built again."""
+        wanted = None if similar is None else dataclasses.asdict(similar)
         return (
             self.version,
             self.model_id,
@@ -109,7 +115,8 @@ class Manifest:
             self.sift,
             self.global_settings,
             self.catalog_state,
-        ) == (MANIFEST_VERSION, model_id, classic, sift, global_settings, catalog_state)
+            self.similar,
+        ) == (MANIFEST_VERSION, model_id, classic, sift, global_settings, catalog_state, wanted)
 
 
 def state_of(records: Sequence[ImageRecord]) -> str:
@@ -195,6 +202,8 @@ class Generation(Protocol):
     @property
     def sift(self) -> AsmkIndex | None: ...
     @property
+    def similar(self) -> SimilarIndex | None: ...
+    @property
     def n_images(self) -> int: ...
 
 
@@ -210,6 +219,7 @@ class LoadedGeneration:
     manifest: Manifest | None = None  # None for a part of a shard set (`scale.part`)
     classic: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d) float32
     sift: AsmkIndex | None = None  # RootSIFT's inverted file, when the index has one
+    similar: SimilarIndex | None = None  # the 'similar' mode's vectors (None: none built)
 
     @property
     def n_images(self) -> int:
@@ -250,6 +260,9 @@ def load_generation(folder: Path, model: Model) -> LoadedGeneration:
             manifest=manifest,
             classic=load_classic(folder, manifest),
             sift=sift,
+            similar=None
+            if manifest.similar is None
+            else SimilarIndex.load(folder, SimilarSettings(**manifest.similar)),
         )
     except (OSError, ValueError, EOFError, KeyError, RuntimeError) as e:
         # a file of the generation is missing, truncated or garbled (FAISS says RuntimeError)

@@ -8,6 +8,7 @@ index/
   codes/MODEL/shard-NNNNNN/ ASMK codes of a shard under one model
   classic/KEY/shard-NNNNNN/ classic descriptors under one `ClassicSettings.key`
   sift/KEY/shard-NNNNNN/    RootSIFT features under one `SiftSettings.key`
+  minutiae/KEY/shard-NNNNNN/ fingerprint minutiae under one `MinutiaeSettings.key`
   gen-NNNNNN/               a published generation (`index.generation`)
   shards/                   sets of a generation split for sharded search (`scale/`)
   peers/, thumbs/, trash/, trained/
@@ -97,6 +98,14 @@ class IndexLayout:
     def sift(self, key: str) -> Path:
         """RootSIFT features made under the `SiftSettings` whose key is `key`."""
         return self.sift_root / key
+
+    @property
+    def minutiae_root(self) -> Path:
+        return self.root / "minutiae"
+
+    def minutiae(self, key: str) -> Path:
+        """Fingerprint minutiae made under the `MinutiaeSettings` whose key is `key`."""
+        return self.minutiae_root / key
 
     def generation(self, number: int) -> Path:
         return self.root / f"{GENERATION_PREFIX}{number:06d}"

@@ -23,8 +23,9 @@ import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError, ImageRecord, ScanPlan, writer_lock
 from lookalike.features.batch import Extracted, ExtractMany, Extras, iter_extract
+from lookalike.features.minutiae import check_available as check_minutiae
 from lookalike.images import ImageError, content_hash, find_images
-from lookalike.index import build, classic_store, sift_store
+from lookalike.index import build, classic_store, minutiae_store, sift_store
 from lookalike.index.check import check_index, generation_damage, repair
 from lookalike.index.generation import Manifest, current_model, replace_model, state_of
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
@@ -141,6 +142,8 @@ class Indexer:
     ) -> IndexReport:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        if self.extras.has_minutiae:
+            check_minutiae()  # before any work: MinutiaeUnavailable says how to install them
         with writer_lock(self.index_dir):
             repaired = self.repair()
             if repaired:
@@ -204,7 +207,7 @@ class Indexer:
     @property
     def extras(self) -> Extras:
         """What is stored for each image besides its CNN features."""
-        return Extras(self.settings.classic, self.settings.sift)
+        return Extras(self.settings.classic, self.settings.sift, self.settings.minutiae)
 
     def _scan(self, catalog: Catalog) -> _Scan:
         """The collection's image files against the catalog; deleted files are dropped from it,
@@ -263,7 +266,7 @@ class Indexer:
         return failures
 
     def _backfill(self, records: list[ImageRecord], progress: ProgressCallback | None) -> int:
-        """Classic descriptors and RootSIFT features for images extracted before they were
+        """Classic descriptors, RootSIFT features and minutiae for images extracted before they were
         stored (or before their settings changed): decodes those images again, without the
         network. Returns how many images were described (once per kind)."""
         features_dir = self.layout.features
@@ -275,16 +278,22 @@ class Indexer:
             return None if progress is None else lambda done, total: progress(name, done, total)
 
         settings = self.settings
-        return classic_store.backfill(
-            self.index_dir,
-            self.root,
-            records,
-            settings.classic,
-            settings.features.decode_size,
-            rows,
-            stage("classic"),
-        ) + sift_store.backfill(
-            self.index_dir, self.root, records, settings.sift, rows, stage("rootsift")
+        return (
+            classic_store.backfill(
+                self.index_dir,
+                self.root,
+                records,
+                settings.classic,
+                settings.features.decode_size,
+                rows,
+                stage("classic"),
+            )
+            + sift_store.backfill(
+                self.index_dir, self.root, records, settings.sift, rows, stage("rootsift")
+            )
+            + minutiae_store.backfill(
+                self.index_dir, self.root, records, settings.minutiae, rows, stage("minutiae")
+            )
         )
 
     def _ensure_model(
@@ -357,6 +366,7 @@ class Indexer:
             self.settings.sift.key if extras.has_sift else None,
             self.settings.index.key,
             state_of(records),
+            self.settings.similar,
         ):
             return True
         for damage in generation_damage(folder):
@@ -386,6 +396,7 @@ class Indexer:
             extras,
             sift_codebook,
             self.settings.index,
+            self.settings.similar,
         )
         with catalog.transaction(durable=True):
             catalog.set_meta("generation", str(generation))

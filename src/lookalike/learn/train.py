@@ -42,7 +42,14 @@ STARTS = ("imagenet", "scratch")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How the network is trained; `start` is 'imagenet' (fine-tune) or 'scratch'."""
+    """How the network is trained; `start` is 'imagenet' (fine-tune) or 'scratch'.
+
+    `global_keep`: weight of a term that keeps each view's pooled global descriptor near the
+    one the ImageNet network gives it (1 - cosine; fine-tuning only): the local objective
+    adapts the layers the global descriptor is read from too, and its own contrastive loss,
+    over a handful of images a batch, cannot hold what ImageNet taught it about whole images.
+    `upper_learning_rate`: the learning rate of the layers above the local layer, as a
+    fraction of the others' (fine-tuning only)."""
 
     start: str = "imagenet"
     minutes: float = 30.0
@@ -52,7 +59,9 @@ class TrainSettings:
     temperature: float = 0.05
     global_temperature: float = 0.1
     global_weight: float = 0.5
+    global_keep: float = 1.0
     reliability_weight: float = 0.2
+    upper_learning_rate: float = 1.0
     learning_rate: float = 1e-4
     scratch_learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -66,6 +75,8 @@ class TrainSettings:
             raise ValueError(f"unknown start {self.start!r}; allowed: {', '.join(STARTS)}")
         if self.minutes <= 0 or self.batch_images < 2:
             raise ValueError("minutes must be positive and batch_images at least 2")
+        if self.global_keep < 0 or not 0 <= self.upper_learning_rate <= 1:
+            raise ValueError("need global_keep >= 0 and 0 <= upper_learning_rate <= 1")
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class StepLosses:
     global_: float
     reliability: float
     matched: float  # fraction of points whose correspondence is the mutual nearest neighbour
+    keep: float = 0.0  # 1 - cosine of the global descriptors to the ImageNet network's
 
 
 def _near(points: torch.Tensor, image: torch.Tensor, radius: float) -> torch.Tensor:
@@ -90,7 +102,8 @@ def build_model(features: FeatureSettings, start: str) -> torch.nn.Module:
     return model
 
 
-def _freeze_batch_norm(model: torch.nn.Module) -> None:
+def freeze_batch_norm(model: torch.nn.Module) -> None:
+    """Batch statistics as ImageNet left them (a fine-tuning batch is a handful of views)."""
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.eval()
@@ -132,10 +145,49 @@ def make_batch(
     return Batch(views=views, points_a=points_a, points_b=points_b)
 
 
+def build_teacher(features: FeatureSettings) -> torch.nn.Module:
+    """The ImageNet network's global layer, frozen: what `TrainSettings.global_keep` keeps
+    the global descriptor near."""
+    teacher = build_backbone(features.backbone, [features.global_layer], pretrained=True)
+    teacher.eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def _upper_parameters(model: torch.nn.Module, features: FeatureSettings) -> set[int]:
+    """Ids of the parameters of the layers above the local layer (the blocks after it and the
+    head), which only the global descriptor reads."""
+    net: Any = model.net
+    last = model._taps[features.local_layer]  # type: ignore[index]
+    upper = [b for i, b in enumerate(net._blocks) if i > last] + [net._conv_head, net._bn1]
+    return {id(p) for module in upper for p in module.parameters()}
+
+
+def parameter_groups(
+    model: torch.nn.Module, features: FeatureSettings, settings: TrainSettings, lr: float
+) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: the layers above the local layer at
+    `settings.upper_learning_rate` times `lr` when fine-tuning, the rest at `lr`."""
+    if settings.start != "imagenet" or settings.upper_learning_rate == 1.0:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    upper = _upper_parameters(model, features)
+    params = list(model.parameters())
+    return [
+        {"params": [p for p in params if id(p) not in upper], "lr": lr},
+        {"params": [p for p in params if id(p) in upper], "lr": lr * settings.upper_learning_rate},
+    ]
+
+
 def training_step(
-    model: torch.nn.Module, batch: Batch, features: FeatureSettings, settings: TrainSettings
+    model: torch.nn.Module,
+    batch: Batch,
+    features: FeatureSettings,
+    settings: TrainSettings,
+    teacher: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, StepLosses]:
-    """The loss of one batch, ready for `backward()`."""
+    """The loss of one batch, ready for `backward()`; `teacher` (`build_teacher`) adds the
+    `global_keep` term."""
     device = next(model.parameters()).device
     x = torch.from_numpy(batch.views).to(device).permute(0, 3, 1, 2).float()
     maps = model(x)
@@ -165,10 +217,16 @@ def training_step(
     rel = reliability_loss(torch.cat(rel_a), correct) + reliability_loss(torch.cat(rel_b), correct)
     pooled = F.normalize(gem(maps[features.global_layer], features.gem_p), dim=1)
     global_loss = global_info_nce(pooled[:n], pooled[n:], settings.global_temperature)
+    keep = torch.zeros((), device=device)
+    if teacher is not None:
+        with torch.no_grad():
+            taught = F.normalize(gem(teacher(x)[features.global_layer], features.gem_p), dim=1)
+        keep = (1.0 - (pooled * taught).sum(dim=1)).mean()
     total = (
         local_loss.mean()
         + settings.global_weight * global_loss
         + settings.reliability_weight * rel / 2
+        + settings.global_keep * keep
     )
     return total, StepLosses(
         total=float(total.detach()),
@@ -176,6 +234,7 @@ def training_step(
         global_=float(global_loss.detach()),
         reliability=float(rel.detach() / 2),
         matched=float(correct.float().mean()),
+        keep=float(keep.detach()),
     )
 
 
@@ -286,7 +345,11 @@ def train(
     torch.manual_seed(settings.seed)
     model = build_model(features, settings.start).to(device)
     lr = settings.learning_rate if settings.start == "imagenet" else settings.scratch_learning_rate
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, features, settings, lr), weight_decay=settings.weight_decay
+    )
+    fine_tune = settings.start == "imagenet"
+    teacher = build_teacher(features).to(device) if fine_tune and settings.global_keep else None
     meta = {"train": dataclasses.asdict(settings), "features": dataclasses.asdict(features)}
     checkpoint_path = out_dir / CHECKPOINT
     rng = np.random.default_rng(settings.seed)
@@ -302,7 +365,7 @@ def train(
 
     model.train()
     if settings.start == "imagenet":
-        _freeze_batch_norm(model)
+        freeze_batch_norm(model)
     budget = settings.minutes * 60
     last_save = time.monotonic()
     stride = float(LAYER_STRIDES[features.local_layer])
@@ -316,7 +379,7 @@ def train(
         pending = prefetch.submit(_next_batch, image_paths, settings, stride, rng)
         if batch is None:
             continue
-        loss, parts = training_step(model, batch, features, settings)
+        loss, parts = training_step(model, batch, features, settings, teacher)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -64,6 +64,7 @@ class ShardedGeneration:
         self.model = model
         self.actors = actors
         self.sift = None
+        self.similar = None  # the 'similar' mode is not sharded
         parts = self.ray.get([a.ids.remote() for a in actors])
         self.ids = np.concatenate(parts).astype(np.int64)
         self.bounds = np.asarray(shard_set.bounds, np.int64)

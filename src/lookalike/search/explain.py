@@ -28,11 +28,13 @@ def side_by_side(
     hit_box: np.ndarray | None = None,
     height: int = 480,
     gap: int = 12,
+    label: str = "inliers",
 ) -> np.ndarray:
     """One `(height, W, 3)` uint8 picture: `query` left, `hit` right, both `(H, W, 3)` uint8
     decoded at any resolution of originals of `query_size` and `hit_size` (width, height).
 
     Match positions and boxes are in original pixels; `hit_box: (4, 2)` is a quadrilateral.
+    `label`: what the correspondences are, written under their number.
     """
     for name, image in (("query", query), ("hit", hit)):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -57,7 +59,7 @@ def side_by_side(
         cv2.line(canvas, a, b, LINE_COLOUR, thickness, cv2.LINE_AA)
         cv2.circle(canvas, a, 2 * thickness + 1, LINE_COLOUR, -1, cv2.LINE_AA)
         cv2.circle(canvas, b, 2 * thickness + 1, LINE_COLOUR, -1, cv2.LINE_AA)
-    label = f"{match.inliers} inliers"
+    label = f"{match.inliers} {label}"
     cv2.putText(canvas, label, (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
     cv2.putText(canvas, label, (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
     return canvas

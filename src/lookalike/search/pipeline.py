@@ -2,7 +2,8 @@
 
 describe (decode, crop, CNN features, classic descriptors) -> first stage (`query.score`) ->
 spatial verification and expansion (`rerank.rerank`) -> second looks at a query that verifies
-nothing for sure (`retry`) -> hits. A search takes one `Snapshot` when it starts and reads only
+nothing for sure (`retry`) -> fingerprints: the minutiae matcher re-ranks the best
+(`fingerprint`) -> hits. A search takes one `Snapshot` when it starts and reads only
 it, so a generation published meanwhile changes nothing in its hits.
 """
 
@@ -21,22 +22,35 @@ from lookalike.catalog import ImageRecord
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.features.classic import describe, rootsift
 from lookalike.features.detail import detail
+from lookalike.features.minutiae import Minutiae, grey, paired
+from lookalike.features.minutiae import extract as extract_minutiae
 from lookalike.images import ImageError, ImageSource, load_image, source_size
 from lookalike.index import sift_store
 from lookalike.index.generation import Generation, Snapshot, stored_features
+from lookalike.index.minutiae_store import MinutiaeReader
 from lookalike.search.dedup import candidate_pairs
 from lookalike.search.explain import save_png, side_by_side
+from lookalike.search.fingerprint import check_prints, print_matches, ranked_by_prints
 from lookalike.search.mirror import mirrored, unmirror
 from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
 from lookalike.search.rerank import Reranked, VerifyMemo, rerank, verify_shortlist
 from lookalike.search.retry import Look, best_turn, probes, read, second_looks
-from lookalike.search.verdict import at_least, matches_first, similarity, verdict
+from lookalike.search.verdict import (
+    at_least,
+    below_match,
+    matches_first,
+    print_similarity,
+    similarity,
+    verdict,
+)
 from lookalike.search.verify import Verified
 from lookalike.settings import (
     CNN_MODES,
     DEDUP_GATE,
     DEDUP_NEIGHBOURS,
+    VERIFIED_MODES,
+    MinutiaeSettings,
     RerankSettings,
     SearchOptions,
     SearchSettings,
@@ -67,6 +81,9 @@ class Hit:
     depend on how the query was given or on the other hits. None in a classic mode."""
     verdict: str = "similar"
     """'match' (the same object or scene, verified), 'similar' or 'none'."""
+    print_score: float | None = None
+    """The minutiae matcher's score against the query (Bozorth3; fingerprints), when it
+    compared the two."""
 
     def __repr__(self) -> str:
         """One line: rank, id, path, verdict, similarity, score and inliers (not the arrays
@@ -97,6 +114,7 @@ class Hit:
             "inliers": self.inliers,
             "verdict": self.verdict,
             "similarity": None if self.similarity is None else round(self.similarity, 6),
+            "minutiae_score": self.print_score,
             "homography": None if matrix is None else np.round(matrix, 6).tolist(),
             "box": None if self.box is None else np.round(self.box, 1).tolist(),
             "width": None if self.size is None else self.size[0],
@@ -143,21 +161,31 @@ class QueryDescription:
     looks: dict[str, QueryDescription] = field(default_factory=dict, compare=False, repr=False)
     # how much fine detail the query holds (`features.detail`); None when unknown
     detail: float | None = None
+    # its fingerprint minutiae, when the index compares them (`MinutiaeSettings`)
+    minutiae: Minutiae | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class _Wanted:
     """What a query must be described with: CNN features (`cnn`), the `classic` descriptors,
-    RootSIFT (`sift`), and the classic descriptors a blurred query may use (`optional`)."""
+    RootSIFT (`sift`), the classic descriptors a blurred query may use (`optional`), and
+    fingerprint minutiae (`minutiae`)."""
 
     cnn: bool
     classic: tuple[str, ...]
     sift: bool
     optional: tuple[str, ...] = ()
+    minutiae: bool = False
 
     @classmethod
-    def of(cls, settings: SearchSettings) -> _Wanted:
-        return cls(settings.mode in CNN_MODES, settings.classic, settings.sift, settings.blurred)
+    def of(cls, settings: SearchSettings, minutiae: bool = False) -> _Wanted:
+        return cls(
+            settings.mode in CNN_MODES,
+            settings.classic,
+            settings.sift,
+            settings.blurred,
+            minutiae and settings.mode in VERIFIED_MODES,
+        )
 
 
 Query = ImageSource | int | np.integer | QueryDescription
@@ -213,7 +241,9 @@ class Searcher:
         if self._check is not None:
             self._check(settings)
         snapshot = self.snapshot()
-        described, own_rows = self._query(snapshot, query, region, _Wanted.of(settings))
+        prints = self.settings.minutiae
+        wanted = _Wanted.of(settings, prints.enabled and prints.verify > 0)
+        described, own_rows = self._query(snapshot, query, region, wanted)
         excluded = _rows_of(snapshot, exclude)
         dropped = _union(excluded, own_rows if exclude_self else None)
         self_rows = _union(own_rows, excluded)
@@ -226,7 +256,7 @@ class Searcher:
             described.detail,
         )
         final, verified = scores.final, {}
-        if second.verify > 0 and described.features is not None:
+        if second.verify > 0 and described.features is not None and settings.mode != "similar":
             scores, reranked = self._second_stage(
                 snapshot, described, scores, settings, second, self_rows, dropped
             )
@@ -235,6 +265,17 @@ class Searcher:
         match_rows = np.array(
             [r for r, v in verified.items() if _is_match(v.inliers, cosines, r)], np.int64
         )
+        checked: dict[int, float] | None = None
+        if wanted.minutiae and described.minutiae is not None:
+            reader = MinutiaeReader(self.index_dir, prints)
+
+            def stored(row: int) -> Minutiae | None:
+                record = snapshot.records.get(int(snapshot.loaded.ids[row]))
+                return None if record is None else reader.read(record)
+
+            checked = check_prints(described.minutiae, final, stored, prints, dropped)
+            final = ranked_by_prints(final, checked)
+            match_rows = print_matches(checked, prints)  # photographs' rules do not judge prints
         rows = top_rows(matches_first(final, match_rows), resolved.k, dropped)
         size = described.size
         # the part searched: a box reaching past the edges would map to points at infinity
@@ -247,6 +288,11 @@ class Searcher:
             )
             for rank, row in enumerate(rows, start=1)
         )
+        if checked is not None:
+            hits = tuple(
+                self._as_print(hit, checked.get(int(row)))
+                for hit, row in zip(hits, rows, strict=True)
+            )
         listed = tuple(h for h in hits if at_least(h.verdict, resolved.min_verdict))
         return SearchResult(listed, size, snapshot.number)
 
@@ -322,6 +368,16 @@ class Searcher:
             verdict=verdict(alike),
         )
 
+    def _as_print(self, hit: Hit, score: float | None) -> Hit:
+        """`hit` judged as a fingerprint: by its minutiae matcher `score` when it has one,
+        else never a match (the photographs' rules do not judge prints)."""
+        alike = (
+            below_match(hit.similarity)
+            if score is None
+            else print_similarity(score, self.settings.minutiae.match_score)
+        )
+        return replace(hit, similarity=alike, verdict=verdict(alike), print_score=score)
+
     def describe(
         self,
         query: ImageSource,
@@ -341,6 +397,7 @@ class Searcher:
             tuple(self.settings.classic.descriptors if classic is None else classic),
             snapshot.loaded.sift is not None if sift is None else sift,
             self.settings.search.blurred,
+            cnn and self.settings.minutiae.enabled,
         )
         described, _ = self._query(snapshot, query, region, wanted)
         return described
@@ -390,9 +447,14 @@ class Searcher:
             described["rootsift"] = sift_store.read_sift(
                 self.index_dir, sift_settings, record.shard, record.row or 0
             )
+        minutiae = None
+        if wanted.minutiae:
+            minutiae = MinutiaeReader(self.index_dir, self.settings.minutiae).read(record)
+            if minutiae is None:
+                return None
         features = stored_features(self.index_dir, record) if wanted.cnn else None
         size = (record.width or 0, record.height or 0)
-        return QueryDescription(features, described, size)
+        return QueryDescription(features, described, size, minutiae=minutiae)
 
     def _read(
         self, snapshot: Snapshot, query: ImageSource, region: Box | None, wanted: _Wanted
@@ -417,7 +479,14 @@ class Searcher:
         features = _in_query(self.extractor().extract(pixels.image), pixels)
         # the detail matters only where colour may weigh in for a blurred query
         sharpness = detail(pixels.image) if blurred else None
-        return QueryDescription(features, described, size, pixels=pixels, detail=sharpness)
+        minutiae = None
+        if wanted.minutiae:
+            prints = self.settings.minutiae
+            print_pixels = query_pixels(query, size, prints.max_side, box)
+            minutiae = extract_minutiae(grey(print_pixels.image, prints.max_side), prints)
+        return QueryDescription(
+            features, described, size, pixels=pixels, detail=sharpness, minutiae=minutiae
+        )
 
     def _second_looks(
         self,
@@ -687,8 +756,9 @@ def explain(
     height: int = 480,
 ) -> list[Path]:
     """Write one side-by-side PNG per verified hit into `out_dir`: the query (its region
-    boxed) and the hit, with the inlier correspondences and the matched region drawn.
-    Returns the files written, in rank order."""
+    boxed) and the hit, with the inlier correspondences and the matched region drawn; for a
+    fingerprint the minutiae matcher compared, the paired minutiae. Returns the files written,
+    in rank order."""
     if isinstance(query, int | np.integer):
         record = searcher.snapshot().records.get(int(query))
         if record is None:
@@ -696,24 +766,53 @@ def explain(
         query = searcher.root / record.path
     size = source_size(query)
     picture = load_image(query, max_side=2 * height)
+    prints = searcher.settings.minutiae
+    query_minutiae = None
     written = []
     for hit in hits:
-        if hit.match is None:
+        match, label, box = hit.match, "inliers", hit.box
+        if hit.print_score is not None:
+            if query_minutiae is None:
+                query_minutiae = _minutiae_as_seen(query, size, region, prints)
+            hit_size = source_size(hit.abspath)
+            match = _paired(query_minutiae, _minutiae_as_seen(hit.abspath, hit_size, None, prints))
+            label, box = "paired minutiae", None
+        if match is None:
             continue
         drawn = side_by_side(
             picture,
             size,
             load_image(hit.abspath, max_side=2 * height),
             source_size(hit.abspath),
-            hit.match,
+            match,
             query_box=region,
-            hit_box=hit.box,
+            hit_box=box,
             height=height,
+            label=label,
         )
         name = f"{hit.rank:02d}-{hit.id}-{_safe_stem(hit.path)}.png"
-        text = {"query": str(query), "hit": hit.path, "inliers": str(hit.match.inliers)}
+        text = {"query": str(query), "hit": hit.path, label: str(match.inliers)}
         written.append(save_png(drawn, Path(out_dir) / name, text))
     return written
+
+
+def _minutiae_as_seen(
+    source: ImageSource, size: tuple[int, int], region: Box | None, settings: MinutiaeSettings
+) -> Minutiae:
+    """The minutiae of an image (its `region` only, when given), as a search reads them, with
+    positions moved to the image's own pixels (`size`: (width, height) as seen)."""
+    box = None if region is None else clip_region(region, size)
+    pixels = query_pixels(source, size, settings.max_side, box)
+    found = extract_minutiae(grey(pixels.image, settings.max_side), settings)
+    points = found.points.copy()
+    points[:, :2] = pixels.to_query(points[:, :2])
+    return Minutiae(points, size)
+
+
+def _paired(query: Minutiae, image: Minutiae) -> Verified:
+    """The paired minutiae of two prints as a `Verified` (no geometric model), to be drawn."""
+    query_xy, image_xy = paired(query, image)
+    return Verified(len(query_xy), None, query_xy, image_xy)
 
 
 def _safe_stem(path: str, limit: int = 60) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +46,8 @@ def score(
 
     `self_rows`: rows holding the query itself (a query by id), left out of score normalisation.
 
+    'similar' mode scores the images' kind (`index.similar_index`), not the same object.
+
     With a shortlist ASMK index (`ShortlistAsmk` or its shards, millions of images), a CNN mode
     that uses ASMK ('fused', and 'asmk' alone too) takes the global index's best `candidates`
     rows (see `global_candidates`) and scores only those by ASMK: the others get an ASMK score
@@ -63,6 +65,40 @@ def score(
         )
     if features is None:
         raise ValueError(f"mode {settings.mode!r} needs the query's CNN features")
+    if settings.mode == "similar":
+        first = QueryScores(None, None, similar_scores(loaded, features.global_, self_rows))
+    else:
+        first = _cnn_scores(loaded, features, settings, self_rows)
+    final = first.final
+    if settings.fuse:
+        added = [
+            _stretched(
+                rootsift_scores(loaded, settings, classic)
+                if n == "rootsift"
+                else classic_scores(loaded, n, classic),
+                self_rows,
+            )
+            for n in settings.fuse
+        ]
+        final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
+    blurred = settings.blurred_weight * blurred_share(detail)
+    present = [n for n in settings.blurred if n in loaded.classic and n in (classic or {})]
+    if blurred > 0 and present:
+        added = [_stretched(classic_scores(loaded, n, classic), self_rows) for n in present]
+        final = (final + blurred * np.mean(added, axis=0)).astype(np.float32)
+    if first.candidates is not None:
+        final = below_candidates(final, first.candidates)
+    return replace(first, final=final)
+
+
+def _cnn_scores(
+    loaded: Generation,
+    features: ImageFeatures,
+    settings: SearchSettings,
+    self_rows: np.ndarray | None,
+) -> QueryScores:
+    """The 'fused', 'asmk' or 'global' scores of a query's CNN `features`, before any classic
+    descriptor is added (see `score`)."""
     model = loaded.model
     asmk_scores = global_scores = candidates = None
     query = model.global_whitening.apply(features.global_[None].astype(np.float32))[0]
@@ -91,25 +127,21 @@ def score(
     else:
         assert asmk_scores is not None and global_scores is not None
         final = fuse(asmk_scores, global_scores, settings.global_weight, self_rows)
-    if settings.fuse:
-        added = [
-            _stretched(
-                rootsift_scores(loaded, settings, classic)
-                if n == "rootsift"
-                else classic_scores(loaded, n, classic),
-                self_rows,
-            )
-            for n in settings.fuse
-        ]
-        final = (final + settings.fuse_weight * np.mean(added, axis=0)).astype(np.float32)
-    blurred = settings.blurred_weight * blurred_share(detail)
-    present = [n for n in settings.blurred if n in loaded.classic and n in (classic or {})]
-    if blurred > 0 and present:
-        added = [_stretched(classic_scores(loaded, n, classic), self_rows) for n in present]
-        final = (final + blurred * np.mean(added, axis=0)).astype(np.float32)
-    if candidates is not None:
-        final = below_candidates(final, candidates)
     return QueryScores(asmk=asmk_scores, global_=global_scores, final=final, candidates=candidates)
+
+
+def similar_scores(
+    loaded: Generation, raw_global: np.ndarray, self_rows: np.ndarray | None
+) -> np.ndarray:
+    """`(n,)` float32: every image's similarity in kind to the query whose raw global
+    descriptor is `raw_global: (G,)` (`index.similar_index`); `self_rows` (the query's own)
+    do not expand the query."""
+    if loaded.similar is None:
+        raise ValueError(
+            "this index has no 'similar' vectors (a shard set, or a generation built before "
+            "the mode existed): run `lookalike index` on the collection to build them"
+        )
+    return loaded.similar.scores(np.asarray(raw_global, np.float32), self_rows)
 
 
 def asmk_row_scores(

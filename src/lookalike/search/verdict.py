@@ -35,6 +35,23 @@ def similarity(
     return min(evidence / (2.0 * (1.0 + evidence)), float(np.nextafter(MATCH_FLOOR, 0.0)))
 
 
+def print_similarity(score: float, match_score: float) -> float:
+    """The similarity in [0, 1) of two fingerprints from their minutiae matcher's `score`: a
+    match (0.5 and up) from `match_score` on, as `similarity` reads inliers."""
+    strength = max(score, 0.0) / match_score
+    if strength >= 1.0:
+        return 1.0 - 1.0 / (2.0 * strength)
+    return strength / 2.0
+
+
+def below_match(value: float | None) -> float | None:
+    """`value` capped just below a match: the similarity of a hit whose kind of evidence
+    cannot make it one (a print the minutiae matcher did not compare)."""
+    if value is None:
+        return None
+    return min(value, float(np.nextafter(MATCH_FLOOR, 0.0)))
+
+
 def verdict(value: float | None) -> str:
     """'match', 'similar' or 'none' for a `similarity` value; 'similar' for None (a hit of a
     classic descriptor's ranking: alike in colour, texture or shape, with no other evidence)."""

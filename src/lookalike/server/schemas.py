@@ -97,6 +97,11 @@ class HitBody(BaseModel):
     )
     score: float = Field(description="this search's ranking score (relative to its best)")
     inliers: int | None = Field(description="verified matched points (None: not verified)")
+    minutiae_score: float | None = Field(
+        None,
+        description="fingerprints preset: NIST Bozorth3's score against the query (40 and up "
+        "a match), when it compared the two",
+    )
     box: list[list[float]] | None = Field(
         description="(4, 2) corners of the query (or its region) in the hit, when verified"
     )

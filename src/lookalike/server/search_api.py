@@ -38,7 +38,9 @@ async def search(
     id: int | None = Form(None, description="or the id of an indexed image"),
     region: str | None = Form(None, description='"x,y,w,h" in the query\'s pixels'),
     k: int | None = Form(None, ge=1, description="how many hits (default: the index's, 20)"),
-    mode: str | None = Form(None, description="fused (default), asmk, global, ..."),
+    mode: str | None = Form(
+        None, description="fused (default), asmk, global, similar (the same kind of thing), ..."
+    ),
     verify: int | None = Form(None, ge=0, description="how many to verify spatially"),
     min_verdict: str | None = Form(
         None, description="list only hits this sure or surer: match, similar or none (all)"

@@ -15,6 +15,7 @@ const els = {
   queryControls: $("#query-controls"),
   regionInput: $("#region-input"),
   kInput: $("#k-input"),
+  modeInput: $("#mode-input"),
   searchRegion: $("#search-region"),
   clearRegion: $("#clear-region"),
   addForm: $("#add-form"),
@@ -397,6 +398,10 @@ els.queryControls.addEventListener("submit", (event) => {
   search();
 });
 
+els.modeInput.addEventListener("change", () => {
+  if (state.query) search();
+});
+
 els.clearRegion.addEventListener("click", () => {
   const had = state.region !== null;
   setRegion(null);
@@ -430,6 +435,8 @@ async function search() {
   if (region) form.append("region", region.join(","));
   const k = Number.parseInt(els.kInput.value, 10);
   if (Number.isFinite(k) && k > 0) form.append("k", String(k));
+  const mode = els.modeInput.value;
+  if (mode) form.append("mode", mode);
 
   els.results.dataset.state = "loading";
   els.results.setAttribute("aria-busy", "true");
@@ -449,7 +456,7 @@ async function search() {
   clearError();
   state.response = response;
   state.serverSize = [response.query.width, response.query.height];
-  renderResults(response);
+  renderResults(response, mode);
 }
 
 function formatScore(score) {
@@ -457,16 +464,18 @@ function formatScore(score) {
 }
 
 // Matches come first (the server ranks them so): a line is drawn where they end.
-function renderResults(response) {
+function renderResults(response, mode = "") {
   const list = els.results;
   list.replaceChildren();
   const matches = response.hits.filter((hit) => hit.verdict === "match").length;
+  list.dataset.mode = mode;
   response.hits.forEach((hit, i) => {
     if (i === matches && matches > 0) list.append(matchesLine(matches));
     list.append(resultCard(hit));
   });
   els.results.dataset.matches = String(matches);
-  els.resultsSummary.textContent = resultsSummary(response, matches);
+  els.resultsSummary.textContent =
+    mode === "similar" ? kindSummary(response) : resultsSummary(response, matches);
   list.dataset.region = response.query.region ? response.query.region.join(",") : "";
   list.dataset.querySize = `${response.query.width},${response.query.height}`;
   list.dataset.search = String(Number(list.dataset.search || 0) + 1);
@@ -494,6 +503,18 @@ function resultsSummary(response, matches) {
   const others = n - matches;
   const rest = others ? `${matches ? ", then" : "."} ${others} other result${others === 1 ? "" : "s"}` : "";
   return `${found}${rest}${seconds}. Press Enter on a result to compare it with the query.`;
+}
+
+// A search for the same kind of thing verifies nothing: no matches, no line.
+function kindSummary(response) {
+  const n = response.hits.length;
+  const where = response.query.region ? ` for region ${response.query.region.join(", ")}` : "";
+  if (!n) return `No results${where}.`;
+  const seconds = typeof response.seconds === "number" ? ` in ${response.seconds.toFixed(2)} s` : "";
+  return (
+    `${n} image${n === 1 ? "" : "s"} of the same kind of thing${where}, the most alike first` +
+    ` (not checked for the same object)${seconds}. Press Enter on a result to compare it with the query.`
+  );
 }
 
 function matchesLine(matches) {
@@ -542,7 +563,11 @@ function resultCard(hit) {
   verdict.textContent = hit.verdict;
   const score = document.createElement("span");
   score.className = "score";
-  score.textContent = `similarity ${formatScore(hit.similarity)}`;
+  // a search for the same kind of thing has no similarity scale: its score is a cosine
+  score.textContent =
+    hit.similarity === null || hit.similarity === undefined
+      ? `score ${formatScore(hit.score)}`
+      : `similarity ${formatScore(hit.similarity)}`;
   top.append(rank, verdict, score);
   if (inliers) {
     const count = document.createElement("span");
