@@ -59,9 +59,10 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
 
 bench-train: $(STAMP)
-	for e in holidays transfer scratch; do \
+	for e in holidays transfer; do \
 		$(BIN)/python benchmarks/train.py $$e || exit 1; done
-	$(BIN)/python benchmarks/train.py fingerprints --minutes 20
+	$(BIN)/python benchmarks/train.py scratch --minutes 60 --snapshots 10,20,30
+	$(BIN)/python benchmarks/train.py fingerprints --minutes 60 --snapshots 20
 	$(BIN)/python benchmarks/train.py plot
 	$(BIN)/python benchmarks/report.py
 

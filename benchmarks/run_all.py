@@ -68,8 +68,17 @@ STEPS = (
     Step("scale_global.py", writes=("scale_global",)),
     Step("scale_asmk.py", writes=("scale_asmk",)),
     Step("safety.py", writes=("safety",)),
-    *(Step("train.py", (e,), (f"train-{e}",)) for e in ("holidays", "transfer", "scratch")),
-    Step("train.py", ("fingerprints", "--minutes", "20"), ("train-fingerprints",)),
+    Step("fingerprints.py", writes=("fingerprints",)),
+    Step("fingerprints_scale.py", writes=("fingerprints_scale",)),
+    Step("backbones.py", writes=("backbones",)),
+    *(Step("train.py", (e,), (f"train-{e}",)) for e in ("holidays", "transfer")),
+    # the targets: from scratch within 60 minutes, fingerprints after at most 60
+    Step("train.py", ("scratch", "--minutes", "60", "--snapshots", "10,20,30"), ("train-scratch",)),
+    Step(
+        "train.py",
+        ("fingerprints", "--minutes", "60", "--snapshots", "20"),
+        ("train-fingerprints",),
+    ),
 )
 
 

@@ -36,9 +36,12 @@ from lookalike.evaluate.run import evaluate, upright_view
 from lookalike.images import find_images
 from lookalike.learn.bundle import make_bundle
 from lookalike.learn.train import TrainSettings, train
-from lookalike.settings import FeatureSettings, LearnSettings
+from lookalike.settings import PRESETS, FeatureSettings, LearnSettings, Settings
 
 FEATURES = FeatureSettings()
+PRINTS = PRESETS["fingerprints-fast"]
+"""What the fingerprints experiment trains and indexes with: the fingerprints preset's features
+(prints at 800 px), its minutiae left out (the learned features are measured alone)."""
 FVC2000 = [f"fvc2000_db{i}" for i in range(1, 5)]
 FVC2002 = [f"fvc2002_db{i}" for i in range(1, 5)]
 
@@ -54,7 +57,12 @@ def _work() -> Path:
 
 
 def run_training(
-    name: str, root: Path, start: str, minutes: float, snapshots: Sequence[float]
+    name: str,
+    root: Path,
+    start: str,
+    minutes: float,
+    snapshots: Sequence[float],
+    features: FeatureSettings = FEATURES,
 ) -> tuple[Path, dict[str, Any]]:
     """Train on every image under `root`; returns (run folder, summary of the run)."""
     paths = find_images(root)
@@ -68,7 +76,7 @@ def run_training(
             _log(f"{name}: {elapsed / 60:.0f}/{budget / 60:.0f} min, loss {parts.total:.3f}")
 
     _log(f"training {name} on {len(paths)} images of {root} from {start}, {minutes} min")
-    train(paths, run_dir, FEATURES, settings, progress=progress, snapshots=snapshots)
+    train(paths, run_dir, features, settings, progress=progress, snapshots=snapshots)
     history = json.loads((run_dir / "history.json").read_text())
 
     def mean(rows: list[dict[str, float]], key: str) -> float:
@@ -82,6 +90,7 @@ def run_training(
         "steps": len(history),
         "train_seconds": history[-1]["seconds"] if history else 0.0,
         "settings": settings.__dict__,
+        "features": features.key,
         "loss_first_100": {k: mean(head, k) for k in ("total", "local", "global_", "matched")},
         "loss_last_100": {k: mean(tail, k) for k in ("total", "local", "global_", "matched")},
     }
@@ -92,21 +101,47 @@ def snapshot(run_dir: Path, minutes: float) -> Path:
     return run_dir / "snapshots" / f"weights-{minutes:g}min.pt"
 
 
-def bundle_for(weights: Path, root: Path, tag: str) -> Path:
+def bundle_for(weights: Path, root: Path, tag: str, features: FeatureSettings = FEATURES) -> Path:
     """The model bundle `lookalike train` would write: `weights` plus whitening and codebook
     fitted on (a sample of) the images under `root`."""
     out = _work() / "bundles" / tag
     if not (out / "meta.json").is_file():
         rel = [p.relative_to(root).as_posix() for p in find_images(root)]
-        make_bundle(root, rel, weights, FEATURES, LearnSettings(), out)
+        make_bundle(root, rel, weights, features, LearnSettings(), out)
     return out
 
 
-def score(rset: RetrievalSet, bundle: Path | None, tag: str, modes: Sequence[str]) -> dict:
+def score(
+    rset: RetrievalSet,
+    bundle: Path | None,
+    tag: str,
+    modes: Sequence[str],
+    settings: Settings | None = None,
+) -> dict:
+    """mAP of each mode, the first stage alone (`{mode: mAP}`); with `settings`, also INRIA's
+    AP and P@1 (`{mode: mAP, 'map_inria': {mode: ...}, 'p_at_1': {mode: ...}}`)."""
     result = evaluate(
-        rset, modes=modes, model=bundle, index_dir=_work() / "indexes" / tag, verify=0
+        rset,
+        modes=modes,
+        model=bundle,
+        index_dir=_work() / "indexes" / tag,
+        verify=0,
+        settings=settings,
     )
-    return {mode: round(rep.map, 4) for mode, rep in result.reports.items()}
+    out: dict[str, Any] = {mode: round(rep.map, 4) for mode, rep in result.reports.items()}
+    if settings is not None:
+        for name in ("map_inria", "p_at_1"):
+            out[name] = {mode: round(getattr(rep, name), 4) for mode, rep in result.reports.items()}
+    return out
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command line that runs an experiment as `args` say."""
+    snapshots = ",".join(f"{m:g}" for m in args.snapshots)
+    return (
+        f"python benchmarks/train.py {args.experiment} --minutes {args.minutes:g} "
+        f"--snapshots {snapshots}"
+    )
 
 
 class Results:
@@ -114,7 +149,7 @@ class Results:
     same code carries on; what other code measured is dropped, never kept as this code's)."""
 
     def __init__(self, name: str, command: str) -> None:
-        self.name = f"train-{name}"
+        self.name = name
         self.data = load_current(self.name) or {}
         self.data.update(command=command)
         self.data.setdefault("runs", {})
@@ -163,7 +198,7 @@ def train_then_score_holidays(
 
 def holidays_experiment(args: argparse.Namespace) -> Results:
     """Transductive: train on the Holidays images (no labels), evaluate on Holidays."""
-    res = Results("holidays", "python benchmarks/train.py holidays")
+    res = Results("train-holidays", command(args))
     points = sorted({0.0, *args.snapshots, args.minutes})
     root = datasets.holidays().root
     train_then_score_holidays(
@@ -174,7 +209,7 @@ def holidays_experiment(args: argparse.Namespace) -> Results:
 
 def transfer_experiment(args: argparse.Namespace) -> Results:
     """Train on Corel only (network, whitening and codebook); evaluate on Holidays."""
-    res = Results("transfer", "python benchmarks/train.py transfer")
+    res = Results("train-transfer", command(args))
     points = [0.0, args.minutes]
     root = datasets.corel().root
     train_then_score_holidays(res, "corel", root, "imagenet", args, points, upright_at=points)
@@ -183,7 +218,7 @@ def transfer_experiment(args: argparse.Namespace) -> Results:
 
 def scratch_experiment(args: argparse.Namespace) -> Results:
     """`--from scratch`: random weights, trained on Holidays with the same objective."""
-    res = Results("scratch", "python benchmarks/train.py scratch")
+    res = Results("train-scratch", command(args))
     points = sorted({*args.snapshots, args.minutes} - {0.0})
     rset = datasets.holidays()
     train_then_score_holidays(res, "holidays-scratch", rset.root, "scratch", args, points)
@@ -211,29 +246,35 @@ def _linked_tree(source: Path, target: Path) -> None:
 
 def fingerprints_experiment(args: argparse.Namespace) -> Results:
     """Fine-tuned and from-scratch networks trained on the four FVC2000 sets (no labels),
-    tested on the four FVC2002 sets; each set searched on its own (80 impressions)."""
+    tested on the four FVC2002 sets; each set searched on its own (80 impressions), by file.
+    Trained and indexed with the fingerprints preset's features (prints at 800 px); evaluated
+    at each snapshot up to the budget."""
     root = datasets.data_root() / "fingerprints"
     train_root = _work() / "views" / "fvc2000"
     for name in FVC2000:  # one folder holding the four training sets (a link per file)
         _linked_tree(root / name, train_root / name)
-    res = Results(
-        "fingerprints", f"python benchmarks/train.py fingerprints --minutes {args.minutes:g}"
-    )
+    res = Results("train-fingerprints", command(args))
     sets = {name: datasets.fingerprints(name) for name in FVC2000 + FVC2002}
     modes = ("asmk", "global")
 
     def per_set(bundle: Path | None, tag: str) -> dict:
-        return {name: score(rset, bundle, f"{tag}-{name}", modes) for name, rset in sets.items()}
+        return {
+            name: score(rset, bundle, f"{tag}-{name}", modes, PRINTS) for name, rset in sets.items()
+        }
 
     res.measure("off-the-shelf", lambda: per_set(None, "fp-default"))
+    features = PRINTS.features
+    during = sorted({m for m in args.snapshots if 0 < m < args.minutes} | {args.minutes})
     for start in ("imagenet", "scratch"):
-        points = [args.minutes] if start == "scratch" else [0.0, args.minutes]
-        run_dir, summary = run_training(f"fvc2000-{start}", train_root, start, args.minutes, points)
+        points = during if start == "scratch" else [0.0, *during]
+        run_dir, summary = run_training(
+            f"fvc2000-{start}", train_root, start, args.minutes, points, features
+        )
         res.data["runs"][f"fvc2000-{start}"] = summary
         res.save()
         for minutes in points:
             tag = f"fvc2000-{start}-{minutes:g}min"
-            bundle = bundle_for(snapshot(run_dir, minutes), train_root, tag)
+            bundle = bundle_for(snapshot(run_dir, minutes), train_root, tag, features)
             res.measure(tag, partial(per_set, bundle, tag))
     res.measure("rootsift", lambda: {name: _rootsift(rset) for name, rset in sets.items()})
     return res

@@ -8,6 +8,16 @@ import pytest
 
 from conftest import BENCHMARKS, load_benchmark
 
+MACHINE = {
+    "cpu": "test cpu",
+    "cores": 2,
+    "memory_gib": 24,
+    "python": "3.12",
+    "torch": "2.13.0",
+    "date": "2026-12-07",
+}
+"""What a result's `machine` holds (`common.machine`)."""
+
 
 def _report() -> ModuleType:
     return load_benchmark("report")
@@ -60,3 +70,83 @@ def test_the_side_by_side_holidays_columns_name_their_ap_rule() -> None:
     assert "Holidays mAP" in header and "INRIA" not in header
     first_stage = next(line for line in lines if line.startswith("| lookalike, first stage"))
     assert "| 0.910 | 0.910 |" in first_stage
+
+
+def test_the_fingerprint_tables_show_every_ranking_set_and_the_short_list_recall() -> None:
+    report = _report()
+
+    def figures(value: float) -> dict[str, float]:
+        return {
+            "map": value,
+            "map_inria": value - 0.01,
+            "p_at_1": 1.0,
+            "median_query_ms": 900.0,
+            "p95_query_ms": 1200.0,
+        }
+
+    labels = ("cnn", "cnn+bozorth3@25", "bozorth3 all")
+    sets = {
+        f"fvc2002_db{i}": {
+            **{label: figures(0.5 + 0.1 * j + 0.01 * i) for j, label in enumerate(labels)},
+            "short_list_recall": 0.9,
+        }
+        for i in (1, 2)
+    }
+    average = {label: figures(0.515 + 0.1 * j) for j, label in enumerate(labels)}
+    result = {
+        "machine": MACHINE,
+        "command": "python benchmarks/fingerprints.py --verify 25",
+        "verify": 25,
+        "sets": sets,
+        "average": {**average, "short_list_recall": 0.9},
+    }
+    lines = report.fingerprints_section(result)
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert "| cnn+bozorth3@25 | 0.6100 | 0.6200 | 0.6150 | 0.6050 | 1.000 | 900 |" in lines
+    assert set(labels) <= {r.removeprefix("| ") for r in rows}
+    assert rows["| recall of the CNN's best 25"].count("0.9000") == 3
+
+    scale = {
+        "machine": MACHINE,
+        "command": "python benchmarks/fingerprints_scale.py --prints 10000 --verify 200",
+        "prints": 10000,
+        "real": 320,
+        "synthetic": 9680,
+        "queries": 320,
+        "verify": 200,
+        "map": 0.9,
+        "map_inria": 0.89,
+        "p_at_1": 0.95,
+        "short_list_recall": 0.97,
+        "search_seconds": {"median": 1.234, "p95": 1.9},
+        "index_seconds": 2000.0,
+        "index_failed": 0,
+    }
+    text = "\n".join(report.fingerprints_scale_section(scale))
+    assert "## Fingerprints at 10,000 prints" in text
+    assert "| 0.9000 | 0.8900 | 0.950 | 0.9700 | 1234 ms | 1900 ms |" in text
+    assert "(5.0 prints/s, 0 failed)" in text
+
+
+def test_the_backbone_table_has_a_row_per_backbone_and_dashes_for_what_is_missing() -> None:
+    report = _report()
+    timed = {"map_inria": 0.95, "test_map_inria": 0.94, "median_query_ms": 300.0}
+    scores = {
+        "lite0/holidays": {"lookalike": timed, "index_images_per_second": 10.7},
+        "lite0/holidays_leave_out": {"lookalike": {**timed, "p95_query_ms": 800.0}},
+        "lite0/corel": {"fused": {"p_at_10": 0.77, "map": 0.31}},
+        "lite0/fvc2002": {
+            "fvc2002_db1": {"cnn": {"map": 0.6}, "cnn+bozorth3": {"map": 0.8}},
+            "fvc2002_db2": {"cnn": {"map": 0.8}, "cnn+bozorth3": {"map": 0.9}},
+        },
+        "lite0/holidays_trained": {"asmk": 0.94, "global": 0.86, "fused": 0.95},
+        "lite2/holidays": {"lookalike": timed},
+    }
+    result = {"machine": MACHINE, "command": "python benchmarks/backbones.py", "scores": scores}
+    rows = [line for line in report.backbones_section(result) if line.startswith("| lite")]
+    assert rows[0] == (
+        "| lite0 | 0.9500 (0.9400) | 0.9500 (0.9400) | 300 / 800 ms | 10.7 img/s | "
+        "0.770 / 0.3100 | — | 0.7000 / 0.8500 | 0.9400 / 0.8600 |"
+    )
+    assert rows[1].startswith("| lite2 | 0.9500 (0.9400) | — | — | — |")
+    assert len(rows) == 2

@@ -48,8 +48,8 @@ ModelOpt = Annotated[Path | None, typer.Option(help="Model bundle to index with.
 PresetOpt = Annotated[
     str | None,
     typer.Option(
-        help="Settings preset of the index (default, fast, fingerprints); the cached index of "
-        "each preset is its own."
+        help="Settings preset of the index (default, fast, fingerprints, fingerprints-fast); "
+        "the cached index of each preset is its own."
     ),
 ]
 

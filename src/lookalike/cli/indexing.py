@@ -43,7 +43,8 @@ def index(
         str | None,
         typer.Option(
             help="Settings preset for a new index: default; fast (quicker indexing); "
-            "fingerprints (NIST minutiae verify the CNN's short list)."
+            "fingerprints (two minutiae matchers verify the CNN's short list); "
+            "fingerprints-fast (NIST Bozorth3 alone)."
         ),
     ] = None,
     refit: Annotated[

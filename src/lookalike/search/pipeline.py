@@ -22,7 +22,7 @@ from lookalike.catalog import ImageRecord
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.features.classic import describe, rootsift
 from lookalike.features.detail import detail
-from lookalike.features.minutiae import Minutiae, grey, paired
+from lookalike.features.minutiae import Minutiae, PrintScores, grey, paired
 from lookalike.features.minutiae import extract as extract_minutiae
 from lookalike.images import ImageError, ImageSource, load_image, source_size
 from lookalike.index import sift_store
@@ -30,7 +30,7 @@ from lookalike.index.generation import Generation, Snapshot, stored_features
 from lookalike.index.minutiae_store import MinutiaeReader
 from lookalike.search.dedup import candidate_pairs
 from lookalike.search.explain import save_png, side_by_side
-from lookalike.search.fingerprint import check_prints, print_matches, ranked_by_prints
+from lookalike.search.fingerprint import check_prints, print_matches, ranked_by_prints, ranking
 from lookalike.search.mirror import mirrored, unmirror
 from lookalike.search.query import QueryScores, score, top_rows
 from lookalike.search.region import Box, QueryPixels, clip_region, query_pixels
@@ -84,6 +84,9 @@ class Hit:
     print_score: float | None = None
     """The minutiae matcher's score against the query (Bozorth3; fingerprints), when it
     compared the two."""
+    fused_print_score: float | None = None
+    """The fused minutiae matcher's score (LEADER minutiae, geometric matcher), when the
+    settings fuse one."""
 
     def __repr__(self) -> str:
         """One line: rank, id, path, verdict, similarity, score and inliers (not the arrays
@@ -115,6 +118,7 @@ class Hit:
             "verdict": self.verdict,
             "similarity": None if self.similarity is None else round(self.similarity, 6),
             "minutiae_score": self.print_score,
+            "fused_minutiae_score": self.fused_print_score,
             "homography": None if matrix is None else np.round(matrix, 6).tolist(),
             "box": None if self.box is None else np.round(self.box, 1).tolist(),
             "width": None if self.size is None else self.size[0],
@@ -265,7 +269,7 @@ class Searcher:
         match_rows = np.array(
             [r for r, v in verified.items() if _is_match(v.inliers, cosines, r)], np.int64
         )
-        checked: dict[int, float] | None = None
+        checked: dict[int, PrintScores] | None = None
         if wanted.minutiae and described.minutiae is not None:
             reader = MinutiaeReader(self.index_dir, prints)
 
@@ -274,7 +278,7 @@ class Searcher:
                 return None if record is None else reader.read(record)
 
             checked = check_prints(described.minutiae, final, stored, prints, dropped)
-            final = ranked_by_prints(final, checked)
+            final = ranked_by_prints(final, ranking(checked))
             match_rows = print_matches(checked, prints)  # photographs' rules do not judge prints
         rows = top_rows(matches_first(final, match_rows), resolved.k, dropped)
         size = described.size
@@ -368,15 +372,20 @@ class Searcher:
             verdict=verdict(alike),
         )
 
-    def _as_print(self, hit: Hit, score: float | None) -> Hit:
-        """`hit` judged as a fingerprint: by its minutiae matcher `score` when it has one,
+    def _as_print(self, hit: Hit, found: PrintScores | None) -> Hit:
+        """`hit` judged as a fingerprint: by its minutiae matcher's score when it was compared,
         else never a match (the photographs' rules do not judge prints)."""
-        alike = (
-            below_match(hit.similarity)
-            if score is None
-            else print_similarity(score, self.settings.minutiae.match_score)
+        if found is None:
+            alike = below_match(hit.similarity)
+            return replace(hit, similarity=alike, verdict=verdict(alike))
+        alike = print_similarity(found.score, self.settings.minutiae.match_score)
+        return replace(
+            hit,
+            similarity=alike,
+            verdict=verdict(alike),
+            print_score=found.score,
+            fused_print_score=found.fused,
         )
-        return replace(hit, similarity=alike, verdict=verdict(alike), print_score=score)
 
     def describe(
         self,
@@ -804,9 +813,7 @@ def _minutiae_as_seen(
     box = None if region is None else clip_region(region, size)
     pixels = query_pixels(source, size, settings.max_side, box)
     found = extract_minutiae(grey(pixels.image, settings.max_side), settings)
-    points = found.points.copy()
-    points[:, :2] = pixels.to_query(points[:, :2])
-    return Minutiae(points, size)
+    return found.moved(pixels.to_query, size)
 
 
 def _paired(query: Minutiae, image: Minutiae) -> Verified:

