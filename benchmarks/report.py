@@ -638,6 +638,31 @@ def backbones_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def ray_scaling_section(r: dict[str, Any]) -> list[str]:
+    """Indexing on a local Ray cluster of 1 and 2 one-CPU nodes, beside local processes."""
+    lines = [
+        "## Indexing on Ray: 1 and 2 workers",
+        "",
+        _provenance(r),
+        "",
+        f"{r['images']} Holidays photographs indexed from nothing by each configuration (the "
+        "median of the repeats): the whole run, and the extraction stage alone. The Ray "
+        "nodes run on this machine, one CPU each: they share the two cores the local "
+        "processes use, so this measures Ray's overhead and its scaling from one worker to "
+        "two, not a second machine.",
+        "",
+        "| configuration | run | images/s | extraction images/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, c in r["configurations"].items():
+        lines.append(
+            f"| {name} | {c['seconds']:.0f} s | {c['images_per_second']:.2f} | "
+            f"{c['extract_images_per_second']:.2f} |"
+        )
+    lines += ["", f"From one Ray worker to two: x{r['ray_scaling_1_to_2']:.2f}.", ""]
+    return lines
+
+
 def scale_asmk_section(r: dict[str, Any]) -> list[str]:
     """ASMK at 10k, 100k and 1M images: the shortlist kind in the whole first stage, against
     the inverted file with the exact global index."""
@@ -1370,7 +1395,7 @@ def train_section(
 RESULT_NAMES = (
     "tune", "holidays", "corel", "rerank", "dedup", "dedup_scale", "speed", "robustness",
     "compare", "load", "scale_global", "scale_asmk", "safety", "verdict", "fingerprints",
-    "fingerprints_scale", "backbones", *(f"train-{e}" for e in TRAIN_EXPERIMENTS),
+    "fingerprints_scale", "backbones", "ray_scaling", *(f"train-{e}" for e in TRAIN_EXPERIMENTS),
 )  # fmt: skip
 
 
@@ -1592,6 +1617,7 @@ def main() -> None:
         "fingerprints": fingerprints_section,
         "fingerprints_scale": fingerprints_scale_section,
         "backbones": backbones_section,
+        "ray_scaling": ray_scaling_section,
     }
     for name, section in sections.items():
         result = load_result(name)

@@ -71,6 +71,7 @@ STEPS = (
     Step("fingerprints.py", writes=("fingerprints",)),
     Step("fingerprints_scale.py", writes=("fingerprints_scale",)),
     Step("backbones.py", writes=("backbones",)),
+    Step("ray_scaling.py", writes=("ray_scaling",)),
     *(Step("train.py", (e,), (f"train-{e}",)) for e in ("holidays", "transfer")),
     # the targets: from scratch within 60 minutes, fingerprints after at most 60
     Step("train.py", ("scratch", "--minutes", "60", "--snapshots", "10,20,30"), ("train-scratch",)),
