@@ -764,6 +764,86 @@ def scale_asmk_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def scale_robustness_section(r: dict[str, Any]) -> list[str]:
+    """The robustness suite's harshest copies among 100k and 1M images, first stage only:
+    candidates from the global index alone against with the fine-word postings' too."""
+    m, setup = r["machine"], r["setup"]
+    c, w = setup["candidates"], setup["word_candidates"]
+    rows = [r["no_distractors"], *(x for _, x in sorted(r["sizes"].items(), key=_by_size))]
+    families = list(rows[0]["variants"]["global"]["families"])
+    strengths = ", ".join(str(s) for s in setup["strengths"])
+    lines = [
+        f"## Scale: transformed copies among {rows[-1]['images']:,} images",
+        "",
+        f"Machine: {_machine(m)}. Command: `{r['command']}`.{_busy(m)}",
+        "",
+        f"{r['copies']:,} copies ({r['originals']} originals of the test half of Holidays, "
+        f"each transformed by the {len(families)} families of the robustness suite at "
+        f"strengths {strengths} of 5) search the {rows[0]['images']:,} Holidays + Corel images "
+        "and, at the larger sizes, the synthetic distractors of the ASMK scale benchmark for "
+        "their untouched original; the copies themselves are not indexed. First stage only "
+        "(`search.query.score`, fused, CNN features; no verification, no second looks), one "
+        f"copy at a time on one thread. *Global*: ASMK scores the global index's {c:,} best "
+        f"rows; *wide*: its {c + w:,} best; *+ words*: its {c:,} best joined by the {w:,} "
+        "rows the copy's fine words point at most (postings of each visual word refined by "
+        f"{setup['word_bits']} residual signs, `index.asmk_postings`). *Candidate recall*: "
+        "the original among the rows ASMK scored. R@1: the original ranked first.",
+        "",
+        "| family | images | R@1 global | R@1 wide | R@1 + words | candidate recall global "
+        "/ + words | first stage global / + words: median | p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for family in [*families, "all"]:
+        for x in rows:
+            g, wide, words = (
+                _family(x["variants"][name], family) for name in ("global", "global_wide", "words")
+            )
+            shown = "**all**" if family == "all" else family
+            lines.append(
+                f"| {shown} | {x['images']:,} | {g['r1']:.3f} | {wide['r1']:.3f} "
+                f"| {words['r1']:.3f} | {g['candidate_recall']:.3f} / "
+                f"{words['candidate_recall']:.3f} | {g['latency_ms']['median']:.0f} / "
+                f"{words['latency_ms']['median']:.0f} ms | {g['latency_ms']['p95']:.0f} / "
+                f"{words['latency_ms']['p95']:.0f} ms |"
+            )
+    exhaustive = rows[0]["variants"].get("exhaustive")
+    if exhaustive:
+        per_family = ", ".join(f"{f} {exhaustive['families'][f]['r1']:.3f}" for f in families)
+        lines += [
+            "",
+            f"Without distractors, ASMK over every image (the inverted file `lookalike` builds "
+            f"at that size) gives an R@1 of {exhaustive['all']['r1']:.3f} ({per_family}).",
+        ]
+    lines += [
+        "",
+        "Gained and lost with the word candidates (copies whose original ranks first with them "
+        "and not with the global candidates alone, and the reverse), and what they cost:",
+        "",
+    ]
+    for x in rows:
+        b, p = x["build"], x["paired"]["all"]
+        parts = x.get("breakdown_ms", {})
+        lines.append(
+            f"- {x['images']:,} images: {p['gained']} gained, {p['lost']} lost; the postings "
+            f"take {b['postings_bytes_per_image']:.0f} B an image on disk, mapped "
+            f"({b['postings_bytes_per_image'] * x['images'] / 1e9:.2f} GB), and "
+            f"{b['cell_offsets_bytes'] / 1e6:.0f} MB of cell offsets in RAM; the codes and "
+            f"postings were written in {b['build_s']:.0f} s; a look-up in the postings takes "
+            f"{parts.get('words', float('nan')):.1f} ms (median), the global search "
+            f"{parts.get('global', float('nan')):.1f} ms."
+        )
+    return [*lines, ""]
+
+
+def _by_size(item: tuple[str, Any]) -> int:
+    return int(item[0])
+
+
+def _family(variant: dict[str, Any], family: str) -> dict[str, Any]:
+    """A variant's figures for one family, or over every copy (`family` 'all')."""
+    return variant["all"] if family == "all" else variant["families"][family]
+
+
 def safety_section(r: dict[str, Any]) -> list[str]:
     head = [
         "## Nothing lost: crashes, damage, a hostile server mix, hostile input",
@@ -1394,8 +1474,9 @@ def train_section(
 
 RESULT_NAMES = (
     "tune", "holidays", "corel", "rerank", "dedup", "dedup_scale", "speed", "robustness",
-    "compare", "load", "scale_global", "scale_asmk", "safety", "verdict", "fingerprints",
-    "fingerprints_scale", "backbones", "ray_scaling", *(f"train-{e}" for e in TRAIN_EXPERIMENTS),
+    "compare", "load", "scale_global", "scale_asmk", "scale_robustness", "safety", "verdict",
+    "fingerprints", "fingerprints_scale", "backbones", "ray_scaling",
+    *(f"train-{e}" for e in TRAIN_EXPERIMENTS),
 )  # fmt: skip
 
 
@@ -1614,6 +1695,7 @@ def main() -> None:
         "safety": safety_section,
         "scale_global": scale_global_section,
         "scale_asmk": scale_asmk_section,
+        "scale_robustness": scale_robustness_section,
         "fingerprints": fingerprints_section,
         "fingerprints_scale": fingerprints_scale_section,
         "backbones": backbones_section,

@@ -67,6 +67,7 @@ STEPS = (
     Step("load.py", (*LOAD, "--verify", "20", "--preset", "fast"), ("load",), label="load fast"),
     Step("scale_global.py", writes=("scale_global",)),
     Step("scale_asmk.py", writes=("scale_asmk",)),
+    Step("scale_robustness.py", writes=("scale_robustness",)),
     Step("safety.py", writes=("safety",)),
     Step("fingerprints.py", writes=("fingerprints",)),
     Step("fingerprints_scale.py", writes=("fingerprints_scale",)),

@@ -366,6 +366,18 @@ def rss() -> dict[str, int]:
     }
 
 
+def global_index(col: ScaleSet, folder: Path) -> tuple[Any, float]:
+    """The compressed global index of `col`'s vectors built and saved into `folder`, loaded
+    back as a search reads it (memory-mapped refine vectors), and the seconds building took."""
+    t = time.perf_counter()
+    built = build_global(col.vectors, GLOBAL)
+    recorded = save_global(built, folder)
+    seconds = time.perf_counter() - t
+    del built
+    gc.collect()
+    return load_global(folder, recorded["global_index"]), seconds
+
+
 def run_size(
     col: ScaleSet,
     parts: list[Part],
@@ -383,13 +395,7 @@ def run_size(
     t = time.perf_counter()
     asmk = write_shortlist(folder, vocabulary, n, parts, counts[0])
     build_s = time.perf_counter() - t
-    t = time.perf_counter()
-    built = build_global(col.vectors, GLOBAL)
-    recorded = save_global(built, folder)
-    global_s = time.perf_counter() - t
-    del built
-    gc.collect()
-    global_ = load_global(folder, recorded["global_index"])
+    global_, global_s = global_index(col, folder)
     sizes = file_bytes(folder)
     result: dict[str, Any] = {
         "build_s": round(build_s, 2),

@@ -14,7 +14,9 @@ import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
+from lookalike.index import asmk_postings
 from lookalike.index.asmk_index import INVERTED, AsmkIndex, ImageCode, Vocabulary
+from lookalike.index.asmk_postings import fine_words, write_postings
 from lookalike.index.asmk_shortlist import (
     SHORTLIST,
     SHORTLIST_DIR,
@@ -188,6 +190,9 @@ def test_index_settings_check_and_key_the_asmk_choice() -> None:
     assert default.key == "auto-e100000-l0-b32-p0-r1000-t64-s0"  # as generations record it
     assert IndexSettings(candidates=500).key == f"{default.key}-aauto-c500"
     assert IndexSettings(asmk="shortlist").key.endswith(f"-ashortlist-c{default.candidates}")
+    assert IndexSettings(word_candidates=500, word_bits=10).key == f"{default.key}-w500b10"
+    with pytest.raises(ValueError, match="word_bits"):
+        IndexSettings(word_bits=0)
     assert not default.asmk_shortlist(99_999) and default.asmk_shortlist(100_000)
     assert IndexSettings(asmk="shortlist").asmk_shortlist(1)
     assert not IndexSettings(asmk="inverted").asmk_shortlist(10**7)
@@ -211,8 +216,9 @@ def shortlisted(
     """A copy of the demo index forced to the shortlist kind, 12 candidates of 72 images."""
     index_dir = tmp_path_factory.mktemp("shortlist") / "idx, copie"
     shutil.copytree(demo_collection.index_dir, index_dir)
-    settings = Settings(index=IndexSettings(asmk="shortlist", candidates=12))
-    collection = Collection.create(demo.root, index=index_dir, settings=settings)
+    # the global index's candidates alone (the word candidates have tests of their own)
+    forced = IndexSettings(asmk="shortlist", candidates=12, word_candidates=0)
+    collection = Collection.create(demo.root, index=index_dir, settings=Settings(index=forced))
     report = collection.index(workers=1)
     assert not report.added and not report.updated
     return collection
@@ -323,3 +329,103 @@ def test_expansion_on_a_shortlist_index_scores_the_first_stages_candidates(
         # a full pass over the codes would have scored the other rows too
         outside = np.setdiff1d(np.arange(loaded.n_images), candidates)
         assert np.abs(full[outside] - masked[outside]).max() > 1e-3
+
+
+def test_postings_list_every_entry_in_its_fine_word_in_row_order(
+    fx: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    block = block_of(fx.inverted)
+    bits = 3
+    postings = write_postings(
+        tmp_path / "a", block.offsets, block.words, block.residuals, fx.vocabulary.size, bits
+    )
+    assert isinstance(postings.rows, np.memmap)
+    assert len(postings.offsets) == (fx.vocabulary.size << bits) + 1
+    cells = fine_words(block.words, block.residuals, bits)
+    # dimension 0 is the top bit of the first packed word: the cell's lowest bit is dim 2
+    assert ((cells >> bits) == block.words).all()
+    image = np.repeat(np.arange(30), block.counts())
+    for cell in np.unique(cells):
+        listed = postings.rows[postings.offsets[cell] : postings.offsets[cell + 1]]
+        np.testing.assert_array_equal(listed, np.sort(image[cells == cell]))
+    # written a few entries at a time: the same files
+    monkeypatch.setattr(asmk_postings, "WRITE_ENTRIES", 7)
+    again = write_postings(
+        tmp_path / "b", block.offsets, block.words, block.residuals, fx.vocabulary.size, bits
+    )
+    np.testing.assert_array_equal(again.offsets, postings.offsets)
+    np.testing.assert_array_equal(again.rows, postings.rows)
+    with pytest.raises(ValueError, match="bits"):
+        fine_words(block.words, block.residuals, 17)
+
+
+def test_word_candidates_put_an_images_own_code_first_among_noise(tmp_path: Path) -> None:
+    """Among 3000 images of random codes, each query (an image's code with a fifth of its
+    residual bits flipped, as another photograph of it gives) finds its image among its 5
+    word candidates; a read budget too small for the query's cells finds nothing."""
+    rng = np.random.default_rng(5)
+    words_per_image, vocabulary = 60, 256
+    codes = []
+    for _ in range(3000):
+        words = np.sort(rng.choice(vocabulary, words_per_image, replace=False)).astype(np.int32)
+        codes.append(ImageCode(words, rng.integers(0, 2**32, (words_per_image, 2), np.uint32)))
+    block = CodeBlock.of(codes, 2, np.dtype(np.uint16))
+    postings = write_postings(
+        tmp_path, block.offsets, block.words, block.residuals, vocabulary, bits=8
+    )
+    found = 0
+    for i in rng.choice(3000, 20, replace=False):
+        code = codes[i]
+        flips = rng.random((words_per_image, 64)) < 0.2
+        packed = np.packbits(flips, axis=1, bitorder="big").view(">u4").astype(np.uint32)
+        noisy = ImageCode(code.words, code.residuals ^ packed)
+        rows = postings.candidates(noisy, block.offsets, 5)
+        assert len(rows) == 5 and (np.diff(rows) > 0).all()
+        found += int(i in rows)
+    assert found >= 18, found
+    assert len(postings.candidates(codes[0], block.offsets, 5, scan=1)) <= 5
+    empty = ImageCode(np.zeros(0, np.int32), np.zeros((0, 2), np.uint32))
+    assert len(postings.candidates(empty, block.offsets, 5)) == 0
+
+
+@pytest.fixture(scope="module")
+def worded(
+    demo: DemoCollection, demo_collection: Collection, tmp_path_factory: pytest.TempPathFactory
+) -> Collection:
+    """A copy of the demo index of the shortlist kind whose global index gives one candidate
+    (an indexed query's own image: every other image is missed, as at scale where thousands
+    of distractors crowd the global list) and its fine words 6 more."""
+    index_dir = tmp_path_factory.mktemp("worded") / "idx"
+    shutil.copytree(demo_collection.index_dir, index_dir)
+    forced = IndexSettings(asmk="shortlist", candidates=1, word_candidates=6, word_bits=4)
+    collection = Collection.create(demo.root, index=index_dir, settings=Settings(index=forced))
+    report = collection.index(workers=1)
+    assert not report.added and not report.updated
+    return collection
+
+
+def test_word_candidates_find_the_copies_the_global_candidates_miss(
+    demo: DemoCollection, worded: Collection
+) -> None:
+    """Each rotated, cropped, blurred... copy of the demo searched by its features: the
+    global index's one candidate is the copy itself, and the word candidates bring in its
+    original nearly every time; the index records and reloads them."""
+    loaded = worded.snapshot().loaded
+    assert isinstance(loaded.asmk, ShortlistAsmk) and loaded.asmk.postings is not None
+    params = loaded.asmk.params()
+    assert params["word_candidates"] == 6 and params["word_bits"] == 4
+    folder = worded.index_dir / f"gen-{loaded.generation:06d}" / SHORTLIST_DIR
+    assert (folder / "cell_offsets.npy").is_file() and (folder / "cell_rows.npy").is_file()
+    rows = {path: row for row, (_, path) in enumerate(worded.snapshot().images())}
+    by_global = by_words = 0
+    copies = [c for c in demo.originals if c.startswith("copies/")]
+    for copy in copies:
+        features = worded.stored_features(worded.id_of(copy))
+        query = loaded.model.global_whitening.apply(features.global_[None].astype(np.float32))
+        original = rows[demo.originals[copy]]
+        by_global += original in loaded.global_.search(query[0], 1)[0]
+        candidates = score(loaded, features, SearchSettings(mode="asmk")).candidates
+        assert candidates is not None and 1 <= len(candidates) <= 7
+        by_words += original in candidates
+    assert by_global == 0
+    assert by_words >= 0.9 * len(copies), (by_words, len(copies))

@@ -22,10 +22,10 @@ def test_scores_of_other_code_are_measured_again(
     path = tmp_path / "train-holidays.json"
 
     path.write_text(json.dumps({"scores": scores, "runs": {}, "code": {"key": "other-code"}}))
-    assert train.Results("holidays", "cmd").data["scores"] == {}
+    assert train.Results("train-holidays", "cmd").data["scores"] == {}
 
     path.write_text(json.dumps({"scores": scores, "runs": {}, "code": {"key": code_key()}}))
-    resumed = train.Results("holidays", "cmd")
+    resumed = train.Results("train-holidays", "cmd")
     assert resumed.data["scores"] == scores
     measured = []
     assert resumed.measure("0/as_stored", lambda: measured.append(1)) == scores["0/as_stored"]

@@ -123,10 +123,11 @@ def shortlist_collection(
     demo: DemoCollection, demo_collection: Collection, tmp_path_factory: pytest.TempPathFactory
 ) -> Collection:
     """A copy of the demo index forced to the shortlist ASMK kind with 5 candidates of its 72
-    images, so that the cap below the candidates decides most of the ranking."""
+    images from the global index and 3 from the fine words, so that the cap below the
+    candidates decides most of the ranking."""
     index_dir = tmp_path_factory.mktemp("shortlist") / "index, côté"
     shutil.copytree(demo_collection.index_dir, index_dir)
-    shortlist = IndexSettings(asmk="shortlist", candidates=5)
+    shortlist = IndexSettings(asmk="shortlist", candidates=5, word_candidates=3)
     settings = replace(demo_collection.settings, index=shortlist)
     collection = Collection.create(demo.root, index=index_dir, settings=settings)
     report = collection.index(workers=1)
@@ -149,8 +150,12 @@ def test_a_shortlist_generation_splits_into_code_blocks(
     out = tmp_path / "sets, ünï"
     shard_set = split_generation(shortlist_collection.index_dir, 3, out)
     assert (shard_set.asmk_kind, shard_set.candidates) == ("shortlist", 5)
+    assert (shard_set.word_candidates, shard_set.word_bits) == (3, 8)
     meta = json.loads((shard_set.folder / SET_META).read_text())
-    assert meta["asmk_index"] == {"kind": "shortlist", "candidates": 5}
+    expected = {"kind": "shortlist", "candidates": 5, "word_candidates": 3, "word_bits": 8}
+    assert meta["asmk_index"] == expected
+    # the postings stay with the caller, beside the global index
+    assert (shard_set.folder / "global" / "cell_rows.npy").is_file()
     whole = loaded.asmk.block
     code = whole.code(10)  # an indexed image's code as a query
     rng = np.random.default_rng(4)
@@ -463,9 +468,10 @@ def test_sharded_search_keeps_a_compressed_global_index(
 def test_sharded_search_over_a_shortlist_generation_ranks_as_the_unsharded_index(
     ray_address: str, demo: DemoCollection, shortlist_collection: Collection, tmp_path: Path
 ) -> None:
-    """The coordinator takes the generation's candidates, each part scores those it holds from
-    its codes, and the rest are capped below them: the unsharded shortlist ranking, expansion
-    included (which scores the expanding images' codes on the same candidates)."""
+    """The coordinator takes the generation's candidates (the global index's and the fine
+    words'), each part scores those it holds from its codes, and the rest are capped below
+    them: the unsharded shortlist ranking, expansion included (which scores the expanding
+    images' codes on the same candidates)."""
     from lookalike.scale.coordinator import ShardedCollection
 
     collection = shortlist_collection
@@ -482,7 +488,8 @@ def test_sharded_search_over_a_shortlist_generation_ranks_as_the_unsharded_index
         for mode in ("asmk", "fused"):
             hits = sharded.search(queries[1], k=15, mode=mode, verify=0)
             _same_hits(hits, collection.search(queries[1], k=15, mode=mode, verify=0))
-            assert [h.asmk_score for h in hits[5:]] == [0.0] * 10  # outside the 5 candidates
+            # outside the 5 global and 3 word candidates
+            assert [h.asmk_score for h in hits[8:]] == [0.0] * 7
         for query in queries[:3]:
             _same_hits(
                 sharded.search(query, k=15, expand=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,75 @@ def test_the_backbone_table_has_a_row_per_backbone_and_dashes_for_what_is_missin
     )
     assert rows[1].startswith("| lite2 | 0.9500 (0.9400) | — | — | — |")
     assert len(rows) == 2
+
+
+def test_the_scale_robustness_table_has_a_row_per_family_and_size_then_the_totals() -> None:
+    """R@1 of the three variants, candidate recall and latency side by side, the families in
+    the order the result holds them, every size under each, the exhaustive R@1 without
+    distractors and what the word candidates gained and cost."""
+    report = _report()
+
+    def figures(r1: float, recall: float, ms: float) -> dict[str, Any]:
+        return {
+            "copies": 200,
+            "r1": r1,
+            "r10": 1.0,
+            "candidate_recall": recall,
+            "candidates": 2000,
+            "latency_ms": {"median": ms, "p95": 2 * ms},
+        }
+
+    def variant(r1: float, recall: float, ms: float) -> dict[str, Any]:
+        families = {"rotation": figures(r1 - 0.1, recall, ms), "crop": figures(r1, recall, ms)}
+        return {"all": figures(r1, recall, ms), "families": families, "transforms": {}}
+
+    def size(images: int, drop: float) -> dict[str, Any]:
+        return {
+            "images": images,
+            "build": {
+                "build_s": 61.4,
+                "postings_bytes_per_image": 1850.0,
+                "cell_offsets_bytes": 8_388_616,
+            },
+            "variants": {
+                "global": variant(0.8 - drop, 0.85 - drop, 90.0),
+                "global_wide": variant(0.81 - drop, 0.86 - drop, 110.0),
+                "words": variant(0.9 - drop, 0.95 - drop, 120.0),
+            },
+            "paired": {"all": {"gained": 21, "lost": 2}},
+            "breakdown_ms": {"global": 4.04, "words": 31.26},
+        }
+
+    baseline = size(11_611, 0.0)
+    baseline["variants"]["exhaustive"] = variant(0.93, 1.0, 60.0)
+    result = {
+        "machine": {**MACHINE, "load_average": {"start": 0.2, "end": 0.3}},
+        "command": "python benchmarks/scale_robustness.py --sizes 100000,1000000",
+        "setup": {"candidates": 2000, "word_candidates": 1000, "word_bits": 8, "strengths": [4, 5]},
+        "originals": 100,
+        "copies": 400,
+        "no_distractors": baseline,
+        "sizes": {"1000000": size(1_000_000, 0.2), "100000": size(100_000, 0.1)},
+    }
+    lines = report.scale_robustness_section(result)
+    assert lines[0] == "## Scale: transformed copies among 1,000,000 images"
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| family")]
+    assert [row.split(" | ")[:2] for row in rows] == [
+        [f"| {family}", images]
+        for family in ("rotation", "crop", "**all**")
+        for images in ("11,611", "100,000", "1,000,000")
+    ]
+    assert rows[2] == (
+        "| rotation | 1,000,000 | 0.500 | 0.510 | 0.600 | 0.650 / 0.750 | 90 / 120 ms "
+        "| 180 / 240 ms |"
+    )
+    assert rows[-1].startswith("| **all** | 1,000,000 | 0.600 | 0.610 | 0.700 |")
+    text = "\n".join(lines)
+    assert "R@1 of 0.930 (rotation 0.830, crop 0.930)" in text
+    assert "- 1,000,000 images: 21 gained, 2 lost;" in text
+    assert "(1.85 GB), and 8 MB of cell offsets" in text
+    assert "takes 31.3 ms (median), the global search 4.0 ms." in text
+    assert "shared while it ran" not in text  # an idle machine: no warning
+    assert "scale_robustness" in report.RESULT_NAMES
+    steps = [step.writes for step in load_benchmark("run_all").STEPS]
+    assert steps.index(("scale_robustness",)) == steps.index(("scale_asmk",)) + 1

@@ -508,6 +508,12 @@ class IndexSettings:
     Corel (`benchmarks/scale_asmk.py`). 2000 candidates: at 100,000 images 97.5% of the
     relevant Holidays images are among them and the mAP is within 0.001 of 5000 candidates',
     at about 60% of their time.
+
+    `word_candidates` more candidates come from the local features themselves, not through
+    the global descriptor (which a rotated, cropped or blurred copy moves): the rows the
+    query's fine words (`word_bits` residual signs refining each visual word) point at most,
+    from postings kept beside the codes (`index.asmk_postings`: 4 bytes a visual word an
+    image, mapped; 0 turns them off).
     """
 
     kind: str = "auto"
@@ -520,6 +526,8 @@ class IndexSettings:
     seed: int = 0
     asmk: str = "auto"
     candidates: int = 2000
+    word_candidates: int = 1000
+    word_bits: int = 8
 
     def __post_init__(self) -> None:
         if self.kind not in GLOBAL_INDEX_KINDS:
@@ -534,15 +542,22 @@ class IndexSettings:
             raise ValueError("exact_below, nlist and nprobe must be >= 0")
         if self.pq_bytes < 1 or self.refine < 1 or self.train_per_list < 1 or self.candidates < 1:
             raise ValueError("pq_bytes, refine, train_per_list and candidates must be >= 1")
+        if self.word_candidates < 0 or not 1 <= self.word_bits <= 16:
+            raise ValueError("word_candidates must be >= 0 and word_bits in [1, 16]")
 
     @property
     def key(self) -> str:
         """Short name carrying every parameter, e.g. `auto-e100000-l0-b32-p0-r1000-t64-s0`; a
         generation built under another is built again. The ASMK choice is appended when it is
-        not the default (`-ashortlist-c5000`), so that generations built before it was a
-        setting keep their key."""
+        not the default (`-ashortlist-c5000`), and so are the word candidates
+        (`-w500b10`), so that generations built before they were settings keep their key (a
+        shortlist generation from before the word candidates has none until it is next
+        built: an index run that changes anything builds it)."""
         default = (self.asmk, self.candidates) == (IndexSettings.asmk, IndexSettings.candidates)
         asmk = "" if default else f"-a{self.asmk}-c{self.candidates}"
+        words = (self.word_candidates, self.word_bits)
+        if words != (IndexSettings.word_candidates, IndexSettings.word_bits):
+            asmk += f"-w{self.word_candidates}b{self.word_bits}"
         return (
             f"{self.kind}-e{self.exact_below}-l{self.nlist}-b{self.pq_bytes}-p{self.nprobe}"
             f"-r{self.refine}-t{self.train_per_list}-s{self.seed}{asmk}"

@@ -154,12 +154,16 @@ def _native_padding(conv: nn.Conv2d) -> None:
 
 
 def optimize_for_inference(model: EfficientNetLite) -> EfficientNetLite:
-    """A copy with batch norms folded into convolutions and padding done inside them.
+    """A copy with batch norms folded into convolutions, padding done inside them and the
+    ReLU6 activations in place (each follows a convolution whose output nothing else reads).
 
     Fewer passes over memory; for extraction, not training. See `_native_padding`.
     """
     fast = copy.deepcopy(model).eval()
     net: Any = fast.net
+    for module in fast.modules():
+        if isinstance(module, nn.ReLU6):
+            module.inplace = True
     with torch.no_grad():
         _fold(net._conv_stem, net._bn0)
         _native_padding(net._conv_stem)

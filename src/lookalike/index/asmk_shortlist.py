@@ -45,6 +45,7 @@ from lookalike.index.asmk_index import (
     spans,
     take_rows,
 )
+from lookalike.index.asmk_postings import CELL_OFFSETS, CELL_ROWS, Postings, write_postings
 from lookalike.index.atomic import save_npy
 from lookalike.settings import IndexSettings
 
@@ -229,15 +230,34 @@ class ShortlistAsmk:
 
     kind = SHORTLIST
 
-    def __init__(self, block: CodeBlock, vocabulary: Vocabulary, candidates: int) -> None:
+    def __init__(
+        self,
+        block: CodeBlock,
+        vocabulary: Vocabulary,
+        candidates: int,
+        postings: Postings | None = None,
+        word_candidates: int = 0,
+    ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
+        if word_candidates < 0 or (word_candidates and postings is None):
+            raise ValueError("word candidates need postings, and must be >= 0")
         if len(block.words) and int(np.asarray(block.words[-1])) >= vocabulary.size:
             # a cheap check of the codebook: the last image's largest word (words ascend)
             raise ValueError(f"codes use words beyond the codebook of {vocabulary.size}")
         self.block = block
         self.vocabulary = vocabulary
         self.candidates = int(candidates)
+        self.postings = postings
+        self.word_candidates = int(word_candidates)
+
+    def word_rows(self, code: ImageCode) -> np.ndarray:
+        """The `word_candidates` rows (ascending) the query `code`'s fine words point at most
+        (`asmk_postings`): candidates that do not go through the global descriptor. None (an
+        empty array) without postings: a generation written before them, or with them off."""
+        if self.postings is None or not self.word_candidates:
+            return np.zeros(0, np.int64)
+        return self.postings.candidates(code, self.block.offsets, self.word_candidates)
 
     @property
     def n_images(self) -> int:
@@ -316,24 +336,33 @@ class ShortlistAsmk:
         return out / np.float32(np.sqrt(len(query_words)))
 
     def params(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": SHORTLIST,
             "candidates": self.candidates,
             "entries": len(self.block.words),
             "word_dtype": str(self.block.words.dtype),
         }
+        if self.postings is not None and self.word_candidates:
+            out.update(word_candidates=self.word_candidates, word_bits=self.postings.bits)
+        return out
 
     def ram_bytes(self) -> int:
-        """Bytes held in RAM: the per-image offsets (the codes are memory-mapped)."""
-        return int(self.block.offsets.nbytes)
+        """Bytes held in RAM: the per-image offsets, and the postings' cell offsets (the codes
+        and the postings' rows are memory-mapped)."""
+        cells = 0 if self.postings is None else int(self.postings.offsets.nbytes)
+        return int(self.block.offsets.nbytes) + cells
 
     def save(self, folder: Path) -> None:
         self.block.save(folder)
 
     @classmethod
     def load(cls, folder: Path, vocabulary: Vocabulary, params: dict[str, Any]) -> ShortlistAsmk:
-        """From `save`'s (or `write_blocks`') files, the codes memory-mapped, not read."""
-        return cls(CodeBlock.open(folder), vocabulary, int(params["candidates"]))
+        """From `save`'s (or `write_blocks`') files, the codes memory-mapped, not read; with
+        the postings when `params` record them (`write_shortlist`)."""
+        words = int(params.get("word_candidates", 0))
+        bits = int(params.get("word_bits", 0))
+        postings = Postings.open(folder, bits, vocabulary.size) if words else None
+        return cls(CodeBlock.open(folder), vocabulary, int(params["candidates"]), postings, words)
 
 
 def block_of(index: AsmkIndex) -> CodeBlock:
@@ -357,16 +386,28 @@ def inverted_of(block: CodeBlock, vocabulary: Vocabulary) -> AsmkIndex:
 
 
 def write_shortlist(
-    folder: Path, vocabulary: Vocabulary, n_images: int, parts: Sequence[Part], candidates: int
+    folder: Path,
+    vocabulary: Vocabulary,
+    n_images: int,
+    parts: Sequence[Part],
+    candidates: int,
+    word_candidates: int = 0,
+    word_bits: int = 8,
 ) -> ShortlistAsmk:
     """A shortlist index over images 0..n_images-1 written into the generation `folder`
-    straight from the blocks of `parts` (see `write_blocks`), opened."""
+    straight from the blocks of `parts` (see `write_blocks`), opened; with `word_candidates`,
+    the fine-word postings too (`asmk_postings`, `word_bits` bits of residual a cell)."""
     logger.info("writing the ASMK codes of %d images for a shortlist index", n_images)
     width = packed_width(vocabulary.codebook.centroids.shape[1])
-    block = write_blocks(
-        folder / SHORTLIST_DIR, n_images, parts, width, word_dtype(vocabulary.size)
-    )
-    return ShortlistAsmk(block, vocabulary, candidates)
+    codes = folder / SHORTLIST_DIR
+    block = write_blocks(codes, n_images, parts, width, word_dtype(vocabulary.size))
+    postings = None
+    if word_candidates:
+        logger.info("writing the fine-word postings of %d images", n_images)
+        postings = write_postings(
+            codes, block.offsets, block.words, block.residuals, vocabulary.size, word_bits
+        )
+    return ShortlistAsmk(block, vocabulary, candidates, postings, word_candidates)
 
 
 def build_asmk(
@@ -406,11 +447,12 @@ def _bytes(folder: Path, names: Iterable[str]) -> int:
 
 def file_bytes(folder: Path) -> dict[str, int]:
     """On-disk sizes of a generation's ASMK index: `asmk_index` (the part read into RAM: the
-    whole inverted file, or the shortlist kind's offsets) and `asmk_codes` (the shortlist kind's
-    words and residuals, memory-mapped; 0 for the inverted file)."""
+    whole inverted file, or the shortlist kind's offsets and its postings' cell offsets) and
+    `asmk_codes` (the shortlist kind's words, residuals and posting rows, memory-mapped; 0 for
+    the inverted file)."""
     inverted = _bytes(folder / INVERTED_DIR, ("counts", RESIDUALS, "rows", "n_images"))
     codes = folder / SHORTLIST_DIR
     return {
-        "asmk_index": inverted + _bytes(codes, [OFFSETS]),
-        "asmk_codes": _bytes(codes, [WORDS, RESIDUALS]),
+        "asmk_index": inverted + _bytes(codes, [OFFSETS, CELL_OFFSETS]),
+        "asmk_codes": _bytes(codes, [WORDS, RESIDUALS, CELL_ROWS]),
     }

@@ -241,8 +241,10 @@ def build_generation(
     with atomic_dir(final) as tmp:
         recorded = save_global(global_index, tmp)
         if asmk is None:
-            candidates = global_settings.candidates
-            written = write_shortlist(tmp, vocabulary, len(records), parts, candidates)
+            g = global_settings
+            written = write_shortlist(
+                tmp, vocabulary, len(records), parts, g.candidates, g.word_candidates, g.word_bits
+            )
             recorded["asmk_index"] = written.params()
         else:
             recorded.update(save_asmk(asmk, tmp))

@@ -36,6 +36,8 @@ from lookalike.catalog import Catalog
 from lookalike.collection import Collection
 from lookalike.features import Extractor, LocalFeatures
 from lookalike.index.asmk_index import ImageCode, Vocabulary
+from lookalike.index.asmk_postings import Postings
+from lookalike.index.asmk_shortlist import OFFSETS
 from lookalike.index.generation import Manifest, Snapshot, generation_records, load_classic
 from lookalike.index.global_index import load_global
 from lookalike.learn.model import Model
@@ -115,6 +117,20 @@ class _ShardedAsmk:
         self.vocabulary = vocabulary
         self.kind = shard_set.asmk_kind
         self.candidates = shard_set.candidates
+        self.word_candidates = shard_set.word_candidates
+        self._postings: tuple[Postings, np.ndarray] | None = None
+        if self.word_candidates:  # the generation's postings, copied beside its global index
+            folder = shard_set.folder / GLOBAL_DIR
+            postings = Postings.open(folder, shard_set.word_bits, vocabulary.size)
+            self._postings = postings, np.load(folder / f"{OFFSETS}.npy").astype(np.int64)
+
+    def word_rows(self, code: ImageCode) -> np.ndarray:
+        """The generation's word candidates for `code` (`ShortlistAsmk.word_rows`), picked
+        here over all rows as the unsharded index picks them."""
+        if self._postings is None:
+            return np.zeros(0, np.int64)
+        postings, offsets = self._postings
+        return postings.candidates(code, offsets, self.word_candidates)
 
     @property
     def n_images(self) -> int:

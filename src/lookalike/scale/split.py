@@ -19,13 +19,16 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError, ImageRecord
 from lookalike.features import ImageFeatures
 from lookalike.index.asmk_index import INVERTED, AsmkIndex, ImageCode, Vocabulary, packed_width
+from lookalike.index.asmk_postings import CELL_OFFSETS, CELL_ROWS
 from lookalike.index.asmk_shortlist import (
+    OFFSETS,
     SHORTLIST,
     SHORTLIST_DIR,
     CodeBlock,
@@ -81,6 +84,8 @@ class ShardSet:
     bounds: tuple[int, ...]
     asmk_kind: str = INVERTED
     candidates: int | None = None
+    word_candidates: int = 0
+    word_bits: int = 0
 
     @property
     def n(self) -> int:
@@ -102,6 +107,8 @@ class ShardSet:
             tuple(meta["bounds"]),
             str(asmk["kind"]),
             int(asmk["candidates"]) if shortlist else None,
+            int(asmk.get("word_candidates", 0)),
+            int(asmk.get("word_bits", 0)),
         )
 
 
@@ -158,11 +165,7 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
             )
             if shortlist:
                 _write_part_block(part, source, vocabulary, bounds[i], bounds[i + 1])
-        recorded = (
-            {"kind": SHORTLIST, "candidates": int(asmk["candidates"])}
-            if shortlist
-            else {"kind": INVERTED}
-        )
+        recorded = _caller_asmk(asmk, source, tmp / GLOBAL_DIR)
         write_json_atomic(
             tmp / SET_META,
             {
@@ -177,6 +180,23 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
         _remove_older_sets(base, generation)
     logger.info("split generation %d into %d shards in %s", generation, n, final)
     return ShardSet.load(final)
+
+
+def _caller_asmk(asmk: dict[str, Any], generation: Path, caller: Path) -> dict[str, Any]:
+    """What a set records of the generation's ASMK index (`asmk`, its manifest's), and what
+    the caller keeps of it in `caller`: of a shortlist generation with word candidates, the
+    fine-word postings, so that the caller picks them over all rows as the unsharded index
+    does (4 bytes a visual word an image, mapped)."""
+    if asmk["kind"] != SHORTLIST:
+        return {"kind": INVERTED}
+    recorded: dict[str, Any] = {"kind": SHORTLIST, "candidates": int(asmk["candidates"])}
+    if asmk.get("word_candidates"):
+        for name in (CELL_OFFSETS, CELL_ROWS, OFFSETS):
+            shutil.copy2(generation / SHORTLIST_DIR / f"{name}.npy", caller)
+        recorded.update(
+            word_candidates=int(asmk["word_candidates"]), word_bits=int(asmk["word_bits"])
+        )
+    return recorded
 
 
 def _complete(folder: Path, manifest: Manifest) -> bool:

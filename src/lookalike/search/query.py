@@ -11,7 +11,7 @@ from lookalike.features import ImageFeatures
 from lookalike.features.classic import SIFT_DIM
 from lookalike.features.detail import blurred_share
 from lookalike.index.asmk_index import AsmkSearch, ImageCode
-from lookalike.index.asmk_shortlist import as_shortlist
+from lookalike.index.asmk_shortlist import ShortlistSearch, as_shortlist
 from lookalike.index.generation import Generation
 from lookalike.index.global_index import GlobalSearch, floored
 from lookalike.settings import CLASSIC_DESCRIPTORS, SearchSettings
@@ -108,6 +108,9 @@ def _cnn_scores(
         shortlist = as_shortlist(loaded.asmk)
         if shortlist is not None:
             candidates, floored = global_candidates(loaded.global_, query, shortlist.candidates)
+            candidates = with_word_candidates(
+                shortlist, code, candidates, loaded.global_, query, floored
+            )
             global_scores = floored if settings.mode == "fused" else None
         asmk_scores = asmk_row_scores(
             loaded.asmk,
@@ -175,6 +178,28 @@ def global_candidates(
     the search's on them, their lowest on every other row, as `CompressedGlobalIndex.scores`)."""
     rows, sims = global_.search(query, k)
     return np.sort(rows).astype(np.int64), floored(global_.n_images, rows, sims)
+
+
+def with_word_candidates(
+    shortlist: ShortlistSearch,
+    code: ImageCode,
+    candidates: np.ndarray,
+    global_: GlobalSearch,
+    query: np.ndarray,
+    floored: np.ndarray,
+) -> np.ndarray:
+    """`candidates: (k,)` ascending, joined by the shortlist index's word candidates (the rows
+    the query `code`'s fine words point at, `index.asmk_postings`; none where the index has no
+    postings, or is held by shards): `(k',)` int64 ascending. The global similarity of each
+    row added is written into `floored: (n,)` (the whitened `query`'s, as the global index
+    scores its own candidates), in place."""
+    word_rows = getattr(shortlist, "word_rows", None)
+    found = np.zeros(0, np.int64) if word_rows is None else word_rows(code)
+    added = np.setdiff1d(found, candidates, assume_unique=True)
+    if len(added) == 0:
+        return candidates
+    floored[added] = global_.vectors(added) @ np.asarray(query, np.float32)
+    return np.union1d(candidates, added).astype(np.int64)
 
 
 def below_candidates(final: np.ndarray, candidates: np.ndarray) -> np.ndarray:
