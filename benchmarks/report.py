@@ -1206,6 +1206,17 @@ def side_by_side_section(
                 "long (same run, interleaved). `LOOKALIKE_PRECISION=float32` chooses it.",
                 "",
             ]
+        eager = index.get("lookalike, network in PyTorch")
+        if eager is not None:
+            cnn = index["lookalike (CNN pass: local + global)"]["median_ms"]
+            engine = {"openvino": "OpenVINO", "torch": "PyTorch"}[speed.get("engine", "torch")]
+            lines += [
+                f"The CNN pass above runs the network in {engine} (`features.engine`, the "
+                f"default where it is installed); in PyTorch it takes {eager['median_ms']:.0f} "
+                f"ms an image, {eager['median_ms'] / cnn:.2f} times as long (same run, "
+                "interleaved). `LOOKALIKE_ENGINE=torch` chooses it.",
+                "",
+            ]
     return lines
 
 

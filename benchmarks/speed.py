@@ -7,7 +7,8 @@ Indexing: a seeded sample of Holidays images is described once per method on one
 and OpenCV single-threaded; `lookalike index` runs one such worker per core), decoding
 included. The CNN pass gives lookalike's local features and the global descriptor at once;
 GeM, the raw pooled descriptor, comes from the same pass. It runs in the default precision
-(bfloat16 where the processor has it natively) and, for the ratio, in float32.
+(bfloat16 where the processor has it natively) and engine (OpenVINO when installed) and, for
+the ratios, in float32 and in PyTorch.
 
 Queries: latency as users feel it. A seeded sample of the 300 Holidays query photographs, none
 of them in the index, is searched from the files with every method, to the top 20, with the
@@ -77,18 +78,20 @@ def indexing(collection: Collection, paths: list[Any]) -> dict[str, dict[str, fl
     decode = collection.settings.features.decode_size
     extractor = collection.extractor()
     exact = Extractor(extractor.settings, weights=extractor.weights, precision="float32")
+    eager = Extractor(extractor.settings, weights=extractor.weights, engine="torch")
     classic = collection.settings.classic
 
     steps: dict[str, Callable[[Any], object]] = {
         "lookalike (CNN pass: local + global)": lambda p: extractor.extract(load_image(p, decode)),
         "lookalike, network in float32": lambda p: exact.extract(load_image(p, decode)),
+        "lookalike, network in PyTorch": lambda p: eager.extract(load_image(p, decode)),
         "colour": lambda p: describe(load_image(p, decode), ("colour",), classic),
         "texture": lambda p: describe(load_image(p, decode), ("texture",), classic),
         "shape": lambda p: describe(load_image(p, decode), ("shape",), classic),
         "rootsift": lambda p: sift_store.describe_file(p, collection.settings.sift),
         "phash": lambda p: phash(load_image(p, HASH_SIDE)),
     }
-    for network in (extractor, exact):
+    for network in (extractor, exact, eager):
         network.extract(load_image(paths[0], decode))  # build the network
     seconds = interleaved(steps, paths)
     out = {}
@@ -160,6 +163,7 @@ def main() -> None:
         "query_photographs": asked,
         "bfloat16": collection.extractor().bfloat16,
         "index": indexing(collection, [rset.path(r) for r in sample]),
+        "engine": collection.extractor().engine,
         "query": querying(collection, [rset.path(q) for q in queries]),
     }
     path = save_result("speed", results)

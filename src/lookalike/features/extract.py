@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lookalike.backbones import build_backbone
+from lookalike.features.engine import Network, build_network, chosen_engine
 from lookalike.features.global_ import multiscale_gem
 from lookalike.features.local import LocalFeatures, select_strongest
 from lookalike.settings import FeatureSettings
@@ -57,8 +58,10 @@ class Extractor:
     `precision` of the network's arithmetic (default: `$LOOKALIKE_PRECISION`, else 'auto'):
     'bfloat16' halves the time where the processor computes in it natively (AVX-512 BF16 or
     AMX) and gives descriptors within a cosine of 0.99 of float32's; 'auto' uses it there and
-    'float32' elsewhere. It is how features are computed, not what they are: an index and its
-    queries may be computed either way.
+    'float32' elsewhere. `engine` runs the network (`features.engine`: default
+    `$LOOKALIKE_ENGINE`, else OpenVINO where it is installed, else PyTorch). Both are how
+    features are computed, not what they are: an index and its queries may be computed either
+    way.
     """
 
     def __init__(
@@ -68,12 +71,15 @@ class Extractor:
         weights: str | Path | None = None,
         threads: int = 0,
         precision: str | None = None,
+        engine: str | None = None,
     ) -> None:
         self.settings = settings
         self.weights = weights
         self.threads = threads
         self._model: torch.nn.Module | None = None
+        self._network: Network | None = None
         self.bfloat16 = use_bfloat16(precision)
+        self.engine = chosen_engine(engine)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -87,6 +93,15 @@ class Extractor:
             self._model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self._model
 
+    @property
+    def network(self) -> Network:
+        """What runs `model` (`features.engine`), built on first use."""
+        if self._network is None:
+            self._network = build_network(
+                self.model, engine=self.engine, threads=self.threads, bfloat16=self.bfloat16
+            )
+        return self._network
+
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) of the image at scale 1: longer side = `image_size`."""
         factor = self.settings.image_size / max(height, width)
@@ -99,7 +114,7 @@ class Extractor:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
         s = self.settings
-        model = self.model  # built first: it sets the thread count the resizing runs on too
+        network = self.network  # built first: it sets the thread count the resizing runs on
         height, width = image.shape[:2]
         base_h, base_w = self.working_size(height, width)
         x0 = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
@@ -112,7 +127,7 @@ class Extractor:
             shrink = size[0] < height
             x = F.interpolate(x0, size=size, mode="bilinear", antialias=shrink, align_corners=False)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
-                maps = model(x.contiguous(memory_format=torch.channels_last))
+                maps = network(x.contiguous(memory_format=torch.channels_last))
             local_maps.append(maps[s.local_layer].float())
             global_maps.append(maps[s.global_layer].float())
             if "strength" in maps:

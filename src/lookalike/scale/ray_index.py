@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from lookalike.features.batch import Extracted, Extras, extract_file
+from lookalike.features.engine import chosen_engine
 from lookalike.features.extract import Extractor, use_bfloat16
 from lookalike.scale import RAY_MISSING, connect, disconnect, import_ray
 from lookalike.settings import FeatureSettings
@@ -65,6 +66,7 @@ class ExtractBatch:
         weights: bytes | None,
         extras: Extras,
         precision: str,
+        engine: str,
     ) -> None:
         self.root = Path(root)
         self.extras = extras
@@ -74,8 +76,10 @@ class ExtractBatch:
             with os.fdopen(handle, "wb") as f:
                 f.write(weights)
         try:
-            self.extractor = Extractor(settings, weights=path, threads=1, precision=precision)
-            self.extractor.model  # noqa: B018 - build the network now, while the file exists
+            self.extractor = Extractor(
+                settings, weights=path, threads=1, precision=precision, engine=engine
+            )
+            self.extractor.network  # noqa: B018 - build the network now, while the file exists
         finally:
             if path is not None:
                 os.unlink(path)
@@ -142,6 +146,8 @@ def iter_extract_ray(
                 "weights": None if weights is None else Path(weights).read_bytes(),
                 "extras": extras,
                 "precision": chosen,
+                # the driver's engine on every node: a node without it fails, saying so
+                "engine": chosen_engine(),
             },
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,
