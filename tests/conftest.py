@@ -11,10 +11,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection, build_demo_collection
+from lookalike.features import ImageFeatures
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -107,3 +109,20 @@ def load_benchmark(script: str) -> ModuleType:
         return module
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+def assert_features_agree(reference: ImageFeatures, other: ImageFeatures) -> None:
+    """Two computations of one image's features (another precision, another engine): the
+    same global descriptor within a cosine of 0.99, at least 85% of the strongest places in
+    common, and their descriptors within a median cosine of 0.99."""
+    assert float(reference.global_ @ other.global_) > 0.99
+
+    def by_place(features: ImageFeatures) -> dict[tuple[float, ...], np.ndarray]:
+        local = features.local
+        places = np.column_stack([local.xy, local.scale]).round(2).tolist()
+        return {tuple(p): d for p, d in zip(places, local.desc, strict=True)}
+
+    ours, theirs = by_place(reference), by_place(other)
+    shared = ours.keys() & theirs.keys()
+    assert len(shared) >= 0.85 * len(ours)
+    assert np.median([float(ours[p] @ theirs[p]) for p in shared]) > 0.99

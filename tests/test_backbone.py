@@ -7,6 +7,7 @@ import pytest
 import torch
 from skimage import data
 
+from conftest import assert_features_agree
 from lookalike.backbones import BACKBONES, build_backbone
 from lookalike.backbones.efficientnet import optimize_for_inference
 from lookalike.settings import BACKBONE_NAMES, FeatureSettings
@@ -55,25 +56,14 @@ def test_unknown_names_list_the_allowed() -> None:
 def test_bfloat16_features_agree_with_float32() -> None:
     """The network in bfloat16 (the default where the processor has it natively) gives the
     same strongest locations and nearly the same descriptors as in float32."""
-    from lookalike.features import Extractor, ImageFeatures
+    from lookalike.features import Extractor
 
     settings = FeatureSettings(image_size=256, max_features=200)
     image = data.astronaut()
     exact = Extractor(settings, precision="float32").extract(image)
     half = Extractor(settings, precision="bfloat16").extract(image)
     assert half.local.desc.dtype == np.float32
-    assert float(exact.global_ @ half.global_) > 0.99
-
-    def by_place(features: ImageFeatures) -> dict[tuple[float, ...], np.ndarray]:
-        local = features.local
-        places = np.column_stack([local.xy, local.scale]).round(2).tolist()
-        return {tuple(p): d for p, d in zip(places, local.desc, strict=True)}
-
-    exact_by, half_by = by_place(exact), by_place(half)
-    shared = exact_by.keys() & half_by.keys()
-    assert len(shared) >= 0.85 * len(exact_by)
-    cosines = [float(exact_by[p] @ half_by[p]) for p in shared]
-    assert np.median(cosines) > 0.99
+    assert_features_agree(exact, half)
 
 
 def test_precision_comes_from_the_environment_and_unknown_names_are_refused(

@@ -12,10 +12,11 @@ import pytest
 import torch
 from skimage import data
 
+from conftest import assert_features_agree
 from lookalike.backbones import build_backbone
 from lookalike.features import engine
 from lookalike.features.engine import OpenVinoNetwork, build_network, chosen_engine
-from lookalike.features.extract import Extractor, ImageFeatures
+from lookalike.features.extract import Extractor
 from lookalike.settings import FeatureSettings
 
 
@@ -58,17 +59,7 @@ def test_bfloat16_features_agree_with_pytorchs() -> None:
     image = data.astronaut()
     ours = Extractor(settings, precision="bfloat16", engine="openvino").extract(image)
     theirs = Extractor(settings, precision="bfloat16", engine="torch").extract(image)
-    assert float(ours.global_ @ theirs.global_) > 0.99
-
-    def by_place(features: ImageFeatures) -> dict[tuple[float, ...], np.ndarray]:
-        local = features.local
-        places = np.column_stack([local.xy, local.scale]).round(2).tolist()
-        return {tuple(p): d for p, d in zip(places, local.desc, strict=True)}
-
-    our_places, their_places = by_place(ours), by_place(theirs)
-    shared = our_places.keys() & their_places.keys()
-    assert len(shared) >= 0.85 * len(their_places)
-    assert np.median([float(our_places[p] @ their_places[p]) for p in shared]) > 0.99
+    assert_features_agree(theirs, ours)
 
 
 def test_converted_once_then_read_from_the_cache(
