@@ -82,6 +82,16 @@ def test_converted_once_then_read_from_the_cache(
         OpenVinoNetwork(other.optimize_for_inference(), threads=1, bfloat16=False)
 
 
+def test_a_damaged_cached_network_is_converted_again(model: torch.nn.Module, cache: Path) -> None:
+    first = OpenVinoNetwork(model, threads=1, bfloat16=False)
+    (weights,) = cache.glob("*.bin")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    again = OpenVinoNetwork(model, threads=1, bfloat16=False)
+    x = _pixels(64, 96)
+    np.testing.assert_array_equal(again(x)["head"].numpy(), first(x)["head"].numpy())
+    assert weights.stat().st_size > 1000  # written whole again
+
+
 def test_a_cache_that_cannot_be_written_costs_only_the_conversion(
     model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

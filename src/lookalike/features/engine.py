@@ -84,9 +84,13 @@ class OpenVinoNetwork:
             self.names = tuple(model(example))
         path = cache_folder() / f"{_model_key(model, self.names)}.xml"
         core = ov.Core()
+        converted = None
         if path.is_file():
-            converted = core.read_model(path)
-        else:
+            try:
+                converted = core.read_model(path)
+            except Exception as exc:  # a damaged file in the cache: convert again
+                logger.warning("converted network %s unreadable (%s): converting again", path, exc)
+        if converted is None:
             converted = _convert(model, self.names, example)
             _save(ov, converted, path)
         config: dict[str, Any] = {
