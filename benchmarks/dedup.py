@@ -29,12 +29,14 @@ lookalike's pairs come from one `verified_pairs` pass (`Collection.dedup`'s): ca
 the global index (`DEDUP_NEIGHBOURS` nearest at least `DEDUP_GATE` similar), second and
 mirrored looks for images with nothing verified at the default threshold; the thresholds of
 the sweep then keep the pairs with that many inliers (above the default the sweep is exactly
-what `dedup --threshold T` gives only where no look was needed).
+what `dedup --threshold T` gives only where no look was needed). The verified pairs are kept
+in results/details/dedup-pairs.json.gz.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import itertools
 import json
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from common import machine, save_result
+from common import RESULTS, machine, save_result
 from lookalike.collection import Collection
 from lookalike.evaluate import data_root
 from lookalike.evaluate.cache import cache_root, fresh_cache_dir
@@ -151,6 +153,24 @@ def recall_by_copy(predicted: set[Pair], families: dict[str, list[str]]) -> dict
     return out
 
 
+def save_pairs(
+    near: dict[tuple[int, int], int], paths: dict[int, str], hashes: dict[int, str | None]
+) -> None:
+    """Every verified pair with its inliers (paths, not ids) and the content hashes, in
+    results/details/dedup-pairs.json.gz: other ways of grouping them can be measured without
+    verifying again."""
+    details = RESULTS / "details"
+    details.mkdir(parents=True, exist_ok=True)
+    with gzip.open(details / "dedup-pairs.json.gz", "wt") as f:
+        json.dump(
+            {
+                "pairs": [[paths[a], paths[b], n] for (a, b), n in sorted(near.items())],
+                "hashes": {paths[i]: h for i, h in hashes.items()},
+            },
+            f,
+        )
+
+
 def phash_pairs(paths: list[str], distance: int, hashes: np.ndarray) -> set[Pair]:
     """Pairs of `paths` whose packed 64-bit hashes `(n, 8) uint8` differ in <= `distance` bits."""
     bits = np.unpackbits(hashes, axis=1).astype(np.int32)  # (n, 64)
@@ -202,6 +222,7 @@ def main() -> None:
     info = collection.info()
     paths = {int(i): p["path"] for i, p in _records(collection).items()}
     hashes = {int(i): p["hash"] for i, p in _records(collection).items()}
+    save_pairs(near, paths, hashes)
     lookalike = {}
     for threshold in THRESHOLDS:
         pairs = {k: v for k, v in near.items() if v >= threshold}
