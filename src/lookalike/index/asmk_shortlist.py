@@ -253,8 +253,8 @@ class ShortlistAsmk:
 
     def word_rows(self, code: ImageCode) -> np.ndarray:
         """The `word_candidates` rows (ascending) the query `code`'s fine words point at most
-        (`asmk_postings`): candidates that do not go through the global descriptor. None (an
-        empty array) without postings: a generation written before them, or with them off."""
+        (`asmk_postings`): candidates that do not go through the global descriptor. Empty
+        without postings: a generation written before them, or with them off."""
         if self.postings is None or not self.word_candidates:
             return np.zeros(0, np.int64)
         return self.postings.candidates(code, self.block.offsets, self.word_candidates)
