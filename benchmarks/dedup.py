@@ -153,6 +153,11 @@ def recall_by_copy(predicted: set[Pair], families: dict[str, list[str]]) -> dict
     return out
 
 
+SURE_FACTOR = 2
+"""Grouping with support (`search.dedup.supported_pairs`): a link joins groups by itself
+from this many times the threshold's inliers."""
+
+
 def save_pairs(
     near: dict[tuple[int, int], int], paths: dict[int, str], hashes: dict[int, str | None]
 ) -> None:
@@ -229,6 +234,9 @@ def main() -> None:
         edges = {pair(paths[a], paths[b]) for a, b in pairs}
         groups = build_groups(paths, hashes, pairs)
         grouped = set().union(*(pairs_within(g.paths) for g in groups))
+        # the links that may join groups: a weak link between two groups of copies is not
+        supported = build_groups(paths, hashes, pairs, sure=SURE_FACTOR * threshold)
+        within = set().union(*(pairs_within(g.paths) for g in supported))
         lookalike[str(threshold)] = {
             "edges": score(edges, truth),
             "groups": {
@@ -236,8 +244,15 @@ def main() -> None:
                 "count": len(groups),
                 "largest": max((len(g.paths) for g in groups), default=0),
             },
+            "supported_groups": {
+                **score(within, truth),
+                "count": len(supported),
+                "largest": max((len(g.paths) for g in supported), default=0),
+                "sure": SURE_FACTOR * threshold,
+            },
             "recall_by_copy": recall_by_copy(edges, families),
             "group_recall_by_copy": recall_by_copy(grouped, families),
+            "supported_recall_by_copy": recall_by_copy(within, families),
         }
         print(f"lookalike threshold {threshold}: {lookalike[str(threshold)]}")
     results["lookalike"] = lookalike

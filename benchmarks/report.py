@@ -314,7 +314,10 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
         "`lookalike dedup` prints). Corel has near duplicates of its own (burst shots, objects",
         "shot against one colour chart) that count as false here, so precision is a lower bound.",
         "Recall by kind is over (original, copy) pairs: for lookalike, the share of copies of",
-        "that kind in their original's group; for PHash, within the distance.",
+        "that kind in their original's group; for PHash, within the distance. *Supported",
+        "links*: groups joined only by links that are sure (twice the threshold's inliers),",
+        "closed by a third copy, or one of their images' strongest (`search.dedup.",
+        "supported_pairs`): a weak link between two groups of copies no longer chains them.",
         "",
         "| method | setting | edges: precision / recall | groups: precision / recall "
         f"(largest) | recall: {' / '.join(kinds)} |",
@@ -329,6 +332,16 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
             f"{edges['precision']:.3f} / {edges['recall']:.3f} | "
             f"{groups['precision']:.3f} / {groups['recall']:.3f} ({groups['largest']}) | "
             f"{_by_copy(by, kinds)} |"
+        )
+    for threshold, m in sorted(r["lookalike"].items(), key=lambda kv: int(kv[0])):
+        supported = m.get("supported_groups")
+        if supported is None:  # older results
+            continue
+        lines.append(
+            f"| lookalike dedup, supported links | --threshold {threshold}, sure "
+            f"{supported['sure']} | — | {supported['precision']:.3f} / "
+            f"{supported['recall']:.3f} ({supported['largest']}) | "
+            f"{_by_copy(m['supported_recall_by_copy'], kinds)} |"
         )
     for distance, m in sorted(r["phash"].items(), key=lambda kv: int(kv[0])):
         default = " (imagededup's default)" if distance == "10" else ""

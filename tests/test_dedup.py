@@ -18,7 +18,7 @@ from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.index.global_index import GlobalIndex
-from lookalike.search.dedup import candidate_pairs
+from lookalike.search.dedup import build_groups, candidate_pairs, supported_pairs
 from lookalike.search.mirror import flip_matrix, unmirror
 from lookalike.search.pipeline import mirrored_look
 from lookalike.search.rerank import verify_shortlist
@@ -214,3 +214,26 @@ def test_dedup_cli_looks_and_gate_options(demo: DemoCollection, tmp_path: Path) 
     assert groups("--gate", "1.0", "--no-looks") == []
     result = CliRunner().invoke(app, ["dedup", str(folder), "--gate", "2"])
     assert result.exit_code == 2  # a usage error: the gate is a cosine, -1 to 1
+
+
+def test_a_weak_link_between_two_groups_of_copies_does_not_chain_them() -> None:
+    """Two groups of copies (0-3 and 10-12) and one weak false link between them (3-10):
+    without support the two become one group; with it the link is left out, while a weak
+    pair inside a group (a triangle), a lone pair (each image's best) and a strong link stay."""
+    paths = {i: f"{i:02d}.jpg" for i in [*range(4), *range(10, 13), 20, 21, 30, 31, 32, 33]}
+    hashes: dict[int, str | None] = dict.fromkeys(paths)
+    near = {
+        (0, 1): 200, (0, 2): 180, (1, 2): 30, (0, 3): 150, (1, 3): 120,  # copies of 0
+        (10, 11): 160, (10, 12): 140, (11, 12): 90,  # copies of 10
+        (3, 10): 25,  # a false link: both have stronger copies, none in common
+        (20, 21): 22,  # a lone weak pair: its images' best evidence
+        (30, 31): 300, (32, 33): 250, (31, 32): 120,  # a strong link between two pairs
+    }  # fmt: skip
+    chained = {g.ids for g in build_groups(paths, hashes, near)}
+    assert (0, 1, 2, 3, 10, 11, 12) in chained
+    kept = supported_pairs(near, sure=100)
+    assert set(near) - set(kept) == {(3, 10)}
+    grouped = {g.ids for g in build_groups(paths, hashes, near, sure=100)}
+    assert grouped == {(0, 1, 2, 3), (10, 11, 12), (20, 21), (30, 31, 32, 33)}
+    # a higher bar for a sure link leaves the strong bridge to the triangle and best rules
+    assert (31, 32) not in supported_pairs(near, sure=500)

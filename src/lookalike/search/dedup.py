@@ -69,15 +69,39 @@ def connected_groups(nodes: Sequence[int], edges: Iterable[tuple[int, int]]) -> 
     return sorted(groups, key=lambda g: g[0])
 
 
+def supported_pairs(near: dict[tuple[int, int], int], sure: int) -> dict[tuple[int, int], int]:
+    """The pairs of `near` (`(a, b) -> inliers`) that may join groups: a pair with at least
+    `sure` inliers; one whose two images are both near copies of a third image (a triangle);
+    or the strongest pair of either image (its best evidence). What is left out is a weak link
+    between two images that each have stronger copies elsewhere, with no copy in common: one
+    such false link is all it takes to chain two groups of copies into one."""
+    neighbours: dict[int, set[int]] = {}
+    best: dict[int, int] = {}
+    for (a, b), inliers in near.items():
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+        best[a] = max(best.get(a, 0), inliers)
+        best[b] = max(best.get(b, 0), inliers)
+    return {
+        (a, b): inliers
+        for (a, b), inliers in near.items()
+        if inliers >= sure or inliers >= min(best[a], best[b]) or neighbours[a] & neighbours[b]
+    }
+
+
 def build_groups(
     paths: dict[int, str],
     hashes: dict[int, str | None],
     near: dict[tuple[int, int], int],
+    sure: int | None = None,
 ) -> list[DuplicateGroup]:
-    """Groups from content hashes and `near` verified pairs (`(a, b) -> inliers`, a < b).
+    """Groups from content hashes and `near` verified pairs (`(a, b) -> inliers`, a < b);
+    with `sure`, only the pairs `supported_pairs` keeps join groups.
 
     Members are listed by path; groups by their first path.
     """
+    if sure is not None:
+        near = supported_pairs(near, sure)
     by_hash: dict[str, list[int]] = {}
     for image_id, digest in hashes.items():
         if digest:
