@@ -16,6 +16,7 @@ from lookalike.features.classic import (
     edge_histogram,
     lbp_histogram,
     normalise_colour,
+    uniform_lbp,
 )
 
 
@@ -95,6 +96,24 @@ def turned(image: np.ndarray, degrees: float) -> np.ndarray:
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
     c = h // 5
     return np.ascontiguousarray(cv2.warpAffine(image, matrix, (w, h))[c:-c, c:-c])
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_lbp_codes_are_scikit_images(radius: int) -> None:
+    """The codes of `uniform_lbp` are scikit-image's definition, sampled faster: on real
+    photographs and noise, nearly every pixel has the same code and the histograms agree
+    within 0.5%."""
+    from skimage.feature import local_binary_pattern
+
+    noise = np.random.default_rng(3).integers(0, 256, (57, 91)).astype(np.uint8)
+    for grey in (data.camera(), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY), noise):
+        theirs = local_binary_pattern(grey, 8, radius, method="uniform").astype(np.int64)
+        ours = uniform_lbp(grey, 8, radius)
+        assert ours.shape == theirs.shape and ours.dtype == np.int64
+        assert (ours != theirs).mean() < 0.005
+        inner = (slice(radius, -radius), slice(radius, -radius))
+        counts = [np.bincount(c[inner].ravel(), minlength=10) for c in (ours, theirs)]
+        assert np.abs(counts[0] - counts[1]).sum() < 0.005 * counts[1].sum()
 
 
 def test_lbp_is_rotation_invariant() -> None:
