@@ -78,7 +78,7 @@ def uniform_lbp(grey: np.ndarray, points: int, radius: int) -> np.ndarray:
     rows, cols = np.round(-radius * np.sin(angles), 5), np.round(radius * np.cos(angles), 5)
     bits = np.empty((points, height, width), np.uint8)
     for i, (dr, dc) in enumerate(zip(rows, cols, strict=True)):
-        shift = np.float32([[1, 0, dc], [0, 1, dr]])  # sample (x + dc, y + dr)
+        shift = np.array([[1, 0, dc], [0, 1, dr]], np.float32)  # sample (x + dc, y + dr)
         neighbour = cv2.warpAffine(
             image,
             shift,
