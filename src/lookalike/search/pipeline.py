@@ -563,13 +563,14 @@ def _closest(loaded: Generation, self_rows: np.ndarray | None) -> Callable[[np.n
     """A raw global descriptor `(G,)` -> the similarity (whitened cosine) of the indexed image
     closest to it, the `self_rows` left out (-1 for an empty collection)."""
 
+    left_out = np.zeros(0, np.int64) if self_rows is None else np.asarray(self_rows, np.int64)
+
     def closest(descriptor: np.ndarray) -> float:
         query = loaded.model.global_whitening.apply(descriptor[None].astype(np.float32))[0]
-        similarity = loaded.global_.scores(query)
-        if self_rows is not None and len(self_rows):
-            similarity = similarity.copy()
-            similarity[self_rows] = -np.inf
-        return float(similarity.max()) if np.isfinite(similarity).any() else -1.0
+        # the nearest rows only (not a pass over every row's score, slow at millions)
+        rows, similarity = loaded.global_.search(query, len(left_out) + 1)
+        others = similarity[~np.isin(rows, left_out)]
+        return float(others[0]) if len(others) else -1.0
 
     return closest
 
