@@ -30,6 +30,7 @@ from functools import partial
 from typing import Any
 
 from common import machine
+from fingerprints import with_verify
 from lookalike.backbones import BACKBONES
 from lookalike.evaluate import corel, fingerprints, holidays
 from lookalike.evaluate.cache import cache_root, fresh_cache_dir
@@ -106,7 +107,9 @@ def run(backbone: str, args: argparse.Namespace, res: Results) -> None:
         for name in FVC2002:
             rset = fingerprints(name)
             index = work / f"{short}-{name}"
-            cnn = evaluate(rset, modes=("fused",), index_dir=index, settings=fast, verify=0)
+            # the learned features alone (no minutiae matcher), then Bozorth3 on their best 25
+            alone = with_verify(fast, 0)
+            cnn = evaluate(rset, modes=("fused",), index_dir=index, settings=alone)
             verified = evaluate(rset, modes=("fused",), index_dir=index, settings=fast)
             out[name] = {
                 "cnn": figures(cnn.modes["fused"]),
