@@ -45,7 +45,7 @@ def _free_port() -> int:
 @contextmanager
 def local_cluster(nodes: int) -> Iterator[str]:
     """A Ray cluster on 127.0.0.1 of `nodes` nodes with one CPU each; yields its address."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env = dict(os.environ)
     port = _free_port()
     address = f"127.0.0.1:{port}"
     common = ["--num-cpus", "1", "--object-store-memory", "200000000", "--disable-usage-stats"]
@@ -84,6 +84,9 @@ def timed_index(photos: Path, work: Path, workers: int, ray: str | None) -> dict
 
 
 def main() -> None:
+    # this throw-away cluster and the driver without token authentication or usage reports
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
