@@ -15,7 +15,8 @@ default settings (100 hits, the first 100 verified), the query's own indexed cop
   strength of the robustness suite (8 families x 5 strengths): the original, and the other
   images of its scene, are true pairs.
 
-Each hit's evidence (inliers, global cosine) is logged, so any rule can be scored after. The
+Each hit's evidence (inliers, global cosine, and its ASMK score, which no rule reads yet) is
+logged in the cache (`bench-verdict/<code key>.jsonl`), so any rule can be scored after. The
 rule's thresholds are chosen on the validation half (Holidays queries of the validation
 groups, copies of their images, half the Corel sample): of the rules whose matches are right
 at least 99 times in 100, the one that finds the most true pairs; then the least
@@ -134,7 +135,8 @@ def searched(query: Query) -> dict[str, Any]:
     t = time.perf_counter()
     hits = collection.search(source, k=K, exclude=exclude)
     seconds = time.perf_counter() - t
-    rows = [[h.path, h.inliers, h.global_score] for h in hits]
+    # the ASMK score too (not read by the rules here): evidence a later rule may weigh
+    rows = [[h.path, h.inliers, h.global_score, h.asmk_score] for h in hits]
     return {"key": query.key, "seconds": seconds, "hits": rows}
 
 
@@ -178,7 +180,7 @@ class Pair:
 def pairs(qs: Iterable[Query], logged: dict[str, dict[str, Any]]) -> Iterator[Pair]:
     for q in qs:
         true = set(q.true)
-        for path, inliers, cosine in logged[q.key]["hits"]:
+        for path, inliers, cosine, *_ in logged[q.key]["hits"]:
             if q.kind == "corel" and scene(path) is None:
                 continue  # Corel among Corel: no ground truth
             family = None if q.transform is None else q.transform[0]
