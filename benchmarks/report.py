@@ -103,7 +103,7 @@ def _holidays_indexing(s: dict[str, Any]) -> list[str]:
         f"| — of which extraction | {st.get('extract', 0):.0f} s | |",
         f"| — learning whitening + codebook | {st.get('learn', 0):.0f} s | |",
         f"| — encoding and building the indexes | {st.get('build', 0):.0f} s | |",
-        f"| index size on disk per image | {total / 1e3:.0f} kB | |",
+        f"| index size on disk per image | {total / 1e3:.0f} kB | ≤ 16 kB |",
         f"| — raw local features (float16 descriptors, positions, scales) | "
         f"{bpi['features'] / 1e3:.0f} kB | |",
         f"| — ASMK codes + global vectors (cache) | {bpi['codes'] / 1e3:.1f} kB | |",
