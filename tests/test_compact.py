@@ -4,14 +4,16 @@ and survives a round trip through its folder."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage import data
 
-from lookalike.features import Extractor
+from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
+from lookalike.index.store import ShardDamaged, open_shard, write_shard
 from lookalike.settings import FeatureSettings
 
 
@@ -85,3 +87,54 @@ def test_a_centroid_decodes_to_itself_and_bad_input_is_refused(tmp_path: Path) -
     (tmp_path / "broken" / "codec.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot be read"):
         FeatureCodec.load(tmp_path / "broken")
+
+
+def _image(rng: np.random.Generator, n: int, dim: int) -> ImageFeatures:
+    desc = rng.normal(size=(n, dim)).astype(np.float32)
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    local = LocalFeatures(
+        xy=rng.uniform(0, 500, (n, 2)).astype(np.float32),
+        scale=np.ones(n, np.float32),
+        strength=np.sort(rng.uniform(0, 1, n))[::-1].astype(np.float32),
+        desc=desc,
+    )
+    return ImageFeatures(local=local, global_=rng.normal(size=8).astype(np.float32))
+
+
+def test_a_compact_shard_keeps_the_strongest_features_coded(tmp_path: Path) -> None:
+    """Written with a codec, a shard keeps each image's `keep` strongest features and codes
+    for descriptors (no `desc.npy`); read back, they are the codec's approximations, at the
+    same places, and the shard names its codec. A shard whose codec is not the index's, or
+    an index without its codec, is damaged."""
+    rng = np.random.default_rng(1)
+    dim = 12
+    codec = FeatureCodec(rng.normal(size=(4, 256, 3)).astype(np.float32))
+    index = tmp_path / "index, côté"
+    codec.save(index / "codec")
+    images = [_image(rng, n, dim) for n in (40, 7, 25)]
+    folder = write_shard(index / "features", 1, images, {"settings": "x"}, codec=codec, keep=20)
+    assert (folder / "codes.npy").is_file() and not (folder / "desc.npy").exists()
+    assert json.loads((folder / "meta.json").read_text())["codec"] == codec.key
+    shard = open_shard(index / "features", 1)
+    assert shard.compact and len(shard) == 3
+    for row, image in enumerate(images):
+        kept = min(len(image.local), 20)
+        local = shard.local(row)
+        assert len(local) == kept
+        np.testing.assert_array_equal(local.xy, image.local.xy[:kept])
+        expected = codec.decode(codec.encode(image.local.desc[:kept]))
+        np.testing.assert_allclose(local.desc, expected, atol=1e-6)
+        assert len(shard.local(row, limit=5)) == min(5, kept)
+    assert shard.descriptors().shape == (20 + 7 + 20, dim)
+    # written by another codec, or read without the index's codec: damaged, saying which
+    other = FeatureCodec(rng.normal(size=(4, 256, 3)).astype(np.float32))
+    write_shard(index / "features", 2, images, {}, codec=other, keep=20)
+    with pytest.raises(ShardDamaged, match=other.key):
+        open_shard(index / "features", 2)
+    bare = tmp_path / "bare"
+    write_shard(bare / "features", 1, images, {}, codec=codec)
+    with pytest.raises(ShardDamaged, match="codec"):
+        open_shard(bare / "features", 1)
+    # without a codec, as before: every feature, raw
+    raw = write_shard(index / "features", 3, images, {})
+    assert (raw / "desc.npy").is_file() and not open_shard(index / "features", 3).compact
