@@ -5,16 +5,22 @@ and survives a round trip through its folder."""
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage import data
 
+from lookalike.collection import Collection
+from lookalike.demo import DemoCollection
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
+from lookalike.index.compaction import recover
+from lookalike.index.layout import IndexLayout
 from lookalike.index.store import ShardDamaged, open_shard, write_shard
-from lookalike.settings import FeatureSettings
+from lookalike.settings import FeatureSettings, StoreSettings
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +144,42 @@ def test_a_compact_shard_keeps_the_strongest_features_coded(tmp_path: Path) -> N
     # without a codec, as before: every feature, raw
     raw = write_shard(index / "features", 3, images, {})
     assert (raw / "desc.npy").is_file() and not open_shard(index / "features", 3).compact
+
+
+def test_a_killed_compaction_is_finished_or_undone(tmp_path: Path) -> None:
+    features = tmp_path / "features"
+    (features / ".raw-shard-000001").mkdir(parents=True)  # killed before its copy moved in
+    (features / "shard-000002").mkdir()
+    (features / ".raw-shard-000002").mkdir()  # killed after: the copy is in place
+    (features / ".compacting" / "shard-000003").mkdir(parents=True)
+    recover(features)
+    assert sorted(p.name for p in features.iterdir()) == ["shard-000001", "shard-000002"]
+
+
+def test_the_demo_indexed_compact_finds_the_same_originals(
+    demo: DemoCollection, demo_collection: Collection, tmp_path: Path
+) -> None:
+    """The demo index with compact features on: every shard is rewritten compact after its
+    codes are made (the codec learned once), the local features take a fraction of their
+    space, and the copies still find their originals first."""
+    index = tmp_path / "index"
+    shutil.copytree(demo_collection.index_dir, index)
+    settings = replace(demo_collection.settings, store=StoreSettings(compact=True, keep=300))
+    compact = Collection.create(demo.root, index=index, settings=settings)
+    report = compact.index(workers=1)
+    assert report.timings.get("compact", 0) > 0
+    features = IndexLayout(index).features
+    shards = sorted(features.glob("shard-*"))
+    assert shards and all((s / "codes.npy").is_file() for s in shards)
+    assert (index / "codec" / "codec.npz").is_file()
+    before = sum(f.stat().st_size for f in demo_collection.index_dir.glob("features/**/*.npy"))
+    after = sum(f.stat().st_size for f in features.glob("**/*.npy"))
+    assert after < 0.25 * before, (after, before)
+    copies = [c for c in demo.originals if c.startswith("copies/")]
+    found = sum(compact.search(demo.root / c, k=1)[0].path == demo.originals[c] for c in copies)
+    reference = sum(
+        demo_collection.search(demo.root / c, k=1)[0].path == demo.originals[c] for c in copies
+    )
+    assert found >= reference - 1, (found, reference, len(copies))
+    again = compact.index(workers=1)  # nothing left to compact
+    assert "compact" not in again.timings
