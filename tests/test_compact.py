@@ -17,6 +17,7 @@ from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
 from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
+from lookalike.index.check import check_index
 from lookalike.index.compaction import recover
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import ShardDamaged, open_shard, write_shard
@@ -183,3 +184,12 @@ def test_the_demo_indexed_compact_finds_the_same_originals(
     assert found >= reference - 1, (found, reference, len(copies))
     again = compact.index(workers=1)  # nothing left to compact
     assert "compact" not in again.timings
+    # a damaged codec: `check` names it and every compact shard; the next run repairs it
+    codec_file = index / "codec" / "codec.npz"
+    codec_file.write_bytes(codec_file.read_bytes()[:100])
+    damages = check_index(index)
+    assert {d.part for d in damages} == {"codec", "features"}
+    assert sum(d.part == "features" for d in damages) == len(shards)
+    compact.index(workers=1)
+    assert check_index(index, full=True) == []
+    assert compact.search(demo.root / copies[0], k=1)[0].path == demo.originals[copies[0]]
