@@ -16,8 +16,8 @@ from skimage import data
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
 from lookalike.features import Extractor, ImageFeatures, LocalFeatures
-from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
 from lookalike.index.check import check_index
+from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
 from lookalike.index.compaction import recover
 from lookalike.index.layout import IndexLayout
 from lookalike.index.store import ShardDamaged, open_shard, write_shard
