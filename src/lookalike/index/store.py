@@ -29,6 +29,7 @@ import numpy as np
 
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.index.atomic import atomic_dir, save_npy
+from lookalike.index.compact import FILE as CODEC_FILE
 from lookalike.index.compact import FeatureCodec
 from lookalike.index.layout import shard_name, shard_numbers
 
@@ -147,7 +148,7 @@ def _open(path: str, identity: tuple[int, int]) -> Shard:
     codes = codec = None
     if (folder / f"{CODES}.npy").is_file():
         named = json.loads((folder / "meta.json").read_text()).get("codec")
-        codec = _codec(str(folder.parent.parent / CODEC_DIR))
+        codec = _index_codec(folder.parent.parent / CODEC_DIR)
         if codec.key != named:
             raise ValueError(f"its codes are of codec {named}, the index's is {codec.key}")
         codes = load(CODES)
@@ -167,9 +168,18 @@ CODEC_DIR = "codec"
 """The index's codec, beside `features/` (`IndexLayout.codec`)."""
 
 
+def _index_codec(folder: Path) -> FeatureCodec:
+    """The codec in `folder` (ValueError when missing or damaged), read once per version of
+    its file (a repair learns a new one in its place)."""
+    try:
+        st = (folder / CODEC_FILE).stat()
+    except OSError as exc:
+        raise ValueError(f"the codec {folder} is missing ({exc})") from exc
+    return _codec(str(folder), (st.st_ino, st.st_mtime_ns, st.st_size))
+
+
 @lru_cache(maxsize=4)
-def _codec(path: str) -> FeatureCodec:
-    """The codec in `path` (ValueError when missing or damaged); learned once, never replaced."""
+def _codec(path: str, identity: tuple[int, int, int]) -> FeatureCodec:
     return FeatureCodec.load(Path(path))
 
 
