@@ -177,11 +177,16 @@ def test_the_demo_indexed_compact_finds_the_same_originals(
     after = sum(f.stat().st_size for f in features.glob("**/*.npy"))
     assert after < 0.25 * before, (after, before)
     copies = [c for c in demo.originals if c.startswith("copies/")]
-    found = sum(compact.search(demo.root / c, k=1)[0].path == demo.originals[c] for c in copies)
-    reference = sum(
-        demo_collection.search(demo.root / c, k=1)[0].path == demo.originals[c] for c in copies
-    )
-    assert found >= reference - 1, (found, reference, len(copies))
+
+    def first_is_original(collection: Collection, copy: str) -> bool:
+        """The copy's file searched with its own indexed image left out: the original first."""
+        own = collection.id_of(copy)
+        hits = collection.search(demo.root / copy, k=1, exclude=[] if own is None else [own])
+        return hits[0].path == demo.originals[copy]
+
+    found = sum(first_is_original(compact, c) for c in copies)
+    reference = sum(first_is_original(demo_collection, c) for c in copies)
+    assert found >= 0.9 * len(copies) and found >= reference - 1, (found, reference, len(copies))
     again = compact.index(workers=1)  # nothing left to compact
     assert "compact" not in again.timings
     # a damaged codec: `check` names it and every compact shard; the next run repairs it
@@ -192,4 +197,4 @@ def test_the_demo_indexed_compact_finds_the_same_originals(
     assert sum(d.part == "features" for d in damages) == len(shards)
     compact.index(workers=1)
     assert check_index(index, full=True) == []
-    assert compact.search(demo.root / copies[0], k=1)[0].path == demo.originals[copies[0]]
+    assert sum(first_is_original(compact, c) for c in copies) >= 0.9 * len(copies)
