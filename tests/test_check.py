@@ -175,3 +175,21 @@ def test_check_of_a_folder_without_an_index_says_how_to_make_one(tmp_path: Path)
     result = CliRunner().invoke(app, ["check", str(tmp_path)])
     assert result.exit_code == 1 and "lookalike index" in result.output
     assert IndexLayout(tmp_path / ".lookalike").catalog.exists() is False
+
+
+def test_shards_described_again_into_reused_numbers_get_fresh_codes(
+    indexed: Path, tmp_path: Path
+) -> None:
+    """Every feature shard damaged (3 shards of 2 images): the repair describes the images
+    again into new shards that reuse the numbers, grouped otherwise (3 a shard): the codes
+    made for what those numbers held before must not be taken for theirs."""
+    root = tmp_path / "photos"
+    shutil.copytree(indexed, root)
+    index = root / ".lookalike"
+    for shard in sorted(IndexLayout(index).features.glob("shard-*")):
+        _truncate(shard / "desc.npy")
+    collection = Collection.open(root)
+    collection.index(workers=1, shard_size=3)
+    assert check_index(index, full=True) == []
+    for name in PHOTOS:
+        assert collection.search(root / f"{name}.jpg", k=1)[0].path == f"{name}.jpg"

@@ -577,6 +577,27 @@ class IndexSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """How local features are kept once an image's codes are made (`index.compaction`).
+
+    `compact`: each image's `keep` strongest local features, their descriptors in `subspaces`
+    bytes each (a product quantiser learned once on up to `sample` of the collection's own
+    descriptors, `index.compact`), instead of every feature in float16: what verification,
+    search by id and a refit read afterwards are the decoded approximations. Off (every
+    feature kept as extracted) until its cost in accuracy is measured.
+    """
+
+    compact: bool = False
+    keep: int = 300
+    subspaces: int = 16
+    sample: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.keep < 1 or self.subspaces < 1 or self.sample < 1:
+            raise ValueError("keep, subspaces and sample must be >= 1")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything an index was built with; stored in the index folder."""
 
@@ -589,6 +610,7 @@ class Settings:
     index: IndexSettings = field(default_factory=IndexSettings)
     minutiae: MinutiaeSettings = field(default_factory=MinutiaeSettings)
     similar: SimilarSettings = field(default_factory=SimilarSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -605,6 +627,7 @@ class Settings:
             "index": IndexSettings,
             "minutiae": MinutiaeSettings,
             "similar": SimilarSettings,
+            "store": StoreSettings,
         }
         unknown = sorted(set(values) - set(parts))
         if unknown:

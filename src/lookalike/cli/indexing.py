@@ -58,6 +58,16 @@ def index(
             "about twice the disk); kept for later runs. Default: as the index was made (off).",
         ),
     ] = None,
+    compact: Annotated[
+        bool | None,
+        typer.Option(
+            "--compact/--keep-features",
+            help="Keep each image's 300 strongest local features in a few bytes each once its "
+            "codes are made (a fraction of the disk; verification then reads approximations), "
+            "or every feature as extracted (features already compacted stay so). Default: as "
+            "the index was made (every feature).",
+        ),
+    ] = None,
     backbone: BackboneOpt = None,
     workers: WorkersOpt = 0,
     as_json: JsonOpt = False,
@@ -87,6 +97,9 @@ def index(
         if sift is not None and sift != collection.settings.sift.enabled:
             current = collection.settings
             collection.configure(replace(current, sift=replace(current.sift, enabled=sift)))
+        if compact is not None and compact != collection.settings.store.compact:
+            current = collection.settings
+            collection.configure(replace(current, store=replace(current.store, compact=compact)))
         if backbone is not None and backbone != collection.settings.features.backbone:
             current = collection.settings
             features = replace(current.features, backbone=backbone)

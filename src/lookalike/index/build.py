@@ -31,7 +31,7 @@ from lookalike.index.generation import (
     state_of,
 )
 from lookalike.index.global_index import build_global, save_global
-from lookalike.index.layout import IndexLayout
+from lookalike.index.layout import IndexLayout, shard_name
 from lookalike.index.similar_index import build_similar, save_similar
 from lookalike.index.store import existing_shards, open_shard, write_shard
 from lookalike.learn.fit import fit_model_on
@@ -105,12 +105,18 @@ def _write_buffer(
     extras: Extras,
 ) -> None:
     """Write `buffer` as shard number `shard`, then name it in the catalog (durably)."""
+    layout = IndexLayout(index_dir)
     write_shard(
-        IndexLayout(index_dir).features,
+        layout.features,
         shard,
         [b.features for b in buffer if b.features is not None],
         {"features": settings.key},
     )
+    # A number is reused when the shards above it were deleted (a repair describes their
+    # images again): codes made for what it held before would be taken for this shard's.
+    if layout.codes_root.is_dir():
+        for model_codes in layout.codes_root.iterdir():
+            shutil.rmtree(model_codes / shard_name(shard), ignore_errors=True)
     # after the features shard (whose folder claims the number, even if we are killed now)
     # and before the catalog names it
     if extras.classic is not None and extras.has_classic:

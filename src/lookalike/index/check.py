@@ -29,12 +29,15 @@ import numpy as np
 
 from lookalike.catalog import Catalog, CatalogError
 from lookalike.index.atomic import CHECKSUMS, file_digest
+from lookalike.index.compact import FeatureCodec
 from lookalike.index.generation import MODEL_ERRORS, Manifest, load_images
 from lookalike.index.layout import CATALOG_FILE, IndexLayout, shard_name, shard_numbers
+from lookalike.index.store import CODES
 from lookalike.learn.model import Model
 
 PARTS = (
-    "catalog", "features", "codes", "classic", "rootsift", "minutiae", "model", "generation"
+    "catalog", "codec", "features", "codes", "classic", "rootsift", "minutiae", "model",
+    "generation",
 )  # fmt: skip
 """The kinds of `Damage.part`, in the order they are checked and repaired."""
 
@@ -52,6 +55,7 @@ class Damage:
         """What `repair` (and so `lookalike check --repair` or `lookalike index`) does."""
         return {
             "catalog": "moved aside; every image is described again",
+            "codec": "deleted; learned again (its compact shards are described again)",
             "features": "deleted; its images are described again",
             "codes": "deleted; made again from the stored features",
             "classic": "deleted; made again from the images",
@@ -134,6 +138,7 @@ def check_index(index_dir: Path, *, full: bool = False) -> list[Damage]:
         for part, folder in _shard_folders(layout, in_use)
         if (problems := folder_problems(folder, full=full))
     ]
+    damages.extend(_codec_damage(layout, in_use, damages, full=full))
     damages.extend(_model_damage(layout.model, full=full, published=generation > 0))
     if generation:
         damages.extend(generation_damage(layout.generation(generation), full=full))
@@ -156,6 +161,31 @@ def _shard_folders(layout: IndexLayout, in_use: list[int]) -> Iterator[tuple[str
         for kind in kinds:
             for shard in shard_numbers(kind):
                 yield part, kind / shard_name(shard)
+
+
+def _codec_damage(
+    layout: IndexLayout, in_use: list[int], found: list[Damage], *, full: bool
+) -> list[Damage]:
+    """A damaged (or missing) codec, and every compact shard in use that it leaves unreadable
+    (those `found` damaged already aside)."""
+    compact = [s for s in in_use if (layout.feature_shard(s) / f"{CODES}.npy").is_file()]
+    if not compact:
+        return []
+    problems = folder_problems(layout.codec, full=full)
+    if not problems:
+        try:
+            FeatureCodec.load(layout.codec)
+        except ValueError as e:
+            problems.append(str(e))
+    if not problems:
+        return []
+    reason = f"its codec {layout.codec} is damaged ({'; '.join(problems)})"
+    known = {d.path for d in found}
+    return [Damage("codec", layout.codec, "; ".join(problems))] + [
+        Damage("features", layout.feature_shard(s), reason)
+        for s in compact
+        if layout.feature_shard(s) not in known
+    ]
 
 
 def _model_damage(folder: Path, *, full: bool, published: bool) -> list[Damage]:

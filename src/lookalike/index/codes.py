@@ -26,7 +26,7 @@ def encode_shard(model: Model, vocabulary: Vocabulary, features_dir: Path, shard
         return final
     codes_dir.mkdir(parents=True, exist_ok=True)
     data = open_shard(features_dir, shard)
-    desc = model.local_whitening.apply(np.asarray(data.desc, dtype=np.float32))
+    desc = model.local_whitening.apply(data.descriptors())
     bounds = data.offsets
     codes = vocabulary.encode_many([desc[bounds[r] : bounds[r + 1]] for r in range(len(data))])
     global_ = model.global_whitening.apply(np.asarray(data.global_, dtype=np.float32))

@@ -69,6 +69,11 @@ class IndexLayout:
     def features(self) -> Path:
         return self.root / "features"
 
+    @property
+    def codec(self) -> Path:
+        """The product quantiser of compact feature shards (`index.compact`), learned once."""
+        return self.root / "codec"
+
     def feature_shard(self, shard: int) -> Path:
         return self.features / shard_name(shard)
 

@@ -25,8 +25,9 @@ from lookalike.catalog import Catalog, CatalogError, ImageRecord, ScanPlan, writ
 from lookalike.features.batch import Extracted, ExtractMany, Extras, iter_extract
 from lookalike.features.minutiae import check_available as check_minutiae
 from lookalike.images import ImageError, content_hash, find_images
-from lookalike.index import build, classic_store, minutiae_store, sift_store
+from lookalike.index import build, classic_store, compaction, minutiae_store, sift_store
 from lookalike.index.check import check_index, generation_damage, repair
+from lookalike.index.compaction import compact_shards, ensure_codec
 from lookalike.index.generation import Manifest, current_model, replace_model, state_of
 from lookalike.index.layout import INDEX_DIR_NAME, IndexLayout
 from lookalike.index.store import open_shard
@@ -174,6 +175,7 @@ class Indexer:
         timings: dict[str, float],
     ) -> IndexReport:
         t0 = time.perf_counter()
+        compaction.recover(self.layout.features)  # a compaction a killed run left half done
         with Catalog.open(self.index_dir) as catalog:
             scan = self._scan(catalog)
             timings["scan"] = time.perf_counter() - t0
@@ -202,7 +204,17 @@ class Indexer:
                 t = time.perf_counter()
                 generation = self._publish(catalog, model, records, sift_codebook, progress)
                 timings["build"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if self._compact(model.id):
+                timings["compact"] = time.perf_counter() - t
             return self._report(catalog, scan, failures, records, model, fitted, generation)
+
+    def _compact(self, model_id: str) -> int:
+        """With compact features on, the shards whose codes are made rewritten compact (the
+        codec learned first when there is none); how many were."""
+        store = self.settings.store
+        codec = ensure_codec(self.index_dir, store)
+        return 0 if codec is None else compact_shards(self.index_dir, model_id, codec, store)
 
     @property
     def extras(self) -> Extras:
