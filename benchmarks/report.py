@@ -1016,7 +1016,7 @@ def _by_copy(by: dict[str, float], kinds: list[str]) -> str:
     return " / ".join(f"{by[k]:.2f}" if k in by else "—" for k in kinds)
 
 
-def robustness_section(r: dict[str, Any]) -> list[str]:
+def robustness_section(r: dict[str, Any], compact: dict[str, Any] | None = None) -> list[str]:
     families = list(next(iter(r["methods"].values()))["families"])
     lines = [
         "## Robustness: transformed queries find their original (Holidays + Corel)",
@@ -1060,9 +1060,38 @@ def robustness_section(r: dict[str, Any]) -> list[str]:
         "again since those settings changed (`--methods NAME` adds it).",
         "",
     ]
+    lines += _robustness_compact(r, compact, families)
     lines += [f"![{p}](benchmarks/results/{p})" for p in r["plots"]]
     lines.append("")
     return lines
+
+
+def _robustness_compact(
+    r: dict[str, Any], compact: dict[str, Any] | None, families: list[str]
+) -> list[str]:
+    """The default search over an index with compact features beside the full index's."""
+    if compact is None or "lookalike" not in compact["methods"] or "lookalike" not in r["methods"]:
+        return []
+    full, small = r["methods"]["lookalike"], compact["methods"]["lookalike"]
+    cells = [
+        f"{small['families'][f]['r1']:.2f} "
+        f"({small['families'][f]['r1'] - full['families'][f]['r1']:+.3f})"
+        for f in families
+    ]
+    drop = small["average"]["r1"] - full["average"]["r1"]
+    return [
+        f"With compact features for verification (`index --compact`), the default search over "
+        f"the same "
+        f"{compact['queries']} originals' copies: R@1 **{small['average']['r1']:.3f}** "
+        f"({drop:+.3f} against the full features; target: within 0.005). " + _provenance(compact),
+        "",
+        "| method | " + " | ".join(families) + " | average |",
+        "|---|" + "---:|" * (len(families) + 1),
+        "| lookalike, `--compact` (change) | "
+        + " | ".join(cells)
+        + f" | {small['average']['r1']:.3f} |",
+        "",
+    ]
 
 
 SIDE_BY_SIDE = (
@@ -1509,7 +1538,8 @@ def train_section(
 
 RESULT_NAMES = (
     "tune", "holidays", "corel", "rerank", "dedup", "dedup_scale", "speed", "robustness",
-    "compare", "load", "scale_global", "scale_asmk", "scale_robustness", "safety", "verdict",
+    "robustness-compact", "compare", "load", "scale_global", "scale_asmk", "scale_robustness",
+    "safety", "verdict",
     "fingerprints", "fingerprints_scale", "backbones", "ray_scaling",
     *(f"train-{e}" for e in TRAIN_EXPERIMENTS),
 )  # fmt: skip
@@ -1744,7 +1774,7 @@ def main() -> None:
     if compare or speed:
         lines += side_by_side_section(compare, robust, speed)
     if robust:
-        lines += robustness_section(robust)
+        lines += robustness_section(robust, load_result("robustness-compact"))
     holidays = load_result("holidays")
     trained = [load_result(f"train-{name}") for name in TRAIN_EXPERIMENTS]
     if any(trained):

@@ -4,7 +4,7 @@ with every lookalike mode and the peers (PHash, off-the-shelf GeM) in the same l
 Writes results/robustness.json and results/robustness-<family>.png.
 
     .venv/bin/python benchmarks/robustness.py [--queries 300] [--split test] [--parts 2]
-                                              [--methods a,b]
+                                              [--methods a,b] [--compact]
 
 The originals are a seeded sample of every image of one half of Holidays (`--split`: test,
 the odd groups, for the reported figures; the parameters of second looks and of blurred
@@ -20,6 +20,10 @@ medians within each chunk, averaged. Ranks of the methods that verify are kept o
 second stage's settings are those they were logged with (a change re-runs those methods); no
 rank is kept that other code, or another precision, logged (`code_key`: a change re-runs all),
 and the index is rebuilt then too.
+
+`--compact` runs the default search (`lookalike`) over an index of the same images that keeps
+compact features for verification (`lookalike index --compact`), in its own cache folder, and
+writes results/robustness-compact.json: the figures to set beside the full index's.
 """
 
 from __future__ import annotations
@@ -52,14 +56,21 @@ from lookalike.evaluate.robustness_run import (
 from lookalike.evaluate.run import cached_index_dir, merged_view
 from lookalike.features.detail import POLICY as BLURRED_POLICY
 from lookalike.search.retry import POLICY
-from lookalike.settings import CNN_MODES
+from lookalike.settings import CNN_MODES, Settings
 
 
-def collection_and_view() -> tuple[Collection, RetrievalSet]:
+def collection_and_view(compact: bool = False) -> tuple[Collection, RetrievalSet]:
+    """The Holidays + Corel collection (with `compact` features: its own index folder)."""
     view = merged_view(
         holidays(), [data_root() / "corel"], cache_root() / "views" / "holidays+corel"
     )
-    return Collection.create(view.root, index=cached_index_dir(view)), view
+    settings = Settings()
+    if compact:
+        settings = dataclasses.replace(
+            settings, store=dataclasses.replace(settings.store, compact=True)
+        )
+    index = cached_index_dir(view, settings)
+    return Collection.create(view.root, index=index, settings=settings), view
 
 
 CHUNK = 5
@@ -89,7 +100,11 @@ def second_stage_key(collection: Collection) -> str:
     settings = dataclasses.asdict(collection.settings.rerank)
     search = collection.settings.search
     blurred = {"policy": BLURRED_POLICY, "fuse": search.blurred_fuse, "w": search.blurred_weight}
-    text = json.dumps({**settings, "retry_policy": POLICY, "blurred": blurred}, sort_keys=True)
+    # compact features verify differently: their ranks are logged apart
+    store = {"store": dataclasses.asdict(collection.settings.store)}
+    text = json.dumps(
+        {**settings, "retry_policy": POLICY, "blurred": blurred, **store}, sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -136,11 +151,13 @@ def logged(dataset: str, second_stage: str) -> list[RobustnessResult]:
     return chunks
 
 
-def run_part(queries: list[str], log: Path, methods: list[str] | None, split: str) -> None:
+def run_part(
+    queries: list[str], log: Path, methods: list[str] | None, split: str, compact: bool
+) -> None:
     """Run `queries` (images of the `split` half) a chunk at a time, appending each chunk's
     ranks to `log`; queries that every method has searched already (in any run's log) are
     skipped."""
-    collection, view = collection_and_view()
+    collection, view = collection_and_view(compact)
     wanted = methods or default_methods(collection)
     images = len(collection.images())
     key = second_stage_key(collection)
@@ -184,15 +201,24 @@ def main() -> None:
     )
     parser.add_argument("--parts", type=int, default=2, help="processes, one slice each")
     parser.add_argument("--methods", help="only these (comma-separated), added to a full run")
+    parser.add_argument(
+        "--compact",
+        action="store_true",
+        help="the default search over an index with compact features (robustness-compact.json)",
+    )
     parser.add_argument("--part-queries", help=argparse.SUPPRESS)  # a worker's slice (JSON)
     parser.add_argument("--part-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compact and not args.methods:
+        args.methods = "lookalike"
     methods = args.methods.split(",") if args.methods else None
     if args.part_queries:
-        run_part(json.loads(args.part_queries), Path(args.part_out), methods, args.split)
+        run_part(
+            json.loads(args.part_queries), Path(args.part_out), methods, args.split, args.compact
+        )
         return
 
-    collection, view = collection_and_view()
+    collection, view = collection_and_view(args.compact)
     t = time.perf_counter()
     report = collection.index(workers=2)
     index_seconds = time.perf_counter() - t
@@ -204,7 +230,7 @@ def main() -> None:
         collection.index_dir / "peers" / "phash.npz",
     )
     slices = [queries[i :: args.parts] for i in range(args.parts)]
-    name = f"{args.split}-q{args.queries}-p{args.parts}"
+    name = f"{args.split}-q{args.queries}-p{args.parts}" + ("-compact" if args.compact else "")
     work = LOGS / (name + (f"-{'+'.join(methods)}" if methods else ""))
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -214,6 +240,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--part-queries", json.dumps(part), "--part-out", str(out)]
         cmd += ["--split", args.split]
         cmd += ["--methods", args.methods] if methods else []
+        cmd += ["--compact"] if args.compact else []
         # one core each: no BLAS or OpenMP threads fighting the other part
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         running.append(subprocess.Popen(cmd, env=env))
@@ -224,11 +251,12 @@ def main() -> None:
     key = second_stage_key(collection)
     chunks = [c for c in logged(view.name, key) if c.images == report.images]
     result = combine(chunks, queries)
-    plots = plot_families(result, RESULTS)
+    plots = [] if args.compact else plot_families(result, RESULTS)
     results = {
         "machine": machine(),
         "command": f"python benchmarks/robustness.py --queries {args.queries} --parts {args.parts}"
-        f" --split {args.split}" + (f" --methods {args.methods}" if methods else ""),
+        f" --split {args.split}"
+        + (" --compact" if args.compact else f" --methods {args.methods}" if methods else ""),
         "split": args.split,
         "index_images": report.images,
         "index_seconds_this_run": round(index_seconds, 1),
@@ -237,7 +265,7 @@ def main() -> None:
         **result.as_dict(),
         "plots": [p.name for p in plots],
     }
-    path = save_result("robustness", results)
+    path = save_result("robustness-compact" if args.compact else "robustness", results)
     for method, m in results["methods"].items():
         print(f"{method:14s} R@1 {m['average']['r1']:.3f}  R@10 {m['average']['r10']:.3f}")
     print(f"-> {path}")

@@ -61,6 +61,11 @@ STEPS = (
     Step("verdict.py", writes=("verdict",)),
     Step("speed.py", writes=("speed",), quick=True),
     Step("robustness.py", ("--queries", "300", "--split", "test"), ("robustness",)),
+    Step(
+        "robustness.py",
+        ("--queries", "300", "--split", "test", "--compact"),
+        ("robustness-compact",),
+    ),
     Step("compare.py", writes=("compare",)),
     Step("load.py", tuple(LOAD), ("load",), label="load.py (default)"),
     Step("load.py", (*LOAD, "--verify", "20"), ("load",), label="load.py --verify 20"),
