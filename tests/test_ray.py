@@ -216,10 +216,17 @@ def _query_files(demo: DemoCollection) -> list[Path]:
     return [demo.root / p for p in (demo.query, copies[len(copies) // 2], originals[-1])]
 
 
-def _same_hits(a: list[Hit], b: list[Hit]) -> None:
-    """The same hits in the same order, with the same scores and verification outcomes."""
+def _same_hits(a: list[Hit], b: list[Hit], *, exact: bool = True) -> None:
+    """The same hits in the same order, with the same scores and verification outcomes; the
+    unrounded scores equal (`exact`), or equal to float32 rounding: two indexes built from
+    the same features lay their rows out in other shards when the writer flushed at other
+    times, and a sum over rows in another order may differ in its last bit."""
     assert [h.as_dict() for h in a] == [h.as_dict() for h in b]
-    assert [h.score for h in a] == [h.score for h in b]  # unrounded
+    scores, others = [h.score for h in a], [h.score for h in b]  # unrounded
+    if exact:
+        assert scores == others
+    else:
+        np.testing.assert_allclose(scores, others, rtol=1e-6, atol=0)
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +274,7 @@ def test_index_on_ray_matches_a_single_process_run(
     assert distributed.status()["model"] == local.status()["model"]
     for query in _query_files(small_demo):
         described = local.describe(query)
-        _same_hits(distributed.search(described, k=10), local.search(described, k=10))
+        _same_hits(distributed.search(described, k=10), local.search(described, k=10), exact=False)
 
     # incremental on the cluster: only the new file is described
     shutil.copy(small_demo.root / small_demo.query, small_demo.root / "copy of a query.jpg")
