@@ -116,6 +116,29 @@ def test_a_described_query_verifies_each_image_once_and_ranks_as_a_fresh_search(
     assert 10 <= len(calls) == len(described.memo) < 20
 
 
+def test_a_description_searched_in_two_collections_verifies_each_collections_own_images(
+    demo: DemoCollection, demo_collection: Collection, tmp_path: Path
+) -> None:
+    """A description's verification outcomes belong to the collection that made them: searched
+    in another collection (also at generation 1, its rows other images), it ranks as a fresh
+    search there."""
+    copy = next(c for c in demo.originals if _kind(c) == "crop")
+    other = tmp_path / "other"
+    other.mkdir()
+    # the originals in reverse name order under new names, so that rows are other images
+    for i, original in enumerate(sorted(set(demo.originals.values()), reverse=True)):
+        shutil.copy(demo.root / original, other / f"{i:02d}-{Path(original).name}")
+    collection = Collection.create(other)
+    collection.index(workers=1)
+    assert collection.generation == demo_collection.generation
+    described = demo_collection.describe(demo.root / copy)
+    demo_collection.search(described, k=10, verify=10)
+    fresh = collection.search(demo.root / copy, k=10, verify=10)
+    again = collection.search(described, k=10, verify=10)
+    assert [(h.path, h.inliers) for h in again] == [(h.path, h.inliers) for h in fresh]
+    assert Path(again[0].path).name.endswith(Path(demo.originals[copy]).name)
+
+
 def test_a_region_query_finds_its_photograph(
     demo: DemoCollection, demo_collection: Collection
 ) -> None:

@@ -29,10 +29,17 @@ VerifyMemo = dict[tuple[tuple[object, ...], int], Verified]
 
 
 def _memo_key(loaded: Generation, settings: RerankSettings) -> tuple[object, ...]:
-    """What a row's verification outcome depends on besides the query and the row."""
+    """What a row's verification outcome depends on besides the query and the row: which
+    collection's generation the row is of (its number, model and the state of the images it
+    was built over, so that a description searched in two collections never takes one's
+    outcome for the other's row) and the matching settings."""
     s = settings
+    manifest = getattr(loaded, "manifest", None)
     return (
         loaded.generation,
+        loaded.model.id,
+        None if manifest is None else manifest.catalog_state,
+        loaded.n_images,
         s.features,
         s.match_dims,
         s.min_similarity,
