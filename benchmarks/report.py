@@ -32,6 +32,7 @@ HOLIDAYS_VARIANTS = {
     "leave_out": "leave-out: queries not indexed (511 images)",
     "inductive": "official, as stored; model learned on Corel",
     "compact": "official, as stored; compact local features (--compact)",
+    "compact_refit": "compact, then refit from the compact features (--refit)",
 }
 
 
