@@ -78,7 +78,7 @@ def index(
             "--ray",
             help="Describe the images on the Ray cluster at this address (HOST:PORT, or auto "
             "on a node of it), --workers actors (0: one per CPU there); FOLDER must be at the "
-            "same path on every node.\n\nNeeds `pip install 'lookalike\\[ray]'`.",
+            "same path on every node. Needs the ray extra:\n\n`pip install 'lookalike\\[ray]'`",
         ),
     ] = None,
 ) -> None:

@@ -111,7 +111,8 @@ def search(
         typer.Option(
             "--ray",
             help="Search through --shards actors on the Ray cluster at this address (HOST:PORT "
-            "or auto): the same hits as unsharded.\n\nNeeds `pip install 'lookalike\\[ray]'`.",
+            "or auto): the same hits as unsharded. Needs the ray extra:\n\n"
+            "`pip install 'lookalike\\[ray]'`",
         ),
     ] = None,
     shards: Annotated[
