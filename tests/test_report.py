@@ -223,3 +223,87 @@ def test_the_scale_robustness_table_has_a_row_per_family_and_size_then_the_total
     assert "scale_robustness" in report.RESULT_NAMES
     steps = [step.writes for step in load_benchmark("run_all").STEPS]
     assert steps.index(("scale_robustness",)) == steps.index(("scale_asmk",)) + 1
+
+
+def test_verdict_scores_count_same_place_matches_true_only_when_reviewed() -> None:
+    """A match between two Holidays scenes that show one place is false in the headline
+    precision and true in the reviewed one; any other false match stays false in both."""
+    verdict = load_benchmark("verdict")
+    query = verdict.Query(
+        "holidays",
+        "set/images/126500.jpg",
+        None,
+        "test",
+        ("set/images/126500.jpg", "set/images/126501.jpg"),
+    )
+    logged = {
+        query.key: {
+            "hits": [
+                ["set/images/126501.jpg", 60, 0.8, 0.02],  # its own scene
+                ["set/images/126400.jpg", 102, 0.7, 0.04],  # another scene of one harbour
+                ["set/images/127601.jpg", 50, 0.5, 0.02],  # another place
+                ["set/images/127602.jpg", 3, 0.1, 0.001],  # not a match at all
+            ]
+        }
+    }
+    m = verdict.scores([query], logged, verdict.VERDICT)
+    assert (m["matches"], m["false_matches"]) == (3, 2)
+    assert m["match_precision"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["match_precision_reviewed"] == pytest.approx(2 / 3, abs=1e-4)
+    assert [p[1] for p in m["false_match_pairs"]] == [
+        "set/images/126400.jpg",
+        "set/images/127601.jpg",
+    ]
+    assert m["holidays_recall"] == 1.0
+
+
+def test_the_verdict_section_shows_the_reviewed_precision_and_the_trade_off() -> None:
+    report = _report()
+    rule = {
+        "match_inliers": 34,
+        "match_global": 0.55,
+        "sure_inliers": 44,
+        "similar_inliers": 15,
+        "similar_global": 0.56,
+    }
+    scores = {
+        "match_precision": 0.9873,
+        "match_precision_reviewed": 0.9949,
+        "false_matches": 5,
+        "matches": 395,
+        "holidays_recall": 0.498,
+        "holidays_pairs": 245,
+        "copies_recall": 0.9625,
+        "copies": 160,
+        "corel_queries_with_a_match": 0,
+        "corel_queries": 150,
+        "similar_precision": 0.302,
+        "copies_recall_by_family": {"blur": 0.9},
+    }
+    result = {
+        "machine": MACHINE,
+        "command": "benchmarks/verdict.py",
+        "queries": {"holidays": 300, "corel": 300, "copy": 320},
+        "images": 11611,
+        "k": 100,
+        "targets": {"match_precision": 0.99},
+        "chosen": rule,
+        "defaults": rule,
+        "test": {"defaults": scores},
+        "seconds_median": 0.9,
+        "seconds_p95": 2.4,
+        "same_place": {"1264~1265": "one harbour"},
+        "trade_off": [
+            {"target": 0.995, "rule": rule, "match_precision": 0.9862}
+            | {"holidays_recall": 0.465, "copies_recall": 0.938}
+        ],
+    }
+    text = "\n".join(report.verdict_section(result))
+    assert "| defaults | 0.9873 (5 / 395) | 0.9949 | 0.498 of 245 |" in text
+    assert "1264 and 1265: one harbour" in text
+    assert "| 0.995 | 34 inliers and cosine 0.55, or 44 inliers | 0.9862 | 0.465 | 0.938 |" in text
+    older = {k: v for k, v in result.items() if k not in ("same_place", "trade_off")}
+    older["test"] = {
+        "defaults": {k: v for k, v in scores.items() if k != "match_precision_reviewed"}
+    }
+    assert "| defaults | 0.9873 (5 / 395) | – |" in "\n".join(report.verdict_section(older))
