@@ -53,7 +53,7 @@ from lookalike.evaluate import data_root
 from lookalike.evaluate.cache import cache_root, fresh_cache_dir
 from lookalike.images import find_images, load_image
 from lookalike.search.dedup import build_groups
-from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD
+from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_SUPPORT, DEDUP_THRESHOLD
 
 COPIES = ("resized", "jpeg", "cropped", "recoloured", "mirrored", "rotated", "tilted")
 THRESHOLDS = tuple(sorted({40, 60, 80, 100, 120, 150, 200, DEDUP_THRESHOLD}))
@@ -153,11 +153,6 @@ def recall_by_copy(predicted: set[Pair], families: dict[str, list[str]]) -> dict
     return out
 
 
-SURE_FACTOR = 2
-"""Grouping with support (`search.dedup.supported_pairs`): a link joins groups by itself
-from this many times the threshold's inliers."""
-
-
 def save_pairs(
     near: dict[tuple[int, int], int], paths: dict[int, str], hashes: dict[int, str | None]
 ) -> None:
@@ -232,27 +227,28 @@ def main() -> None:
     for threshold in THRESHOLDS:
         pairs = {k: v for k, v in near.items() if v >= threshold}
         edges = {pair(paths[a], paths[b]) for a, b in pairs}
-        groups = build_groups(paths, hashes, pairs)
+        # what `lookalike dedup --threshold T` groups: a weak link joins two groups of copies
+        # only with support; and, to compare, the groups every link would join
+        groups = build_groups(paths, hashes, pairs, sure=DEDUP_SUPPORT * threshold)
         grouped = set().union(*(pairs_within(g.paths) for g in groups))
-        # the links that may join groups: a weak link between two groups of copies is not
-        supported = build_groups(paths, hashes, pairs, sure=SURE_FACTOR * threshold)
-        within = set().union(*(pairs_within(g.paths) for g in supported))
+        chained = build_groups(paths, hashes, pairs)
+        within = set().union(*(pairs_within(g.paths) for g in chained))
         lookalike[str(threshold)] = {
             "edges": score(edges, truth),
             "groups": {
                 **score(grouped, truth),
                 "count": len(groups),
                 "largest": max((len(g.paths) for g in groups), default=0),
+                "sure": DEDUP_SUPPORT * threshold,
             },
-            "supported_groups": {
+            "chained_groups": {
                 **score(within, truth),
-                "count": len(supported),
-                "largest": max((len(g.paths) for g in supported), default=0),
-                "sure": SURE_FACTOR * threshold,
+                "count": len(chained),
+                "largest": max((len(g.paths) for g in chained), default=0),
             },
             "recall_by_copy": recall_by_copy(edges, families),
             "group_recall_by_copy": recall_by_copy(grouped, families),
-            "supported_recall_by_copy": recall_by_copy(within, families),
+            "chained_recall_by_copy": recall_by_copy(within, families),
         }
         print(f"lookalike threshold {threshold}: {lookalike[str(threshold)]}")
     results["lookalike"] = lookalike

@@ -56,7 +56,7 @@ from lookalike.index.global_index import build_global
 from lookalike.search import pipeline
 from lookalike.search.dedup import build_groups
 from lookalike.search.pipeline import Searcher
-from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD
+from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_SUPPORT, DEDUP_THRESHOLD
 
 
 @dataclass
@@ -151,7 +151,7 @@ def run_size(
     paths = {i: r.path for i, r in snapshot.records.items()}
     paths.update({int(i): f"distractor-{int(i)}" for i in ids[n_real:]})
     hashes = {i: r.hash for i, r in snapshot.records.items()}
-    groups = build_groups(paths, hashes, near)
+    groups = build_groups(paths, hashes, near, sure=DEDUP_SUPPORT * DEDUP_THRESHOLD)
     stages["groups"] = time.perf_counter() - t
     total_s = time.perf_counter() - started
     truth = set().union(*(pairs_within(m) for m in families.values()))

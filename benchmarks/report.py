@@ -357,10 +357,12 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
         "`lookalike dedup` prints). Corel has near duplicates of its own (burst shots, objects",
         "shot against one colour chart) that count as false here, so precision is a lower bound.",
         "Recall by kind is over (original, copy) pairs: for lookalike, the share of copies of",
-        "that kind in their original's group; for PHash, within the distance. *Supported",
-        "links*: groups joined only by links that are sure (twice the threshold's inliers),",
-        "closed by a third copy, or one of their images' strongest (`search.dedup.",
-        "supported_pairs`): a weak link between two groups of copies no longer chains them.",
+        "that kind in their original's group; for PHash, within the distance. A link joins",
+        "two groups by itself when it is sure (twice the threshold's inliers), else only when",
+        "a third copy closes it or it is one of its images' strongest (`search.dedup.",
+        "supported_pairs`): one weak link between two groups of copies does not chain them.",
+        "*Every link joins*: the groups without that rule (what `lookalike dedup` printed",
+        "before it), to compare.",
         "",
         "| method | setting | edges: precision / recall | groups: precision / recall "
         f"(largest) | recall: {' / '.join(kinds)} |",
@@ -377,14 +379,18 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
             f"{_by_copy(by, kinds)} |"
         )
     for threshold, m in sorted(r["lookalike"].items(), key=lambda kv: int(kv[0])):
-        supported = m.get("supported_groups")
-        if supported is None:  # older results
+        # older results: 'groups' every link joined, 'supported_groups' the supported ones
+        other, by, name = (
+            ("chained_groups", "chained_recall_by_copy", "every link joins")
+            if "chained_groups" in m
+            else ("supported_groups", "supported_recall_by_copy", "supported links")
+        )
+        if other not in m:
             continue
+        g = m[other]
         lines.append(
-            f"| lookalike dedup, supported links | --threshold {threshold}, sure "
-            f"{supported['sure']} | — | {supported['precision']:.3f} / "
-            f"{supported['recall']:.3f} ({supported['largest']}) | "
-            f"{_by_copy(m['supported_recall_by_copy'], kinds)} |"
+            f"| lookalike dedup, {name} | --threshold {threshold} | — | {g['precision']:.3f} / "
+            f"{g['recall']:.3f} ({g['largest']}) | {_by_copy(m[by], kinds)} |"
         )
     for distance, m in sorted(r["phash"].items(), key=lambda kv: int(kv[0])):
         default = " (imagededup's default)" if distance == "10" else ""

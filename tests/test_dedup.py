@@ -23,7 +23,7 @@ from lookalike.search.mirror import flip_matrix, unmirror
 from lookalike.search.pipeline import mirrored_look
 from lookalike.search.rerank import verify_shortlist
 from lookalike.search.verify import Verified
-from lookalike.settings import DEDUP_THRESHOLD
+from lookalike.settings import DEDUP_SUPPORT, DEDUP_THRESHOLD
 
 
 def _photo(path: str) -> str:
@@ -237,3 +237,27 @@ def test_a_weak_link_between_two_groups_of_copies_does_not_chain_them() -> None:
     assert grouped == {(0, 1, 2, 3), (10, 11, 12), (20, 21), (30, 31, 32, 33)}
     # a higher bar for a sure link leaves the strong bridge to the triangle and best rules
     assert (31, 32) not in supported_pairs(near, sure=500)
+
+
+def test_collection_dedup_leaves_out_a_weak_link_between_two_groups(
+    demo_collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Collection.dedup` (what the CLI, the server and the groups view call) groups with
+    support: a pair below `DEDUP_SUPPORT` times the threshold between two groups of copies,
+    with no copy in common, does not chain them; a sure link still does."""
+    ids = [i for i, _ in demo_collection.images()][:8]
+    strong, weak = DEDUP_SUPPORT * DEDUP_THRESHOLD, DEDUP_THRESHOLD
+    a, b, c, d, e, f, g, h = ids
+    near = {
+        (a, b): strong + 50, (a, c): strong + 40, (b, c): weak + 5,  # copies of a
+        (d, e): strong + 30, (d, f): strong + 20,  # copies of d
+        (c, d): weak,  # a weak false link: both have stronger copies, none in common
+        (g, h): weak,  # a lone pair: its images' best evidence
+    }  # fmt: skip
+    near = {(min(x, y), max(x, y)): n for (x, y), n in near.items()}
+    monkeypatch.setattr(demo_collection, "verified_pairs", lambda **_: near)
+    grouped = {frozenset(group.ids) for group in demo_collection.dedup()}
+    assert grouped == {frozenset({a, b, c}), frozenset({d, e, f}), frozenset({g, h})}
+    near[(min(c, d), max(c, d))] = strong  # a sure link joins the two
+    grouped = {frozenset(group.ids) for group in demo_collection.dedup()}
+    assert frozenset({a, b, c, d, e, f}) in grouped

@@ -19,7 +19,13 @@ from lookalike.search import pipeline
 from lookalike.search.dedup import DuplicateGroup, build_groups
 from lookalike.search.pipeline import Hit, Query, QueryDescription, Searcher, SearchResult
 from lookalike.search.region import Box
-from lookalike.settings import DEDUP_GATE, DEDUP_NEIGHBOURS, DEDUP_THRESHOLD, SearchOptions
+from lookalike.settings import (
+    DEDUP_GATE,
+    DEDUP_NEIGHBOURS,
+    DEDUP_SUPPORT,
+    DEDUP_THRESHOLD,
+    SearchOptions,
+)
 
 
 class SearchFacade(ABC):
@@ -117,9 +123,10 @@ class SearchFacade(ABC):
         verification finds at least `threshold` inliers, among each image's `neighbours`
         nearest images by global descriptor that are at least `gate` similar; with `looks`,
         an image none of whose candidates reaches `threshold` is looked at again coarser,
-        turned and mirrored (see `pipeline.verified_pairs`). Memory grows with the number of images
-        times `neighbours`, never with its square. Returns `DuplicateGroup`s ordered by their
-        first path."""
+        turned and mirrored (see `pipeline.verified_pairs`). A pair below `DEDUP_SUPPORT` times
+        `threshold` joins two groups only with support (`dedup.supported_pairs`). Memory grows
+        with the number of images times `neighbours`, never with its square. Returns
+        `DuplicateGroup`s ordered by their first path."""
         snapshot = self.snapshot()
         near = self.verified_pairs(
             neighbours=neighbours,
@@ -131,7 +138,7 @@ class SearchFacade(ABC):
         )
         paths = {i: r.path for i, r in snapshot.records.items()}
         hashes = {i: r.hash for i, r in snapshot.records.items()}
-        return build_groups(paths, hashes, near)
+        return build_groups(paths, hashes, near, sure=DEDUP_SUPPORT * threshold)
 
     def verified_pairs(
         self,
