@@ -95,6 +95,9 @@ class OpenVinoNetwork:
             _save(ov, converted, path)
         config: dict[str, Any] = {
             "NUM_STREAMS": 1,
+            # unpinned: OpenVINO pins a latency stream's threads to the first cores, so that
+            # two extraction processes on two cores both ran on the first (40% idle)
+            "ENABLE_CPU_PINNING": False,
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "bf16" if bfloat16 else "f32",
             # the thread count changes the last bits of float32 sums: as PyTorch would run
