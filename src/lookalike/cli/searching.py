@@ -227,7 +227,8 @@ def dedup(
         int,
         typer.Option(
             help="Inliers (local features that agree geometrically) that make two images near "
-            "duplicates; higher is stricter.",
+            "duplicates; higher is stricter. Below twice this, a pair joins two groups only "
+            "when a third image is a copy of both or it is one image's best match.",
             min=1,
         ),
     ] = DEDUP_THRESHOLD,
