@@ -10,8 +10,8 @@ for these variants:
   against them (queries not in the collection: the latency users feel);
 - `inductive`: as `official`, with the whitening and codebook learned on Corel (not on the
   evaluated images; the other variants learn them from the collection, without labels);
-- `compact`: as `official`, indexed with `--compact` (each image's 300 strongest local
-  features kept in 16 bytes each once its codes are made): its size and what it costs;
+- `compact`: as `official`, indexed with `--compact` (each image's 500 strongest local
+  features kept in 24 bytes each once its codes are made): its size and what it costs;
 - `compact_refit`: `compact`, then `index --refit`: whitening, codebook and every code
   learned again from the decoded compact features (what a growing collection's later refits
   read), the worst case of compact features.

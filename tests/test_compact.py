@@ -131,11 +131,17 @@ def test_a_compact_shard_keeps_the_strongest_features_coded(tmp_path: Path) -> N
         kept = min(len(image.local), 20)
         local = shard.local(row)
         assert len(local) == kept
-        np.testing.assert_array_equal(local.xy, image.local.xy[:kept])
+        # positions, scales and strengths kept in float16, read as float32
+        assert local.xy.dtype == local.scale.dtype == local.strength.dtype == np.float32
+        np.testing.assert_allclose(local.xy, image.local.xy[:kept], rtol=1e-3)
+        np.testing.assert_allclose(local.strength, image.local.strength[:kept], rtol=1e-3)
+        np.testing.assert_array_equal(local.scale, image.local.scale[:kept])
         expected = codec.decode(codec.encode(image.local.desc[:kept]))
         np.testing.assert_allclose(local.desc, expected, atol=1e-6)
         assert len(shard.local(row, limit=5)) == min(5, kept)
     assert shard.descriptors().shape == (20 + 7 + 20, dim)
+    for name in ("xy", "scale", "strength"):
+        assert np.load(folder / f"{name}.npy", mmap_mode="r").dtype == np.float16
     # written by another codec, or read without the index's codec: damaged, saying which
     other = FeatureCodec(rng.normal(size=(4, 256, 3)).astype(np.float32))
     write_shard(index / "features", 2, images, {}, codec=other, keep=20)
@@ -148,6 +154,7 @@ def test_a_compact_shard_keeps_the_strongest_features_coded(tmp_path: Path) -> N
     # without a codec, as before: every feature, raw
     raw = write_shard(index / "features", 3, images, {})
     assert (raw / "desc.npy").is_file() and not open_shard(index / "features", 3).compact
+    assert np.load(raw / "xy.npy", mmap_mode="r").dtype == np.float32  # exact, as extracted
 
 
 def test_a_killed_compaction_is_finished_or_undone(tmp_path: Path) -> None:

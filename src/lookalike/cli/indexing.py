@@ -62,7 +62,7 @@ def index(
         bool | None,
         typer.Option(
             "--compact/--keep-features",
-            help="Keep each image's 300 strongest local features in a few bytes each once its "
+            help="Keep each image's 500 strongest local features in 24 bytes each once its "
             "codes are made (a fraction of the disk; verification then reads approximations), "
             "or every feature as extracted (features already compacted stay so). Default: as "
             "the index was made (every feature).",
