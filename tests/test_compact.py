@@ -155,6 +155,12 @@ def test_a_compact_shard_keeps_the_strongest_features_coded(tmp_path: Path) -> N
     raw = write_shard(index / "features", 3, images, {})
     assert (raw / "desc.npy").is_file() and not open_shard(index / "features", 3).compact
     assert np.load(raw / "xy.npy", mmap_mode="r").dtype == np.float32  # exact, as extracted
+    # an image wider than float16 reaches (a 40 MP panorama): its shard keeps float32
+    wide = _image(rng, 10, dim)
+    wide.local.xy[:, 0] *= 200.0  # up to 100,000 px
+    folder = write_shard(index / "features", 4, [wide], {}, codec=codec, keep=20)
+    assert np.load(folder / "xy.npy", mmap_mode="r").dtype == np.float32
+    np.testing.assert_array_equal(open_shard(index / "features", 4).local(0).xy, wide.local.xy)
 
 
 def test_a_killed_compaction_is_finished_or_undone(tmp_path: Path) -> None:

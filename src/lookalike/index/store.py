@@ -68,15 +68,21 @@ def write_shard(
             save_npy(tmp, CODES, codec.encode(desc.reshape(len(desc), -1)))
             meta = {**meta, "codec": codec.key, "keep": keep}
         # compact: float16 positions (within 0.05% of the image's side: RANSAC's threshold is
-        # 3% of it), scales and strengths, 8 bytes a feature beside the codes instead of 16
-        kept = np.float32 if codec is None else np.float16
-        save_npy(tmp, "xy", np.concatenate([x.xy for x in local]).astype(kept))
+        # 3% of it), scales and strengths, 8 bytes a feature beside the codes instead of 16;
+        # float32 for a shard holding an image wider than float16 reaches (a 40 MP panorama)
+        xy = np.concatenate([x.xy for x in local])
+        small = float(np.abs(xy).max(initial=0.0)) < FLOAT16_POSITIONS
+        kept = np.float16 if codec is not None and small else np.float32
+        save_npy(tmp, "xy", xy.astype(kept))
         save_npy(tmp, "scale", np.concatenate([x.scale for x in local]).astype(kept))
         save_npy(tmp, "strength", np.concatenate([x.strength for x in local]).astype(kept))
         save_npy(tmp, "global", np.stack([f.global_ for f in features]).astype(np.float16))
         (tmp / "meta.json").write_text(json.dumps({**meta, "images": len(features)}, indent=2))
     return final
 
+
+FLOAT16_POSITIONS = 60_000.0
+"""Positions (pixels) from which a compact shard keeps float32 (float16 ends at 65,504)."""
 
 CODES = "codes"
 """A compact shard's coded descriptors (`codes.npy`)."""
