@@ -357,10 +357,10 @@ def contact_sheet(
             sheet.paste(thumb, (j * (side + 8), y + caption))
         kind = p.kind if p.family is None else f"copy ({p.family})"
         note = "; same place" if p.same_place else ""
+        cosine = "no global" if p.cosine is None else f"cosine {p.cosine:.2f}"
         draw.text(
             (2, y + 2),
-            f"{kind} {scene(p.query)} -> {scene(p.hit)}: {p.inliers} inliers, "
-            f"cosine {p.cosine:.2f}{note}",
+            f"{kind} {scene(p.query)} -> {scene(p.hit)}: {p.inliers or 0} inliers, {cosine}{note}",
             fill="black",
         )
     sheet.save(path)
