@@ -357,12 +357,19 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
         "`lookalike dedup` prints). Corel has near duplicates of its own (burst shots, objects",
         "shot against one colour chart) that count as false here, so precision is a lower bound.",
         "Recall by kind is over (original, copy) pairs: for lookalike, the share of copies of",
-        "that kind in their original's group; for PHash, within the distance. A link joins",
-        "two groups by itself when it is sure (twice the threshold's inliers), else only when",
-        "a third copy closes it or it is one of its images' strongest (`search.dedup.",
-        "supported_pairs`): one weak link between two groups of copies does not chain them.",
-        "*Every link joins*: the groups without that rule (what `lookalike dedup` printed",
-        "before it), to compare.",
+        "that kind in their original's group; for PHash, within the distance.",
+    ]
+    # results from before grouping with support have no 'chained_groups': every link joined
+    supported = any("chained_groups" in m for m in r["lookalike"].values())
+    if supported:
+        lines += [
+            "A link joins two groups by itself when it is sure (twice the threshold's inliers),",
+            "else only when a third copy closes it or it is one of its images' strongest",
+            "(`search.dedup.supported_pairs`): one weak link between two groups of copies does",
+            "not chain them. *Every link joins*: the groups without that rule (what `lookalike",
+            "dedup` printed before it), to compare.",
+        ]
+    lines += [
         "",
         "| method | setting | edges: precision / recall | groups: precision / recall "
         f"(largest) | recall: {' / '.join(kinds)} |",
@@ -379,18 +386,13 @@ def dedup_section(r: dict[str, Any]) -> list[str]:
             f"{_by_copy(by, kinds)} |"
         )
     for threshold, m in sorted(r["lookalike"].items(), key=lambda kv: int(kv[0])):
-        # older results: 'groups' every link joined, 'supported_groups' the supported ones
-        other, by, name = (
-            ("chained_groups", "chained_recall_by_copy", "every link joins")
-            if "chained_groups" in m
-            else ("supported_groups", "supported_recall_by_copy", "supported links")
-        )
-        if other not in m:
+        if "chained_groups" not in m:
             continue
-        g = m[other]
+        g = m["chained_groups"]
         lines.append(
-            f"| lookalike dedup, {name} | --threshold {threshold} | — | {g['precision']:.3f} / "
-            f"{g['recall']:.3f} ({g['largest']}) | {_by_copy(m[by], kinds)} |"
+            f"| lookalike dedup, every link joins | --threshold {threshold} | — | "
+            f"{g['precision']:.3f} / {g['recall']:.3f} ({g['largest']}) | "
+            f"{_by_copy(m['chained_recall_by_copy'], kinds)} |"
         )
     for distance, m in sorted(r["phash"].items(), key=lambda kv: int(kv[0])):
         default = " (imagededup's default)" if distance == "10" else ""
