@@ -215,6 +215,11 @@ def verdicts(ps: list[Pair], rule: VerdictSettings) -> list[str]:
     return [verdict(similarity(p.inliers, p.cosine, rule)) for p in ps]
 
 
+def false_matches(ps: list[Pair], labels: list[str]) -> list[Pair]:
+    """The pairs of `ps` labelled 'match' (`labels`, in their order) that are not true."""
+    return [p for p, v in zip(ps, labels, strict=True) if v == "match" and not p.true]
+
+
 def precision(ps: list[Pair], labels: list[str], wanted: str) -> tuple[float, int]:
     chosen = [p.true for p, v in zip(ps, labels, strict=True) if v == wanted]
     return (float(np.mean(chosen)) if chosen else 1.0), len(chosen)
@@ -261,7 +266,7 @@ def scores(qs: list[Query], logged: dict[str, dict[str, Any]], rule: VerdictSett
     labels = verdicts(ps, rule)
     match_precision, matches = precision(ps, labels, "match")
     similar_precision, similar = precision(ps, labels, "similar")
-    false = [p for p, v in zip(ps, labels, strict=True) if v == "match" and not p.true]
+    false = false_matches(ps, labels)
     out: dict[str, Any] = {
         "match_precision": round(match_precision, 4),
         "matches": matches,
@@ -343,8 +348,8 @@ def contact_sheet(
     Returns the number of rows drawn."""
     from PIL import Image, ImageDraw
 
-    false = [p for p in pairs(qs, logged) if not p.true]
-    false = [p for p, v in zip(false, verdicts(false, VERDICT), strict=True) if v == "match"]
+    ps = list(pairs(qs, logged))
+    false = false_matches(ps, verdicts(ps, VERDICT))
     side, caption = 240, 16
     rows = false[:SHEET_ROWS]
     sheet = Image.new("RGB", (2 * side + 8, max(1, len(rows)) * (side + caption)), "white")
