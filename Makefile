@@ -18,7 +18,7 @@ help:
 	@echo "make lint       ruff check, ruff format --check, mypy src"
 	@echo "make bench      every benchmark of the checked-out code, then BENCHMARKS.md (most of a day)"
 	@echo "make bench-quick  Holidays, Corel, re-ranking, duplicates, speed (about an hour)"
-	@echo "make bench-train  the training experiments alone (about 3 hours on 2 cores)"
+	@echo "make bench-train  the training experiments alone (about 6 hours on 2 cores)"
 	@echo "make clean      remove caches, build outputs and ./demo (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
 
@@ -61,8 +61,8 @@ bench-quick: $(STAMP)
 bench-train: $(STAMP)
 	for e in holidays transfer; do \
 		$(BIN)/python benchmarks/train.py $$e || exit 1; done
-	$(BIN)/python benchmarks/train.py scratch --minutes 60 --snapshots 10,20,30
-	$(BIN)/python benchmarks/train.py fingerprints --minutes 60 --snapshots 20
+	$(BIN)/python benchmarks/train.py scratch --minutes 120 --snapshots 30,60
+	$(BIN)/python benchmarks/train.py fingerprints --minutes 120 --snapshots 20,60
 	$(BIN)/python benchmarks/train.py plot
 	$(BIN)/python benchmarks/report.py
 

@@ -16,6 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lookalike.index.asmk_index import Vocabulary
+from lookalike.index.codes import encode_shard
+from lookalike.index.generation import current_model
+from lookalike.index.layout import IndexLayout, shard_numbers
 from safety_setup import INDEX, image_files, last_line, lookalike, not_found_first
 
 Damage = Callable[[Path], Path]
@@ -65,6 +69,16 @@ def _generation(index: Path) -> Path:
     return sorted(index.glob("gen-*"))[-1]
 
 
+def _unpublished_codes(index: Path) -> Path:
+    """A file of the codes a run killed between encoding a shard and publishing leaves in
+    `codes/` (once a generation holding them is published, `codes/` keeps none)."""
+    model = current_model(index)
+    assert model is not None
+    features = IndexLayout(index).features
+    shard = shard_numbers(features)[0]
+    return encode_shard(model, Vocabulary(model.codebook), features, shard) / "words.npy"
+
+
 def _catalog_page(index: Path) -> Path:
     """Garble the header of the catalog's second b-tree page (SQLite's own check finds it)."""
     catalog = index / "catalog.sqlite"
@@ -88,9 +102,8 @@ KINDS: dict[str, Damage] = {
     "feature offsets header garbled": lambda i: _garble_header(
         _first(i / "features", "shard-*/offsets.npy")
     ),
-    "codes truncated": lambda i: _truncate(_first(i / "codes", "*/shard-*/words.npy")),
-    "codes deleted": lambda i: _delete(_first(i / "codes", "*/shard-*")),
-    "classic descriptors truncated": lambda i: _truncate(_largest(i / "classic", "*.npy")),
+    "unpublished codes truncated": lambda i: _truncate(_unpublished_codes(i)),
+    "classic descriptors truncated": lambda i: _truncate(_largest(_generation(i), "classic-*.npy")),
     "model truncated": lambda i: _truncate(i / "model" / "codebook.npy"),
     "model garbled": lambda i: _garble(i / "model" / "global_whitening.npz"),
     "model deleted": lambda i: _delete(i / "model"),

@@ -15,9 +15,12 @@ from typer.testing import CliRunner
 from lookalike.cli import app
 from lookalike.collection import Collection
 from lookalike.demo import DemoCollection
+from lookalike.index.asmk_index import Vocabulary
 from lookalike.index.atomic import CHECKSUMS
 from lookalike.index.check import check_index, folder_problems
-from lookalike.index.layout import IndexLayout
+from lookalike.index.codes import encode_shard
+from lookalike.index.generation import current_model
+from lookalike.index.layout import IndexLayout, shard_numbers
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "camera")
 
@@ -76,6 +79,16 @@ def _catalog_page(index: Path) -> None:
     catalog.write_bytes(bytes(data))
 
 
+def _unpublished_codes(index: Path) -> Path:
+    """A file of the codes a run killed between encoding a shard and publishing leaves in
+    `codes/` (once published, the generation holds them and `codes/` none)."""
+    model = current_model(index)
+    assert model is not None
+    features = IndexLayout(index).features
+    shard = shard_numbers(features)[0]
+    return encode_shard(model, Vocabulary(model.codebook), features, shard) / "words.npy"
+
+
 GEN = "gen-000001"
 DAMAGE: dict[str, tuple[str, Callable[[Path], None]]] = {
     # name: (part check must name, what to do to the index folder)
@@ -92,7 +105,7 @@ DAMAGE: dict[str, tuple[str, Callable[[Path], None]]] = {
         "features",
         lambda i: _garble_header(_first(i / "features", "shard-*") / "offsets.npy"),
     ),
-    "codes truncated": ("codes", lambda i: _truncate(_first(i / "codes", "*/shard-*/words.npy"))),
+    "codes truncated": ("codes", lambda i: _truncate(_unpublished_codes(i))),
     "model truncated": ("model", lambda i: _truncate(i / "model" / "codebook.npy")),
     "model deleted": ("model", lambda i: _delete(i / "model")),
     "model garbled": ("model", lambda i: _garble(i / "model" / "global_whitening.npz")),

@@ -265,6 +265,14 @@ class AsmkIndex:
             out += np.bincount(rows, weights=weights, minlength=self.n_images).astype(np.float32)
         return out / np.float32(np.sqrt(len(words)))
 
+    def code(self, row: int) -> ImageCode:
+        """Image `row`'s code, gathered from the posting lists (words ascending)."""
+        if not 0 <= row < self.n_images:
+            raise IndexError(f"row {row} of an index of {self.n_images} images")
+        entries = np.flatnonzero(self.rows == row)
+        words = np.searchsorted(self.bounds, entries, side="right") - 1
+        return ImageCode(words.astype(np.int32), np.array(self.residuals[entries]))
+
     def params(self) -> dict[str, Any]:
         return {"kind": INVERTED}
 

@@ -377,6 +377,25 @@ def block_of(index: AsmkIndex) -> CodeBlock:
     )
 
 
+def block_or_codes(index: AsmkSearch) -> CodeBlock:
+    """The codes of an ASMK index's images in image order: a shortlist index's own (mapped), an
+    inverted file's gathered in memory (`block_of`)."""
+    if isinstance(index, ShortlistAsmk):
+        return index.block
+    if isinstance(index, AsmkIndex):
+        return block_of(index)
+    raise TypeError(f"no codes can be read from a {type(index).__name__}")
+
+
+def code_of(index: AsmkSearch, row: int) -> ImageCode:
+    """Image `row`'s code as the index holds it (what it was built from)."""
+    if isinstance(index, ShortlistAsmk):
+        return index.block.code(row)
+    if isinstance(index, AsmkIndex):
+        return index.code(row)
+    raise TypeError(f"no codes can be read from a {type(index).__name__}")
+
+
 def inverted_of(block: CodeBlock, vocabulary: Vocabulary) -> AsmkIndex:
     """The inverted file over the images of `block` (row i = its image i), in memory."""
     rows = np.repeat(np.arange(block.n_images), block.counts())

@@ -22,7 +22,7 @@ from lookalike.index import classic_store, minutiae_store, sift_store
 from lookalike.index.asmk_index import AsmkIndex, ImageCode, Vocabulary
 from lookalike.index.asmk_shortlist import CodeBlock, Part, save_asmk, write_shortlist
 from lookalike.index.atomic import atomic_dir, save_npy
-from lookalike.index.codes import encode_shard, load_codes
+from lookalike.index.codes import encode_shard, whitened_globals
 from lookalike.index.generation import (
     Manifest,
     generation_shards,
@@ -32,8 +32,9 @@ from lookalike.index.generation import (
 )
 from lookalike.index.global_index import build_global, save_global
 from lookalike.index.layout import IndexLayout, shard_name
+from lookalike.index.published import Published, classic_held, codes_held, latest
 from lookalike.index.similar_index import build_similar, save_similar
-from lookalike.index.store import existing_shards, open_shard, write_shard
+from lookalike.index.store import existing_shards, new_uid, open_shard, shard_uid, write_shard
 from lookalike.learn.fit import fit_model_on
 from lookalike.learn.model import Model
 from lookalike.settings import (
@@ -110,7 +111,7 @@ def _write_buffer(
         layout.features,
         shard,
         [b.features for b in buffer if b.features is not None],
-        {"features": settings.key},
+        {"features": settings.key, "uid": new_uid()},
     )
     # A number is reused when the shards above it were deleted (a repair describes their
     # images again): codes made for what it held before would be taken for this shard's.
@@ -202,9 +203,12 @@ def build_generation(
     with RootSIFT enabled, its inverted file under `sift_codebook` (see
     `sift_store.codebook`).
 
-    The ASMK inverted file is built in memory; the shortlist kind's codes are copied from the
-    encoded shards straight into the generation folder (memory stays that of one shard)."""
-    features_dir = IndexLayout(index_dir).features
+    The ASMK inverted file is built in memory; the shortlist kind's codes are copied from their
+    sources straight into the generation folder (memory stays that of one shard). A shard's
+    codes come from `codes/` when encoded and not yet published, else from the generation
+    published before when it holds them (`published`), else they are encoded now."""
+    layout = IndexLayout(index_dir)
+    features_dir = layout.features
     vocabulary = Vocabulary(model.codebook)
     by_shard: dict[int, list[tuple[int, int]]] = {}
     for i, rec in enumerate(records):
@@ -213,24 +217,30 @@ def build_generation(
     codes: list[ImageCode | None] = [None] * len(records)
     parts: list[Part] = []
     globals_ = np.zeros((len(records), model.global_whitening.output_dim), np.float32)
+    before = latest(index_dir, generation)
+    uids: dict[str, str] = {}
     for shard, items in sorted(by_shard.items()):
-        folder = encode_shard(model, vocabulary, features_dir, shard)
         rows = np.array([i for i, _ in items], np.int64)
         theirs = np.array([row for _, row in items], np.int64)
+        uid = shard_uid(features_dir, shard)
+        if uid is not None:
+            uids[str(shard)] = uid
+        globals_[rows] = whitened_globals(model, features_dir, shard, theirs)
+        open_block, source_rows = _shard_codes(
+            model, vocabulary, features_dir, shard, uid, theirs, before
+        )
         if shortlist:
-            parts.append((rows, theirs, functools.partial(CodeBlock.open, folder)))
-            globals_[rows] = np.load(folder / "global.npy", mmap_mode="r")[theirs]
+            parts.append((rows, source_rows, open_block))
             continue
-        shard_codes, shard_global = load_codes(folder, theirs.tolist())
-        for i, code, g in zip(rows, shard_codes, shard_global, strict=True):
-            codes[i] = code
-            globals_[i] = g
+        block = open_block()
+        for i, r in zip(rows, source_rows, strict=True):
+            codes[i] = block.code(int(r))
     asmk = None if shortlist else AsmkIndex.build(vocabulary, [c for c in codes if c is not None])
     del codes
     global_index = build_global(globals_, global_settings)
     del globals_  # the index holds what it needs (a float16 copy, for the compressed kind)
     classic = extras.classic
-    described = {} if classic is None else classic_store.gather(index_dir, classic, records)
+    described = {} if classic is None else classic_store.gather(index_dir, classic, records, before)
     kinds = build_similar(
         functools.partial(_raw_globals, features_dir, by_shard),
         len(records),
@@ -276,8 +286,31 @@ def build_generation(
             sift=extras.sift.key if sift is not None and extras.sift else None,
             catalog_state=state_of(records),
             similar=dataclasses.asdict(similar),
+            shard_uids=uids or None,
         ).save(tmp)
     return final
+
+
+def _shard_codes(
+    model: Model,
+    vocabulary: Vocabulary,
+    features_dir: Path,
+    shard: int,
+    uid: str | None,
+    rows: np.ndarray,
+    before: Published | None,
+) -> tuple[Callable[[], CodeBlock], np.ndarray]:
+    """Where the codes of `rows: (k,)` of a feature shard are: (opens their block, their rows
+    in it). Encoded codes not yet published first, then the generation published `before`,
+    else the shard encoded now."""
+    encoded = IndexLayout(features_dir.parent).code_shard(model.id, shard)
+    published = None if before is None else before.codes(model.id, vocabulary)
+    if not encoded.is_dir() and before is not None and published is not None:
+        held = before.rows(uid, rows)
+        if held is not None:
+            return published, held
+    folder = encode_shard(model, vocabulary, features_dir, shard)
+    return functools.partial(CodeBlock.open, folder), rows
 
 
 def _raw_globals(
@@ -305,13 +338,14 @@ def remove_stale(
     extras: Extras = Extras(),
 ) -> None:
     """Delete shards no image points at (neither in the catalog nor in the previous
-    generation, which readers that opened it a moment ago still read), codes of other models,
-    classic descriptors, RootSIFT features and minutiae of other settings, and old
-    generations."""
+    generation, which readers that opened it a moment ago still read), codes of other models
+    and those the generation `keep_generation` holds (`published`), classic descriptors,
+    RootSIFT features and minutiae of other settings, and old generations."""
     layout = IndexLayout(index_dir)
     previous = layout.generation(keep_generation - 1)
     in_use = catalog.shards_in_use() | generation_shards(previous)
     _remove_unused_extras(index_dir, extras, set(in_use))
+    _remove_published(index_dir, keep_generation, model, extras)
     for shard in existing_shards(layout.features):
         if shard not in in_use:
             shutil.rmtree(layout.feature_shard(shard), ignore_errors=True)
@@ -330,6 +364,29 @@ def remove_stale(
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
+
+
+def _remove_published(index_dir: Path, generation: int, model: Model, extras: Extras) -> None:
+    """Delete the codes and classic descriptors the published `generation` holds
+    (`published`)."""
+    layout = IndexLayout(index_dir)
+    for shard in codes_held(index_dir, generation + 1, model.id):
+        _delete(layout.code_shard(model.id, shard))
+    if extras.classic is not None:
+        key, names = extras.classic.key, extras.classic.descriptors
+        for shard in classic_held(index_dir, generation + 1, key, names):
+            _delete(layout.classic(key) / shard_name(shard))
+
+
+def _delete(folder: Path) -> None:
+    """Delete `folder` (a per-shard folder), renamed first, so that a run killed meanwhile
+    leaves no half folder behind that a build would read (`remove_stale` sweeps the renamed
+    one)."""
+    if folder.is_dir():
+        aside = folder.with_name(f".{folder.name}.tmp-published")
+        shutil.rmtree(aside, ignore_errors=True)
+        folder.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _remove_unused_extras(index_dir: Path, extras: Extras, in_use: set[int]) -> None:

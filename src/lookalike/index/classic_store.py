@@ -4,7 +4,8 @@
 the image at row m of feature shard 7. They are written with the shard when an image is
 extracted, and computed afterwards (`backfill`) for shards written before, or after the classic
 settings changed (a new key, a new folder). A generation gathers them into one matrix per
-descriptor, row i for its image i.
+descriptor, row i for its image i; once it is published, the shard's folder is deleted and the
+next build takes them from it (`published`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from lookalike.features.classic import describe
 from lookalike.images import ImageError, load_image
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.layout import IndexLayout, shard_name
+from lookalike.index.published import Published, classic_held
+from lookalike.index.store import shard_uid
 from lookalike.settings import ClassicSettings
 
 logger = logging.getLogger("lookalike")
@@ -72,10 +75,12 @@ def backfill(
     decode_size: int,
     shard_rows: Callable[[int], int],
     progress: Callable[[int, int], None] | None = None,
+    generation: int = 0,
 ) -> int:
-    """Describe the images of every shard that has no classic descriptors yet (decoding them
-    again at `decode_size`, as extraction does). `shard_rows(shard)` is its number of rows.
-    Returns the number of images described."""
+    """Describe the images of every shard that has no classic descriptors yet, in its folder
+    or in the published `generation` (`published`), decoding them again at `decode_size`, as
+    extraction does. `shard_rows(shard)` is its number of rows. Returns the number of images
+    described."""
     if not settings.descriptors:
         return 0
 
@@ -87,9 +92,10 @@ def backfill(
             logger.warning("classic descriptors of %s: %s", record.path, exc)
             return None
 
+    held = classic_held(index_dir, generation + 1, settings.key, settings.descriptors)
     return backfill_shards(
         records,
-        lambda shard: has_classic(index_dir, settings, shard),
+        lambda shard: shard in held or has_classic(index_dir, settings, shard),
         shard_rows,
         described,
         lambda shard, rows: write_classic(index_dir, settings, shard, rows),
@@ -129,9 +135,14 @@ def backfill_shards(
 
 
 def gather(
-    index_dir: Path, settings: ClassicSettings, records: Sequence[ImageRecord]
+    index_dir: Path,
+    settings: ClassicSettings,
+    records: Sequence[ImageRecord],
+    before: Published | None = None,
 ) -> dict[str, np.ndarray]:
-    """One `(len(records), d)` float32 matrix per descriptor, row i for `records[i]`."""
+    """One `(len(records), d)` float32 matrix per descriptor, row i for `records[i]`: a
+    shard's from its folder, or once that is deleted from the generation published `before`
+    (`published`)."""
     out = {
         name: np.zeros((len(records), settings.dims(name)), np.float32)
         for name in settings.descriptors
@@ -139,12 +150,22 @@ def gather(
     by_shard: dict[int, list[tuple[int, int]]] = {}
     for i, record in enumerate(records):
         by_shard.setdefault(record.shard or 0, []).append((i, record.row or 0))
+    features = IndexLayout(index_dir).features
     for shard, items in by_shard.items():
         folder = classic_shard(index_dir, settings, shard)
         index = np.array([i for i, _ in items])
         rows = np.array([r for _, r in items])
+        held = None
+        if before is not None and not folder.is_dir():
+            held = before.rows(shard_uid(features, shard), rows)
         for name in settings.descriptors:
-            out[name][index] = np.load(folder / f"{name}.npy", mmap_mode="r")[rows]
+            published = None
+            if before is not None and held is not None:
+                published = before.classic(settings.key, name)
+            if published is not None:
+                out[name][index] = published[held]
+            else:
+                out[name][index] = np.load(folder / f"{name}.npy", mmap_mode="r")[rows]
     return out
 
 

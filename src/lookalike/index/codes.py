@@ -1,5 +1,7 @@
-"""ASMK codes and whitened global descriptors of stored shards, under one model: encoded
-once per shard (`codes/MODEL/shard-NNNNNN/`), read by row."""
+"""ASMK codes of stored shards under one model, encoded once per shard
+(`codes/MODEL/shard-NNNNNN/`, until a generation holding them is published: `published`);
+whitened global descriptors of stored rows; codes read by row (a shard set's parts keep theirs
+in this layout, with their whitened globals)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from lookalike.learn.model import Model
 
 
 def encode_shard(model: Model, vocabulary: Vocabulary, features_dir: Path, shard: int) -> Path:
-    """ASMK codes and whitened global descriptors of every row of a shard, for this model.
+    """ASMK codes of every row of a shard, for this model.
 
     Stored in `codes/<model id>/shard-NNNNNN/`; skipped when present.
     """
@@ -29,13 +31,17 @@ def encode_shard(model: Model, vocabulary: Vocabulary, features_dir: Path, shard
     desc = model.local_whitening.apply(data.descriptors())
     bounds = data.offsets
     codes = vocabulary.encode_many([desc[bounds[r] : bounds[r + 1]] for r in range(len(data))])
-    global_ = model.global_whitening.apply(np.asarray(data.global_, dtype=np.float32))
     with atomic_dir(final) as tmp:
         save_npy(tmp, "word_offsets", np.cumsum([0] + [len(c.words) for c in codes]))
         save_npy(tmp, "words", np.concatenate([c.words for c in codes]))
         save_npy(tmp, "residuals", np.concatenate([c.residuals for c in codes]))
-        save_npy(tmp, "global", global_.astype(np.float32))
     return final
+
+
+def whitened_globals(model: Model, features_dir: Path, shard: int, rows: np.ndarray) -> np.ndarray:
+    """The whitened global descriptors `(len(rows), d)` float32 of `rows` of a feature shard."""
+    raw = open_shard(features_dir, shard).global_[np.asarray(rows, np.int64)]
+    return model.global_whitening.apply(np.asarray(raw, dtype=np.float32))
 
 
 def load_codes(codes_dir: Path, rows: Sequence[int]) -> tuple[list[ImageCode], np.ndarray]:

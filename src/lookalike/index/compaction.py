@@ -25,6 +25,7 @@ import numpy as np
 from lookalike.features import ImageFeatures
 from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
 from lookalike.index.layout import IndexLayout, shard_name, shard_numbers
+from lookalike.index.published import codes_held
 from lookalike.index.store import CODES, open_shard, write_shard
 from lookalike.settings import StoreSettings
 
@@ -83,15 +84,20 @@ def ensure_codec(index_dir: Path, settings: StoreSettings, seed: int = 0) -> Fea
 
 
 def compact_shards(
-    index_dir: Path, model_id: str, codec: FeatureCodec, settings: StoreSettings
+    index_dir: Path,
+    model_id: str,
+    codec: FeatureCodec,
+    settings: StoreSettings,
+    generation: int,
 ) -> int:
     """Rewrite compact every raw feature shard whose images have their codes for the model
-    `model_id`; returns how many were."""
+    `model_id`, in `codes/` or in the published `generation`; returns how many were."""
     layout = IndexLayout(index_dir)
     features = layout.features
     done = 0
+    held = codes_held(index_dir, generation + 1, model_id)
     for shard in shard_numbers(features):
-        coded = (layout.codes(model_id) / shard_name(shard)).is_dir()
+        coded = shard in held or (layout.codes(model_id) / shard_name(shard)).is_dir()
         if not coded or not _is_raw(features, shard):
             continue
         stored = open_shard(features, shard)

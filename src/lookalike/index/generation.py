@@ -30,9 +30,8 @@ import numpy as np
 from lookalike.catalog import Catalog, CatalogError, ImageRecord
 from lookalike.features import ImageFeatures, LocalFeatures
 from lookalike.index.asmk_index import AsmkIndex, AsmkSearch, ImageCode, Vocabulary
-from lookalike.index.asmk_shortlist import load_asmk
+from lookalike.index.asmk_shortlist import code_of, load_asmk
 from lookalike.index.atomic import save_npy, write_json_atomic
-from lookalike.index.codes import load_codes
 from lookalike.index.global_index import GlobalSearch, load_global
 from lookalike.index.layout import IndexLayout
 from lookalike.index.similar_index import SimilarIndex
@@ -77,6 +76,10 @@ class Manifest:
     """`state_of` the records it was built over (None: a version 2 generation)."""
     similar: dict[str, Any] | None = None
     """The `SimilarSettings` its 'similar' vectors were built with (None: none, version 3)."""
+    shard_uids: dict[str, str] | None = None
+    """Feature shard number -> `store.shard_uid` of the shard its images' codes were made
+    from: the next build under the same model takes those codes from here (`published`).
+    None: a generation from before, whose codes stay in `codes/`."""
     version: int = MANIFEST_VERSION
 
     def save(self, folder: Path) -> None:
@@ -276,13 +279,18 @@ def generation_shards(folder: Path) -> set[int]:
     """The feature shards the generation in `folder` reads (empty when it has no list of its
     own, or none readable)."""
     try:
-        ints = np.load(folder / f"{IMAGES_INT}.npy", allow_pickle=False)
+        shards = image_columns(np.load(folder / f"{IMAGES_INT}.npy", allow_pickle=False))["shard"]
     except (OSError, ValueError):
         return set()
-    if ints.ndim != 2 or ints.shape[1] != len(_INT_COLUMNS):
-        return set()
-    shards = ints[:, _INT_COLUMNS.index("shard")]
     return {int(s) for s in np.unique(shards[shards >= 0])}
+
+
+def image_columns(ints: np.ndarray) -> dict[str, np.ndarray]:
+    """The columns of a generation's `images-int.npy` by name (ValueError when it is not
+    `(n, 7)`)."""
+    if ints.ndim != 2 or ints.shape[1] != len(_INT_COLUMNS):
+        raise ValueError(f"a list of images must be (n, {len(_INT_COLUMNS)}), got {ints.shape}")
+    return {name: ints[:, i] for i, name in enumerate(_INT_COLUMNS)}
 
 
 MODEL_ERRORS = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
@@ -366,6 +374,7 @@ class FolderImages:
     ) -> None:
         self.layout = IndexLayout(index_dir)
         self.model_id = loaded.model.id
+        self.asmk = loaded.asmk
         self.ids = loaded.ids
         self.records = records
 
@@ -384,10 +393,7 @@ class FolderImages:
         return float(max(record.width or 0, record.height or 0))
 
     def code(self, row: int) -> ImageCode:
-        record = self._record(row)
-        folder = self.layout.code_shard(self.model_id, record.shard or 0)
-        codes, _ = load_codes(folder, [record.row or 0])
-        return codes[0]
+        return code_of(self.asmk, row)
 
 
 class StoredImages(Protocol):

@@ -5,8 +5,9 @@ index/
   model/                    whitening, codebook, weights (`learn.model.Model`)
   models/MODEL/             a model replaced while a generation built with it may be read
   features/shard-NNNNNN/    local and global features, append-only
-  codes/MODEL/shard-NNNNNN/ ASMK codes of a shard under one model
-  classic/KEY/shard-NNNNNN/ classic descriptors under one `ClassicSettings.key`
+  codes/MODEL/shard-NNNNNN/ ASMK codes of a shard under one model, until a generation
+                            holding them is published (`published`)
+  classic/KEY/shard-NNNNNN/ classic descriptors under one `ClassicSettings.key`, likewise
   sift/KEY/shard-NNNNNN/    RootSIFT features under one `SiftSettings.key`
   minutiae/KEY/shard-NNNNNN/ fingerprint minutiae under one `MinutiaeSettings.key`
   gen-NNNNNN/               a published generation (`index.generation`)

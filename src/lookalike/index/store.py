@@ -8,7 +8,7 @@ A shard `features/shard-000007/` holds the features of up to a few hundred image
 - `scale.npy`    (N,) float32   — scale each feature was read at
 - `strength.npy` (N,) float32   — activation norm
 - `global.npy`   (M, G) float16 — raw global descriptors (unit norm)
-- `meta.json`    feature settings key and counts
+- `meta.json`    feature settings key, counts and `uid` (`shard_uid`)
 
 A *compact* shard (`write_shard` with a codec, `index.compact`) keeps each image's `keep`
 strongest local features only, their descriptors as `codes.npy` (N, m) uint8 in place of
@@ -22,6 +22,7 @@ The catalog records (shard, row) for an image only once its shard is durable.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -191,6 +192,22 @@ def _index_codec(folder: Path) -> FeatureCodec:
 @lru_cache(maxsize=4)
 def _codec(path: str, identity: tuple[int, int, int]) -> FeatureCodec:
     return FeatureCodec.load(Path(path))
+
+
+def new_uid() -> str:
+    """A fresh `uid` for a shard's `meta.json` (see `shard_uid`)."""
+    return secrets.token_hex(8)
+
+
+def shard_uid(features_dir: Path, shard: int) -> str | None:
+    """The `uid` in shard `shard`'s `meta.json`, made when it was written and kept when it is
+    compacted: which features its rows are, whatever its number (None: a shard from before,
+    or none readable)."""
+    try:
+        uid = json.loads((shard_path(features_dir, shard) / "meta.json").read_text()).get("uid")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return uid if isinstance(uid, str) else None
 
 
 def open_shard(features_dir: Path, shard: int) -> Shard:

@@ -184,7 +184,7 @@ class Indexer:
             timings["extract"] = time.perf_counter() - t
             records = catalog.records("ok")
             t = time.perf_counter()
-            described = self._backfill(records, progress)
+            described = self._backfill(records, progress, catalog.generation)
             if described:
                 timings["backfill"] = time.perf_counter() - t
             extras = self.extras
@@ -205,16 +205,19 @@ class Indexer:
                 generation = self._publish(catalog, model, records, sift_codebook, progress)
                 timings["build"] = time.perf_counter() - t
             t = time.perf_counter()
-            if self._compact(model.id):
+            if self._compact(model.id, generation):
                 timings["compact"] = time.perf_counter() - t
             return self._report(catalog, scan, failures, records, model, fitted, generation)
 
-    def _compact(self, model_id: str) -> int:
+    def _compact(self, model_id: str, generation: int) -> int:
         """With compact features on, the shards whose codes are made rewritten compact (the
-        codec learned first when there is none); how many were."""
+        codec learned first when there is none); how many were. `generation`: the one
+        published, which holds the codes of shards whose `codes/` are deleted."""
         store = self.settings.store
         codec = ensure_codec(self.index_dir, store)
-        return 0 if codec is None else compact_shards(self.index_dir, model_id, codec, store)
+        if codec is None:
+            return 0
+        return compact_shards(self.index_dir, model_id, codec, store, generation)
 
     @property
     def extras(self) -> Extras:
@@ -277,10 +280,13 @@ class Indexer:
         catalog.set_meta("extracted_with", scan.extracted_with)
         return failures
 
-    def _backfill(self, records: list[ImageRecord], progress: ProgressCallback | None) -> int:
-        """Classic descriptors, RootSIFT features and minutiae for images extracted before they were
-        stored (or before their settings changed): decodes those images again, without the
-        network. Returns how many images were described (once per kind)."""
+    def _backfill(
+        self, records: list[ImageRecord], progress: ProgressCallback | None, generation: int
+    ) -> int:
+        """Classic descriptors, RootSIFT features and minutiae for images extracted before they
+        were stored (or before their settings changed), and for those the published
+        `generation` does not hold once their folders are deleted: decodes those images again,
+        without the network. Returns how many images were described (once per kind)."""
         features_dir = self.layout.features
 
         def rows(shard: int) -> int:
@@ -299,6 +305,7 @@ class Indexer:
                 settings.features.decode_size,
                 rows,
                 stage("classic"),
+                generation,
             )
             + sift_store.backfill(
                 self.index_dir, self.root, records, settings.sift, rows, stage("rootsift")

@@ -32,11 +32,13 @@ from lookalike.index.asmk_shortlist import (
     SHORTLIST,
     SHORTLIST_DIR,
     CodeBlock,
+    block_or_codes,
+    load_asmk,
     word_dtype,
     write_blocks,
 )
 from lookalike.index.atomic import atomic_dir, save_npy, write_json_atomic
-from lookalike.index.codes import load_codes
+from lookalike.index.codes import whitened_globals
 from lookalike.index.generation import (
     IMAGES_INT,
     IMAGES_TEXT,
@@ -158,11 +160,12 @@ def split_generation(index_dir: Path, n: int, out: Path | None = None) -> ShardS
             shutil.copy2(source / name, tmp / GLOBAL_DIR / name)
         vocabulary = Vocabulary(model.codebook)
         shortlist = asmk["kind"] == SHORTLIST
+        # an inverted file's codes by row, for its parts' own inverted files
+        block = None if shortlist else block_or_codes(load_asmk(source, asmk, vocabulary))
         for i in range(n):
             part, part_ids = tmp / part_name(i), ids[bounds[i] : bounds[i + 1]]
-            _write_part(
-                part, index_dir, model, vocabulary, part_ids, records, inverted=not shortlist
-            )
+            codes = None if block is None else [block.code(r) for r in range(*bounds[i : i + 2])]
+            _write_part(part, index_dir, model, vocabulary, part_ids, records, codes)
             if shortlist:
                 _write_part_block(part, source, vocabulary, bounds[i], bounds[i + 1])
         recorded = _caller_asmk(asmk, source, tmp / GLOBAL_DIR)
@@ -228,23 +231,19 @@ def _write_part(
     vocabulary: Vocabulary,
     ids: np.ndarray,
     records: dict[int, ImageRecord],
-    *,
-    inverted: bool,
+    codes: list[ImageCode] | None,
 ) -> None:
     """One part: the local features, sizes, whitened globals (`codes/global.npy`) of the images
-    `ids`, and with `inverted` their codes (`codes/`) and inverted file (`asmk/`); a part of a
-    shortlist generation holds its codes in `asmk-codes/` instead (`_write_part_block`)."""
+    `ids`, and with their `codes` (a part of an inverted file's generation) those (`codes/`)
+    and their inverted file (`asmk/`); a part of a shortlist generation holds its codes in
+    `asmk-codes/` instead (`_write_part_block`)."""
     rows = [records[int(i)] for i in ids]
     layout = IndexLayout(index_dir)
-    codes: list[ImageCode] = []
     globals_: list[np.ndarray] = []
     features: list[ImageFeatures] = []
     for record in rows:
         shard, row = record.shard or 0, record.row or 0
-        (code,), vector = load_codes(layout.code_shard(model.id, shard), [row])
-        if inverted:
-            codes.append(code)
-        globals_.append(vector[0])
+        globals_.append(whitened_globals(model, layout.features, shard, np.array([row]))[0])
         stored = open_shard(layout.features, shard)
         features.append(ImageFeatures(stored.local(row), np.asarray(stored.global_[row])))
     folder.mkdir(parents=True)
@@ -252,7 +251,7 @@ def _write_part(
     sides = [float(max(r.width or 0, r.height or 0)) for r in rows]
     save_npy(folder, "sides", np.asarray(sides, np.float32))
     (folder / "codes").mkdir()
-    if inverted:
+    if codes is not None:
         AsmkIndex.build(vocabulary, codes).save(folder / "asmk")
         save_npy(folder / "codes", "word_offsets", np.cumsum([0] + [len(c.words) for c in codes]))
         save_npy(folder / "codes", "words", np.concatenate([c.words for c in codes]))
