@@ -208,6 +208,33 @@ def test_save_load_round_trip(fx: Fixture, tmp_path: Path) -> None:
     )
 
 
+def test_each_image_code_is_read_back_from_the_inverted_file(fx: Fixture) -> None:
+    """`code(row)` gives back what was indexed, whether the entries came image by image or in
+    any order (an image with no word included)."""
+    width = fx.codes[0].residuals.shape[1]
+    codes = [*fx.codes, ImageCode(np.zeros(0, np.int32), np.zeros((0, width), np.uint32))]
+    built = AsmkIndex.build(fx.vocabulary, codes)
+    words = np.concatenate([c.words for c in codes])
+    residuals = np.concatenate([c.residuals for c in codes])
+    rows = np.repeat(np.arange(len(codes)), [len(c.words) for c in codes])
+    shuffled = np.random.default_rng(0).permutation(len(words))
+    scrambled = AsmkIndex.from_entries(
+        fx.vocabulary, words[shuffled], residuals[shuffled], rows[shuffled], len(codes)
+    )
+    for index in (built, scrambled):
+        for row, code in enumerate(codes):
+            held = index.code(row)
+            np.testing.assert_array_equal(held.words, code.words)
+            np.testing.assert_array_equal(held.residuals, code.residuals)
+            assert held.words.dtype == np.int32
+        np.testing.assert_array_equal(
+            index.scores(codes[3], alpha=3.0, threshold=0.0),
+            built.scores(codes[3], alpha=3.0, threshold=0.0),
+        )
+    with pytest.raises(IndexError):
+        built.code(len(codes))
+
+
 def test_empty_query_scores_zero(fx: Fixture) -> None:
     empty = fx.vocabulary.encode(np.zeros((0, fx.d), np.float32))
     assert len(empty.words) == 0
