@@ -727,6 +727,39 @@ def ray_scaling_section(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def scale_search_section(r: dict[str, Any]) -> list[str]:
+    """The full default search among 100k and 1M images with verification data."""
+    lines = [
+        "## The full search at scale: verification data for a million images",
+        "",
+        _provenance(r),
+        "",
+        f"{r['queries']} (the 511 others and {r['real_images'] - 511:,} Corel photographs "
+        "are the real images), searched from their files as `lookalike search` searches them: "
+        "first stage, verification of the shortlist, second looks. The rest are synthetic "
+        "distractors with global descriptors, ASMK codes, compact local features and classic "
+        "descriptors made from the real images' (see the script), indexed with `--compact`. "
+        "Disk per image is everything under the index folder divided by the images (features: "
+        "the feature shards; index: the generation searched); open is the first search's "
+        "load of the generation, and RAM what that load added to the process.",
+        "",
+        "| images | disk / image | features | index | open | RAM for it | query median | "
+        "p95 | mAP (INRIA) all / test | first hit relevant |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, f in sorted(r["sizes"].items(), key=_by_size):
+        parts = f["bytes_per_image"]
+        lines.append(
+            f"| {int(size):,} | {f['disk_bytes_per_image'] / 1000:.1f} kB"
+            f" | {parts.get('features', 0) / 1000:.1f} kB"
+            f" | {parts.get('indexes', 0) / 1000:.1f} kB | {f['open_s']:.1f} s"
+            f" | {f['rss_open_bytes'] / 1e6:.0f} MB | {f['query_ms']['median']:.0f} ms"
+            f" | {f['query_ms']['p95']:.0f} ms | {f['map_inria']['all']:.3f} / "
+            f"{f['map_inria']['test']:.3f} | {f['first_hit_relevant']:.3f} |"
+        )
+    return [*lines, ""]
+
+
 def scale_asmk_section(r: dict[str, Any]) -> list[str]:
     """ASMK at 10k, 100k and 1M images: the shortlist kind in the whole first stage, against
     the inverted file with the exact global index."""
@@ -1579,7 +1612,7 @@ def train_section(
 RESULT_NAMES = (
     "tune", "holidays", "corel", "rerank", "dedup", "dedup_scale", "speed", "robustness",
     "robustness-compact", "compare", "load", "scale_global", "scale_asmk", "scale_robustness",
-    "safety", "verdict",
+    "scale_search", "safety", "verdict",
     "fingerprints", "fingerprints_scale", "backbones", "ray_scaling",
     *(f"train-{e}" for e in TRAIN_EXPERIMENTS),
 )  # fmt: skip
@@ -1801,6 +1834,7 @@ def main() -> None:
         "scale_global": scale_global_section,
         "scale_asmk": scale_asmk_section,
         "scale_robustness": scale_robustness_section,
+        "scale_search": scale_search_section,
         "fingerprints": fingerprints_section,
         "fingerprints_scale": fingerprints_scale_section,
         "backbones": backbones_section,

@@ -73,6 +73,7 @@ STEPS = (
     Step("scale_global.py", writes=("scale_global",)),
     Step("scale_asmk.py", writes=("scale_asmk",)),
     Step("scale_robustness.py", writes=("scale_robustness",)),
+    Step("scale_search.py", writes=("scale_search",)),
     Step("safety.py", writes=("safety",)),
     Step("fingerprints.py", writes=("fingerprints",)),
     Step("fingerprints_scale.py", writes=("fingerprints_scale",)),
@@ -80,9 +81,7 @@ STEPS = (
     Step("ray_scaling.py", writes=("ray_scaling",)),
     *(Step("train.py", (e,), (f"train-{e}",)) for e in ("holidays", "transfer")),
     # issue 23's rows: from scratch at 30, 60 and 120 minutes, fingerprints at 20, 60 and 120
-    Step(
-        "train.py", ("scratch", "--minutes", "120", "--snapshots", "30,60"), ("train-scratch",)
-    ),
+    Step("train.py", ("scratch", "--minutes", "120", "--snapshots", "30,60"), ("train-scratch",)),
     Step(
         "train.py",
         ("fingerprints", "--minutes", "120", "--snapshots", "20,60"),

@@ -307,3 +307,35 @@ def test_the_verdict_section_shows_the_reviewed_precision_and_the_trade_off() ->
         "defaults": {k: v for k, v in scores.items() if k != "match_precision_reviewed"}
     }
     assert "| defaults | 0.9873 (5 / 395) | – |" in "\n".join(report.verdict_section(older))
+
+
+def test_the_scale_search_table_has_a_row_per_size_in_order() -> None:
+    report = _report()
+
+    def size(disk: int, median: float) -> dict[str, Any]:
+        return {
+            "images": 1,
+            "bytes_per_image": {"features": 14600, "indexes": 13600},
+            "disk_bytes_per_image": disk,
+            "open_s": 1.25,
+            "rss_open_bytes": 120_000_000,
+            "query_ms": {"median": median, "p95": 2 * median},
+            "map": {"all": 0.9, "test": 0.91},
+            "map_inria": {"all": 0.89, "test": 0.9},
+            "first_hit_relevant": 0.95,
+        }
+
+    result = {
+        "machine": MACHINE,
+        "command": "python benchmarks/scale_search.py",
+        "queries": "300 Holidays query photographs, not in the index",
+        "real_images": 11311,
+        "sizes": {"1000000": size(29000, 410.0), "11311": size(33000, 300.0)},
+    }
+    rows = [line for line in report.scale_search_section(result) if line.startswith("| 1")]
+    assert rows == [
+        "| 11,311 | 33.0 kB | 14.6 kB | 13.6 kB | 1.2 s | 120 MB | 300 ms | 600 ms | "
+        "0.890 / 0.900 | 0.950 |",
+        "| 1,000,000 | 29.0 kB | 14.6 kB | 13.6 kB | 1.2 s | 120 MB | 410 ms | 820 ms | "
+        "0.890 / 0.900 | 0.950 |",
+    ]
