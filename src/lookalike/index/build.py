@@ -305,7 +305,7 @@ def _shard_codes(
     else the shard encoded now."""
     encoded = IndexLayout(features_dir.parent).code_shard(model.id, shard)
     published = None if before is None else before.codes(model.id, vocabulary)
-    if not encoded.is_dir() and before is not None and published is not None:
+    if published is not None and before is not None and not encoded.is_dir():
         held = before.rows(uid, rows)
         if held is not None:
             return published, held
@@ -370,11 +370,12 @@ def _remove_published(index_dir: Path, generation: int, model: Model, extras: Ex
     """Delete the codes and classic descriptors the published `generation` holds
     (`published`)."""
     layout = IndexLayout(index_dir)
-    for shard in codes_held(index_dir, generation + 1, model.id):
+    published = latest(index_dir, generation + 1)
+    for shard in codes_held(published, model.id):
         _delete(layout.code_shard(model.id, shard))
     if extras.classic is not None:
         key, names = extras.classic.key, extras.classic.descriptors
-        for shard in classic_held(index_dir, generation + 1, key, names):
+        for shard in classic_held(published, key, names):
             _delete(layout.classic(key) / shard_name(shard))
 
 

@@ -23,7 +23,7 @@ from lookalike.features.classic import describe
 from lookalike.images import ImageError, load_image
 from lookalike.index.atomic import atomic_dir, save_npy
 from lookalike.index.layout import IndexLayout, shard_name
-from lookalike.index.published import Published, classic_held
+from lookalike.index.published import Published, classic_held, latest
 from lookalike.index.store import shard_uid
 from lookalike.settings import ClassicSettings
 
@@ -92,7 +92,8 @@ def backfill(
             logger.warning("classic descriptors of %s: %s", record.path, exc)
             return None
 
-    held = classic_held(index_dir, generation + 1, settings.key, settings.descriptors)
+    published = latest(index_dir, generation + 1)
+    held = classic_held(published, settings.key, settings.descriptors)
     return backfill_shards(
         records,
         lambda shard: shard in held or has_classic(index_dir, settings, shard),

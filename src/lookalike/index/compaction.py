@@ -25,7 +25,7 @@ import numpy as np
 from lookalike.features import ImageFeatures
 from lookalike.index.compact import MIN_SAMPLE, FeatureCodec
 from lookalike.index.layout import IndexLayout, shard_name, shard_numbers
-from lookalike.index.published import codes_held
+from lookalike.index.published import codes_held, latest
 from lookalike.index.store import CODES, open_shard, write_shard
 from lookalike.settings import StoreSettings
 
@@ -95,7 +95,7 @@ def compact_shards(
     layout = IndexLayout(index_dir)
     features = layout.features
     done = 0
-    held = codes_held(index_dir, generation + 1, model_id)
+    held = codes_held(latest(index_dir, generation + 1), model_id)
     for shard in shard_numbers(features):
         coded = shard in held or (layout.codes(model_id) / shard_name(shard)).is_dir()
         if not coded or not _is_raw(features, shard):

@@ -373,7 +373,6 @@ class FolderImages:
         self, index_dir: Path, loaded: Generation, records: Mapping[int, ImageRecord]
     ) -> None:
         self.layout = IndexLayout(index_dir)
-        self.model_id = loaded.model.id
         self.asmk = loaded.asmk
         self.ids = loaded.ids
         self.records = records

@@ -30,39 +30,60 @@ logger = logging.getLogger("lookalike")
 
 
 class Published:
-    """The generation in `folder`: its rows by (shard uid, shard row), and what it holds of
-    them, read lazily."""
+    """The generation in `folder` (inside its index folder): its rows by (shard uid, shard
+    row), and what it holds of them, read lazily."""
 
     def __init__(self, folder: Path, manifest: Manifest) -> None:
         self.folder = folder
         self.manifest = manifest
         self._block: CodeBlock | None = None
-        uids = manifest.shard_uids or {}
-        columns = image_columns(np.load(folder / f"{IMAGES_INT}.npy", allow_pickle=False))
-        self._rows = {
-            (uids[str(shard)], int(row)): i
-            for i, (shard, row) in enumerate(zip(columns["shard"], columns["row"], strict=True))
-            if str(shard) in uids
-        }
+        self._rows: dict[tuple[str, int], int] | None = None
+        self._held: set[int] | None = None
 
     @classmethod
     def open(cls, folder: Path) -> Published | None:
         """The generation in `folder` when it records where its rows came from; None when it
-        does not (one from before), or cannot be read."""
+        does not (one from before)."""
         manifest = Manifest.read(folder)
         if manifest is None or not manifest.shard_uids:
             return None
-        try:
-            return cls(folder, manifest)
-        except (OSError, ValueError, KeyError) as e:
-            logger.warning("%s cannot be read (%s): describing its images again", folder, e)
-            return None
+        return cls(folder, manifest)
+
+    def held_shards(self) -> set[int]:
+        """The feature shards whose recorded uid is still the shard's: those whose rows it
+        holds."""
+        if self._held is None:
+            features = IndexLayout(self.folder.parent).features
+            uids = self.manifest.shard_uids or {}
+            self._held = {int(s) for s, uid in uids.items() if shard_uid(features, int(s)) == uid}
+        return self._held
+
+    def holds_codes(self, model_id: str) -> bool:
+        """Whether its codes are of the model `model_id`."""
+        return self.manifest.model_id == model_id
+
+    def holds_classic(self, key: str, names: tuple[str, ...]) -> bool:
+        """Whether it holds the classic descriptors `names` made under the settings `key`."""
+        return self.manifest.classic == key and set(names) <= set(self.manifest.classic_descriptors)
 
     def rows(self, uid: str | None, shard_rows: np.ndarray) -> np.ndarray | None:
         """The generation's rows of `shard_rows: (k,)` of the shard `uid`; None unless it
-        holds every one."""
+        holds every one (or its list of images cannot be read)."""
         if uid is None:
             return None
+        if self._rows is None:
+            try:
+                ints = np.load(self.folder / f"{IMAGES_INT}.npy", allow_pickle=False)
+                columns = image_columns(ints)
+            except (OSError, ValueError) as e:
+                logger.warning("%s cannot be read (%s): describing again", self.folder, e)
+                columns = {"shard": np.zeros(0, np.int64), "row": np.zeros(0, np.int64)}
+            uids = self.manifest.shard_uids or {}
+            self._rows = {
+                (uids[str(shard)], int(row)): i
+                for i, (shard, row) in enumerate(zip(columns["shard"], columns["row"], strict=True))
+                if str(shard) in uids
+            }
         found = [self._rows.get((uid, int(r))) for r in shard_rows]
         if any(f is None for f in found):
             return None
@@ -71,7 +92,7 @@ class Published:
     def codes(self, model_id: str, vocabulary: Vocabulary) -> Callable[[], CodeBlock] | None:
         """What opens every image's code in row order, when the generation was built with the
         model `model_id` (else None)."""
-        if self.manifest.model_id != model_id:
+        if not self.holds_codes(model_id):
             return None
 
         def block() -> CodeBlock:
@@ -85,7 +106,7 @@ class Published:
     def classic(self, key: str, name: str) -> np.ndarray | None:
         """The classic descriptor `name` of every row, `(n, d)` memory-mapped, when the
         generation holds it under the settings `key` (else None)."""
-        if self.manifest.classic != key or name not in self.manifest.classic_descriptors:
+        if not self.holds_classic(key, (name,)):
             return None
         return np.load(self.folder / f"classic-{name}.npy", mmap_mode="r", allow_pickle=False)
 
@@ -102,25 +123,16 @@ def latest(index_dir: Path, below: int) -> Published | None:
     return None
 
 
-def held_shards(index_dir: Path, below: int, holds: Callable[[Manifest], bool]) -> set[int]:
-    """The feature shards whose rows the latest generation numbered below `below` (`latest`)
-    holds what `holds` asks of (its recorded uid still the shard's)."""
-    published = latest(index_dir, below)
-    if published is None or not holds(published.manifest):
+def codes_held(published: Published | None, model_id: str) -> set[int]:
+    """The feature shards whose codes under the model `model_id` `published` holds."""
+    if published is None or not published.holds_codes(model_id):
         return set()
-    features = IndexLayout(index_dir).features
-    uids = published.manifest.shard_uids or {}
-    return {int(shard) for shard, uid in uids.items() if shard_uid(features, int(shard)) == uid}
+    return published.held_shards()
 
 
-def codes_held(index_dir: Path, below: int, model_id: str) -> set[int]:
-    """The feature shards whose codes under the model `model_id` are held (`held_shards`)."""
-    return held_shards(index_dir, below, lambda m: m.model_id == model_id)
-
-
-def classic_held(index_dir: Path, below: int, key: str, names: tuple[str, ...]) -> set[int]:
-    """The feature shards whose classic descriptors `names` under the settings `key` are held
-    (`held_shards`)."""
-    return held_shards(
-        index_dir, below, lambda m: m.classic == key and set(names) <= set(m.classic_descriptors)
-    )
+def classic_held(published: Published | None, key: str, names: tuple[str, ...]) -> set[int]:
+    """The feature shards whose classic descriptors `names` under the settings `key`
+    `published` holds."""
+    if published is None or not published.holds_classic(key, names):
+        return set()
+    return published.held_shards()
