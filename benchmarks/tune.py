@@ -14,9 +14,9 @@ Objectives, both on the validation half (even Holidays groups) only:
   among Holidays-300 and the 10,800 Corel photographs.
 A parameter's score is the mean of its objectives. The default is kept unless another value
 scores more than `MARGIN` above it: noise is not a reason to move. A cost knob (when second looks
-are taken and how many images each verifies) goes the other way: its cheapest value that scores
-no more than `MARGIN` below the default is chosen, and its time is measured by the latency
-benchmarks, not here.
+are taken and how many images each verifies) goes the other way: its cheapest value that loses
+no more than `MARGIN` on either objective (Holidays, or the robustness mean) is chosen, and its
+time is measured by the latency benchmarks, not here.
 
 Each query is described once and searched again under every setting (its second looks are
 kept with it), so a sweep costs searches, not descriptions.
@@ -222,20 +222,41 @@ def sweep(
             if rob and param.families:
                 for family in param.families:
                     scores[f"robustness {family}"] = recall_at_1(rob[0], rob[1][family])
-        robust = [v for k, v in scores.items() if k.startswith("robustness")]
-        score = scores["holidays"] if not robust else (scores["holidays"] + np.mean(robust)) / 2
-        rows.append({"value": value, "scores": scores, "score": float(score)})
+        halves = _halves(scores)
+        score = float(np.mean(list(halves.values())))
+        rows.append({"value": value, "scores": scores, "score": score})
         # (no timing here: each query's descriptions and verifications are kept between values;
         # what a cheaper value saves is measured by benchmarks/holidays.py and speed.py)
         print(f"{param.name}={value}: {score:.4f} {scores} ({time.perf_counter() - t:.0f} s)")
     base = next(r for r in rows if r["value"] == default)
     if param.cheaper:
-        chosen = next(r for r in rows if r["score"] >= base["score"] - MARGIN)
+        chosen = next(r for r in rows if _costs_nothing(r["scores"], base["scores"]))
     else:
         best = max(rows, key=lambda r: r["score"])
         chosen = best if best["score"] > base["score"] + MARGIN else base
-    rule = "cheapest within the margin" if param.cheaper else "best by more than the margin"
+    rule = (
+        "cheapest losing at most the margin on each objective"
+        if param.cheaper
+        else "best by more than the margin"
+    )
     return {"default": default, "chosen": chosen["value"], "rule": rule, "grid": rows}
+
+
+def _halves(scores: dict[str, float]) -> dict[str, float]:
+    """The two halves a score averages: Holidays mAP, and the mean robustness R@1 (if any)."""
+    robust = [v for k, v in scores.items() if k.startswith("robustness")]
+    return {
+        "holidays": scores["holidays"],
+        **({"robustness": float(np.mean(robust))} if robust else {}),
+    }
+
+
+def _costs_nothing(scores: dict[str, float], default: dict[str, float]) -> bool:
+    """A cheaper value may replace the default only if neither half of its score falls more than
+    `MARGIN`: the mean alone would let a knob that touches one objective lose twice the margin
+    there (what `retry_below` 20 did to Holidays, -0.43 points, at a mean of -0.30)."""
+    mine, theirs = _halves(scores), _halves(default)
+    return all(mine[k] >= theirs[k] - MARGIN for k in theirs)
 
 
 @contextmanager
