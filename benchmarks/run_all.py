@@ -1,6 +1,6 @@
 """Run every benchmark of one code version, then regenerate BENCHMARKS.md (`make bench`).
 
-    .venv/bin/python benchmarks/run_all.py [--quick] [--fresh] [--list] [--commit]
+    .venv/bin/python benchmarks/run_all.py [--quick] [--fresh] [--list] [--commit] [--stop-by HH:MM]
 
 Every result file records the code it came from (`common.provenance`: commit, a hash of the
 source of src/lookalike, precision). A step whose results already come from the code checked
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from common import load_result
@@ -44,6 +45,9 @@ class Step:
     adds: str = ""
     """A key the step adds to a result another step writes (the tuning's test-half ablation):
     the step is done when that key is there, from this code."""
+    minutes: int = 30
+    """About how long it runs on 2 cores (from earlier runs): `--stop-by` starts no step that
+    would not finish in time."""
 
     @property
     def name(self) -> str:
@@ -51,41 +55,54 @@ class Step:
 
 
 STEPS = (
-    Step("tune.py", writes=("tune",)),
-    Step("tune.py", ("--ablation",), ("tune",), adds="ablation"),
-    Step("holidays.py", writes=("holidays",), quick=True),
-    Step("corel.py", writes=("corel",), quick=True),
-    Step("rerank.py", writes=("rerank",), quick=True),
-    Step("dedup.py", writes=("dedup",), quick=True),
-    Step("dedup_scale.py", writes=("dedup_scale",)),
-    Step("verdict.py", writes=("verdict",)),
-    Step("speed.py", writes=("speed",), quick=True),
-    Step("robustness.py", ("--queries", "300", "--split", "test"), ("robustness",)),
+    Step("tune.py", writes=("tune",), minutes=55),
+    Step("tune.py", ("--ablation",), ("tune",), adds="ablation", minutes=12),
+    Step("holidays.py", writes=("holidays",), quick=True, minutes=40),
+    Step("corel.py", writes=("corel",), quick=True, minutes=22),
+    Step("rerank.py", writes=("rerank",), quick=True, minutes=35),
+    Step("dedup.py", writes=("dedup",), quick=True, minutes=50),
+    Step("dedup_scale.py", writes=("dedup_scale",), minutes=35),
+    Step("verdict.py", writes=("verdict",), minutes=25),
+    Step("speed.py", writes=("speed",), quick=True, minutes=15),
+    Step("robustness.py", ("--queries", "300", "--split", "test"), ("robustness",), minutes=90),
     Step(
         "robustness.py",
         ("--queries", "300", "--split", "test", "--compact"),
         ("robustness-compact",),
+        minutes=90,
     ),
-    Step("compare.py", writes=("compare",)),
-    Step("load.py", tuple(LOAD), ("load",), label="load.py (default)"),
-    Step("load.py", (*LOAD, "--verify", "20"), ("load",), label="load.py --verify 20"),
-    Step("load.py", (*LOAD, "--verify", "20", "--preset", "fast"), ("load",), label="load fast"),
-    Step("scale_global.py", writes=("scale_global",)),
-    Step("scale_asmk.py", writes=("scale_asmk",)),
-    Step("scale_robustness.py", writes=("scale_robustness",)),
-    Step("scale_search.py", writes=("scale_search",)),
-    Step("safety.py", writes=("safety",)),
-    Step("fingerprints.py", writes=("fingerprints",)),
-    Step("fingerprints_scale.py", writes=("fingerprints_scale",)),
-    Step("backbones.py", writes=("backbones",)),
-    Step("ray_scaling.py", writes=("ray_scaling",)),
-    *(Step("train.py", (e,), (f"train-{e}",)) for e in ("holidays", "transfer")),
+    Step("compare.py", writes=("compare",), minutes=40),
+    Step("load.py", tuple(LOAD), ("load",), label="load.py (default)", minutes=8),
+    Step("load.py", (*LOAD, "--verify", "20"), ("load",), label="load.py --verify 20", minutes=8),
+    Step(
+        "load.py",
+        (*LOAD, "--verify", "20", "--preset", "fast"),
+        ("load",),
+        label="load fast",
+        minutes=8,
+    ),
+    Step("scale_global.py", writes=("scale_global",), minutes=10),
+    Step("scale_asmk.py", writes=("scale_asmk",), minutes=25),
+    Step("scale_robustness.py", writes=("scale_robustness",), minutes=90),
+    Step("scale_search.py", writes=("scale_search",), minutes=120),
+    Step("safety.py", writes=("safety",), minutes=95),
+    Step("fingerprints.py", writes=("fingerprints",), minutes=40),
+    Step("fingerprints_scale.py", writes=("fingerprints_scale",), minutes=40),
+    Step("backbones.py", writes=("backbones",), minutes=150),
+    Step("ray_scaling.py", writes=("ray_scaling",), minutes=30),
+    *(Step("train.py", (e,), (f"train-{e}",), minutes=60) for e in ("holidays", "transfer")),
     # issue 23's rows: from scratch at 30, 60 and 120 minutes, fingerprints at 20, 60 and 120
-    Step("train.py", ("scratch", "--minutes", "120", "--snapshots", "30,60"), ("train-scratch",)),
+    Step(
+        "train.py",
+        ("scratch", "--minutes", "120", "--snapshots", "30,60"),
+        ("train-scratch",),
+        minutes=155,
+    ),
     Step(
         "train.py",
         ("fingerprints", "--minutes", "120", "--snapshots", "20,60"),
         ("train-fingerprints",),
+        minutes=155,
     ),
 )
 
@@ -120,17 +137,33 @@ def commit_results(step: Step, key: str) -> None:
     subprocess.run(["git", "commit", "-q", "-m", message, "--", results], cwd=repo, check=True)
 
 
+def _deadline(hhmm: str) -> float:
+    """The next `hhmm` (UTC) from now, as a Unix time."""
+    now = datetime.now(UTC)
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return (at if at > now else at + timedelta(days=1)).timestamp()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the documented subset only")
     parser.add_argument("--fresh", action="store_true", help="run every step, done or not")
     parser.add_argument("--list", action="store_true", help="list the steps and stop")
     parser.add_argument(
+        "--stop-by",
+        metavar="HH:MM",
+        help="start no step that would not finish by then (UTC; its estimate in STEPS): a "
+        "sitting that ends at a known time leaves no step half done",
+    )
+    parser.add_argument(
         "--commit", action="store_true", help="git-commit benchmarks/results after each step"
     )
     args = parser.parse_args()
     key = code_key()
     steps = [s for s in STEPS if s.quick or not args.quick]
+    deadline = _deadline(args.stop_by) if args.stop_by else None
+    left_out = []
     for step in steps:
         done = not args.fresh and current(step, key)
         if args.list:
@@ -139,6 +172,10 @@ def main() -> None:
         if done:
             print(f"== {step.name}: done by this code already", flush=True)
             continue
+        if deadline is not None and time.time() + step.minutes * 60 > deadline:
+            print(f"== {step.name}: left for later (about {step.minutes} min)", flush=True)
+            left_out.append(step.name)
+            continue
         print(f"== {step.name}", flush=True)
         t = time.perf_counter()
         subprocess.run([sys.executable, str(HERE / step.script), *step.args], cwd=HERE, check=True)
@@ -146,6 +183,9 @@ def main() -> None:
         if args.commit:
             commit_results(step, key)
     if args.list:
+        return
+    if left_out:
+        print(f"== stopped by {args.stop_by}: {len(left_out)} steps left; BENCHMARKS.md unchanged")
         return
     if not args.quick:
         subprocess.run([sys.executable, str(HERE / "train.py"), "plot"], cwd=HERE, check=True)
