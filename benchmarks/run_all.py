@@ -124,7 +124,7 @@ def current(step: Step, key: str) -> bool:
     return True
 
 
-def commit_results(step: Step, key: str) -> None:
+def commit_results(step: Step, key: str, note: str = "") -> None:
     """Commit what `step` wrote under benchmarks/results (and nothing else) to the checked-out
     branch; a step that changed no file commits nothing."""
     repo = HERE.parent
@@ -133,7 +133,7 @@ def commit_results(step: Step, key: str) -> None:
     staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", results], cwd=repo)
     if staged.returncode == 0:
         return
-    message = f"benchmarks/results: {step.name} (src {key})"
+    message = f"benchmarks/results: {step.name} (src {key}{', ' + note if note else ''})"
     subprocess.run(["git", "commit", "-q", "-m", message, "--", results], cwd=repo, check=True)
 
 
@@ -163,7 +163,8 @@ def main() -> None:
     key = code_key()
     steps = [s for s in STEPS if s.quick or not args.quick]
     deadline = _deadline(args.stop_by) if args.stop_by else None
-    left_out = []
+    left_out: list[str] = []
+    failed: list[str] = []
     for step in steps:
         done = not args.fresh and current(step, key)
         if args.list:
@@ -178,12 +179,21 @@ def main() -> None:
             continue
         print(f"== {step.name}", flush=True)
         t = time.perf_counter()
-        subprocess.run([sys.executable, str(HERE / step.script), *step.args], cwd=HERE, check=True)
+        run = subprocess.run([sys.executable, str(HERE / step.script), *step.args], cwd=HERE)
         print(f"== {step.name}: {time.perf_counter() - t:.0f} s", flush=True)
+        if run.returncode != 0:
+            # the others still run (a sitting is not lost to one step); no commit of what it left
+            print(f"== {step.name}: FAILED (exit {run.returncode})", flush=True)
+            failed.append(step.name)
+            if args.commit:  # what it measured before failing, marked partial: resumed later
+                commit_results(step, key, note="failed, partial")
+            continue
         if args.commit:
             commit_results(step, key)
     if args.list:
         return
+    if failed:
+        sys.exit(f"== failed: {', '.join(failed)}; BENCHMARKS.md unchanged")
     if left_out:
         print(f"== stopped by {args.stop_by}: {len(left_out)} steps left; BENCHMARKS.md unchanged")
         return
