@@ -183,7 +183,7 @@ def main() -> None:
         run = subprocess.run([sys.executable, str(HERE / step.script), *step.args], cwd=HERE)
         print(f"== {step.name}: {time.perf_counter() - t:.0f} s", flush=True)
         if run.returncode != 0:
-            # the others still run (a sitting is not lost to one step); no commit of what it left
+            # the others still run: a sitting is not lost to one step
             print(f"== {step.name}: FAILED (exit {run.returncode})", flush=True)
             failed.append(step.name)
             if args.commit:  # what it measured before failing, marked partial: resumed later
